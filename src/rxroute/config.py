@@ -1,0 +1,206 @@
+"""rxroute's one settings object.
+
+Every knob is an ``RXROUTE_`` environment variable (or a line in ``.env``); ``.env.example``
+documents each. Secrets are ``SecretStr`` so they never show up in a repr or a log line. The
+demo and the tests run in ``development``, where placeholder secrets are allowed; anywhere
+else a placeholder is refused at start-up, naming the variable, so a forgotten secret cannot
+reach production.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that mark a secret as "not really set". Refused outside development.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
+
+#: Development-only defaults, so ``rxroute demo`` works with no configuration at all.
+DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-0000000000000000000="
+DEMO_SESSION_SECRET = "demo-only-session-secret"
+DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"
+DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
+DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or unsafe; the message names the variable and the fix."""
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RXROUTE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # --- database -------------------------------------------------------------------------
+    #: Empty means "start the embedded PostgreSQL under ``var_dir/pg``".
+    database_url: str = ""
+    var_dir: Path = Path("var")
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # --- HTTP -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    #: The URL people and the platform reach rxroute at (links in emails, webhook URL).
+    public_url: str = "http://127.0.0.1:8000"
+
+    # --- secrets --------------------------------------------------------------------------
+    #: Fernet key(s) encrypting prescriber credentials at rest. Comma-separated: the first
+    #: encrypts, all decrypt, so a key can be rotated without a flag day.
+    encryption_keys: SecretStr = SecretStr(DEMO_ENCRYPTION_KEY)
+    #: Signs API bearer tokens, session cookies and pharmacy confirmation links.
+    session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
+    access_token_ttl_seconds: int = Field(default=3600, ge=60)
+
+    # --- regions and channels -------------------------------------------------------------
+    #: Which channel serves each region: adding a region served by an existing channel is
+    #: configuration, not code. JSON, e.g. ``{"A": "email", "B": "erx"}``.
+    region_channels: dict[str, str] = {"A": "email", "B": "erx"}
+
+    # --- Region B: the e-prescription platform --------------------------------------------
+    erx_base_url: str = "http://127.0.0.1:8100"
+    erx_token_path: str = "/oauth/token"
+    erx_api_prefix: str = "/api/v1"
+    erx_client_id: str = DEMO_ERX_CLIENT_ID
+    erx_client_secret: SecretStr = SecretStr(DEMO_ERX_CLIENT_SECRET)
+    #: The clinic's *internal* API ID (994 in the demo), not the dashboard's display ID.
+    erx_clinic_id: int | None = None
+    erx_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Refresh tokens this many seconds before they expire.
+    erx_token_refresh_margin_seconds: int = Field(default=60, ge=0)
+    #: Record full requests/responses (secrets and PHI redacted) under ``erx_capture_dir``.
+    erx_capture: bool = False
+    erx_capture_dir: Path = Path("var/erx-capture")
+    erx_send_max_attempts: int = Field(default=8, ge=1, le=50)
+    erx_send_backoff_seconds: float = Field(default=2.0, gt=0)
+    erx_send_backoff_cap_seconds: float = Field(default=300.0, gt=0)
+    #: The caller's IP the platform records for the prescriber.
+    erx_prescriber_ip: str = "203.0.113.7"
+
+    # --- webhooks -------------------------------------------------------------------------
+    webhook_secret: SecretStr = SecretStr(DEMO_WEBHOOK_SECRET)
+    #: The previous secret, accepted too while set, so rotation needs no downtime.
+    webhook_secret_previous: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Inbound event IDs are kept this long for dedupe: far beyond the sender's retry horizon.
+    webhook_event_retention_days: int = Field(default=30, ge=1)
+    #: Poll the platform about a Region B prescription that has heard nothing for this long.
+    reconcile_after_seconds: int = Field(default=900, ge=1)
+
+    # --- Region A: email ------------------------------------------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_from: str = "prescriptions@rxroute.example.com"
+    pharmacy_link_ttl_hours: int = Field(default=24 * 28, ge=1)
+
+    # --- logging --------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- worker ---------------------------------------------------------------------------
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    #: A job in ``doing`` this long with no heartbeat is considered stalled and retried.
+    stalled_job_seconds: int = Field(default=300, ge=30)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ValueError(
+                "RXROUTE_DATABASE_URL must be a PostgreSQL URL like "
+                "postgresql://user@127.0.0.1:5432/rxroute (or unset it to use the embedded server)"
+            )
+        return value
+
+    @field_validator("region_channels")
+    @classmethod
+    def _check_region_channels(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"email", "erx"}
+        for region, channel in value.items():
+            if channel not in known:
+                raise ValueError(
+                    f"RXROUTE_REGION_CHANNELS: region {region!r} names unknown channel "
+                    f"{channel!r}; use one of {sorted(known)}"
+                )
+        return {region.upper(): channel for region, channel in value.items()}
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Settings:
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        secrets = {
+            "RXROUTE_ENCRYPTION_KEYS": self.encryption_keys,
+            "RXROUTE_SESSION_SECRET": self.session_secret,
+            "RXROUTE_WEBHOOK_SECRET": self.webhook_secret,
+            "RXROUTE_ERX_CLIENT_SECRET": self.erx_client_secret,
+        }
+        for name, secret in secrets.items():
+            raw = secret.get_secret_value()
+            if not raw.strip():
+                raise ValueError(f"{name} is empty: set it to a real secret")
+            if _is_placeholder(raw):
+                raise ValueError(
+                    f"{name} still holds a placeholder value; set a real secret "
+                    f"(placeholders are allowed only with RXROUTE_ENVIRONMENT=development)"
+                )
+        if self.erx_capture:
+            raise ValueError(
+                "RXROUTE_ERX_CAPTURE records full platform traffic and is refused outside "
+                "development; unset it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_secret_not_empty(self) -> Settings:
+        if not self.webhook_secret.get_secret_value().strip():
+            raise ValueError(
+                "RXROUTE_WEBHOOK_SECRET is empty: unsigned webhooks would be accepted; set it"
+            )
+        return self
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.var_dir / "pg"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url
+
+    def channel_for_region(self, region: str) -> str | None:
+        return self.region_channels.get(region.upper())
+
+    @property
+    def webhook_url(self) -> str:
+        return self.public_url.rstrip("/") + "/webhooks/erx"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after patching env."""
+    return Settings()

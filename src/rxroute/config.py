@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
 
 #: Development-only defaults, so ``rxroute demo`` works with no configuration at all.
-DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-0000000000000000000="
+DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-000000000000000000="
 DEMO_SESSION_SECRET = "demo-only-session-secret"
 DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
             return value
         if not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
             raise ValueError(
-                "RXROUTE_DATABASE_URL must be a PostgreSQL URL like "
+                "must be a PostgreSQL URL like "
                 "postgresql://user@127.0.0.1:5432/rxroute (or unset it to use the embedded server)"
             )
         return value
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         for region, channel in value.items():
             if channel not in known:
                 raise ValueError(
-                    f"RXROUTE_REGION_CHANNELS: region {region!r} names unknown channel "
+                    f"region {region!r} names unknown channel "
                     f"{channel!r}; use one of {sorted(known)}"
                 )
         return {region.upper(): channel for region, channel in value.items()}

@@ -1,0 +1,139 @@
+"""The FastAPI application: routers, JSON errors, request logs, health and readiness."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rxroute import __version__
+from rxroute.auth.endpoints import router as auth_router
+from rxroute.config import Settings, get_settings
+from rxroute.db import migrate
+from rxroute.db.engine import resolve_database_url
+from rxroute.runtime import get_runtime, start_runtime, stop_runtime
+
+log = structlog.get_logger(__name__)
+
+
+def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": _field_name(error.get("loc", ())), "message": error.get("msg", "invalid")}
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+    return JSONResponse(
+        status_code=422, content={"detail": f"invalid request: {summary}", "errors": errors}
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        status_code=exc.status_code,
+        content={"detail": exc.detail},
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "")
+    log.error("unhandled_error", request_id=request_id, error_type=type(exc).__name__)
+    return JSONResponse(
+        status_code=500,
+        content={"detail": "internal error; quote this request id to support", "request_id": request_id},
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_runtime = False
+        try:
+            get_runtime()
+        except RuntimeError:
+            active = settings or get_settings()
+            await start_runtime(active, resolve_database_url(active))
+            owns_runtime = True
+        yield
+        if owns_runtime:
+            await stop_runtime()
+
+    app = FastAPI(
+        title="rxroute",
+        version=__version__,
+        description="Route prescriptions to pharmacies by region and track them until dispensed.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled_error)
+
+    @app.middleware("http")
+    async def request_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        response.headers["X-Request-ID"] = request_id
+        log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            request_id=request_id,
+        )
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive (says nothing about the database)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Ready to serve: the database answers and its schema is at the latest migration."""
+        runtime = get_runtime()
+        try:
+            async with runtime.engine.connect() as connection:
+                current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; reported below
+            return JSONResponse(
+                status_code=503,
+                content={"status": "unavailable", "reason": f"database: {type(exc).__name__}"},
+            )
+        head = migrate.head_revision()
+        if current != head:
+            return JSONResponse(
+                status_code=503,
+                content={
+                    "status": "unavailable",
+                    "reason": f"migrations at {current}, code expects {head}: run rxroute migrate",
+                },
+            )
+        return JSONResponse(content={"status": "ready", "migration": current})
+
+    app.include_router(auth_router)
+    return app

@@ -1,0 +1,86 @@
+"""FastAPI dependencies: the database session of a request, and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.auth.tokens import InvalidToken, read_token
+from rxroute.models import Role, User
+from rxroute.runtime import Runtime, get_runtime
+
+
+def runtime_dependency() -> Runtime:
+    return get_runtime()
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
+
+
+async def session_dependency(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the handler returns, rolled back on error."""
+    async with runtime.sessionmaker() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+
+SESSION_COOKIE = "rxroute_session"
+
+
+def _unauthenticated(message: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=message,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def current_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> User:
+    header = request.headers.get("authorization", "")
+    token: str | None = None
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise _unauthenticated("Authorization header must be 'Bearer <token>'")
+        token = value.strip()
+    else:
+        token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise _unauthenticated("sign in first: POST /api/v1/auth/token")
+    try:
+        claims = read_token(
+            runtime.settings.session_secret.get_secret_value(),
+            token,
+            runtime.settings.access_token_ttl_seconds,
+        )
+    except InvalidToken as exc:
+        raise _unauthenticated(str(exc)) from exc
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.active:
+        raise _unauthenticated("this account is not active")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
+    allowed = {role.value for role in roles}
+
+    async def checker(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"this needs the {' or '.join(sorted(allowed))} role",
+            )
+        return user
+
+    return checker
+
+
+StaffUser = Annotated[User, Depends(require_roles(Role.SUPPORT, Role.ADMIN))]
+AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]

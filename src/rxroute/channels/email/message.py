@@ -1,0 +1,136 @@
+"""The email a Region A pharmacy receives: a short note, the PDF, the confirmation link.
+
+Email crosses servers we do not control and subjects show up in notification previews and
+logs, so the subject carries only rxroute's prescription ID and the body names the
+prescriber and the pharmacy but no patient details: those live in the attached PDF alone.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from rxroute.channels.email.document import PrescriptionDocument
+
+__all__ = ["attachment_filename", "build_prescription_email", "prescription_subject"]
+
+
+def prescription_subject(prescription_id: str) -> str:
+    return f"Private prescription {prescription_id}"
+
+
+def attachment_filename(prescription_id: str) -> str:
+    safe = "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "-" for ch in prescription_id
+    )
+    return f"prescription-{safe}.pdf"
+
+
+def build_prescription_email(
+    *,
+    sender: str,
+    to: str,
+    doc: PrescriptionDocument,
+    pdf: bytes,
+    confirm_url: str,
+    reply_to: str | None = None,
+    link_expires_at: datetime | None = None,
+) -> EmailMessage:
+    """Compose the message; raises ``ValueError`` on a confirmation URL that is not http(s).
+
+    A non-web URL (``javascript:``, ``data:``) in the one link a pharmacist is asked to
+    click would be an injection, so it is refused here rather than escaped into the HTML.
+    """
+    if not confirm_url.startswith(("https://", "http://")):
+        raise ValueError("confirm_url must be an http(s) URL")
+    if not pdf.startswith(b"%PDF-"):
+        raise ValueError("pdf is not a PDF document")
+
+    message = EmailMessage()
+    message["Subject"] = prescription_subject(doc.prescription_id)
+    message["From"] = sender
+    message["To"] = to
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(datetime.now(UTC))
+    domain = sender.rpartition("@")[2].strip(" >") or None
+    message["Message-ID"] = make_msgid(idstring="rx", domain=domain)
+    # Lets a reply or bounce be matched back to the prescription without parsing bodies.
+    message["X-Rxroute-Prescription-Id"] = doc.prescription_id
+
+    filename = attachment_filename(doc.prescription_id)
+    message.set_content(_text_body(doc, confirm_url, filename, link_expires_at))
+    message.add_alternative(_html_body(doc, confirm_url, filename, link_expires_at), subtype="html")
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=filename)
+    return message
+
+
+def _long_date(value: date) -> str:
+    return f"{value.day} {value:%B %Y}"
+
+
+def _expiry_sentence(link_expires_at: datetime | None) -> str:
+    if link_expires_at is None:
+        return "The link is unique to this prescription; please do not forward it."
+    when = link_expires_at.astimezone(UTC).strftime("%d %B %Y %H:%M UTC")
+    return (
+        f"The link is unique to this prescription and works until {when}; please do not forward it."
+    )
+
+
+def _text_body(
+    doc: PrescriptionDocument,
+    confirm_url: str,
+    filename: str,
+    link_expires_at: datetime | None,
+) -> str:
+    prescriber = doc.prescriber
+    return (
+        f"Hello {doc.pharmacy.name},\n"
+        "\n"
+        f"Private prescription {doc.prescription_id} is attached as {filename}. It was issued "
+        f"by {prescriber.name} (registration number {prescriber.registration_number}) on "
+        f"{_long_date(doc.issued_on)}.\n"
+        "\n"
+        "When you have dispensed it, please confirm by opening this link:\n"
+        f"{confirm_url}\n"
+        "\n"
+        f"{_expiry_sentence(link_expires_at)}\n"
+        "\n"
+        f"Questions about the prescription: contact the prescriber at {prescriber.email}.\n"
+        "\n"
+        "-- \n"
+        "Sent by rxroute on behalf of the prescriber.\n"
+    )
+
+
+def _html_body(
+    doc: PrescriptionDocument,
+    confirm_url: str,
+    filename: str,
+    link_expires_at: datetime | None,
+) -> str:
+    e = html.escape
+    prescriber = doc.prescriber
+    return (
+        "<!DOCTYPE html>\n"
+        '<html><body style="font-family: Arial, sans-serif; font-size: 15px; color: #1b1b1b;">\n'
+        f"<p>Hello {e(doc.pharmacy.name)},</p>\n"
+        f"<p>Private prescription <strong>{e(doc.prescription_id)}</strong> is attached as "
+        f"<code>{e(filename)}</code>. It was issued by {e(prescriber.name)} (registration "
+        f"number {e(prescriber.registration_number)}) on {e(_long_date(doc.issued_on))}.</p>\n"
+        "<p>When you have dispensed it, please confirm:</p>\n"
+        f'<p><a href="{e(confirm_url)}" style="display: inline-block; padding: 10px 16px; '
+        'background: #1d5fa8; color: #ffffff; text-decoration: none; border-radius: 4px;">'
+        "Confirm dispensed</a></p>\n"
+        f'<p style="font-size: 13px;">Or copy this address into your browser:<br>'
+        f"{e(confirm_url)}</p>\n"
+        f'<p style="font-size: 13px;">{e(_expiry_sentence(link_expires_at))}</p>\n'
+        f"<p>Questions about the prescription: contact the prescriber at "
+        f"{e(prescriber.email)}.</p>\n"
+        '<p style="color: #666666; font-size: 12px;">Sent by rxroute on behalf of the '
+        "prescriber.</p>\n"
+        "</body></html>\n"
+    )

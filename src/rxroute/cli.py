@@ -1,0 +1,297 @@
+"""The ``rxroute`` command: migrate, seed, serve, worker, demo, sandbox, preflight.
+
+Every command turns a configuration or environment problem into one line on stderr naming
+what to fix, and a non-zero exit status; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rxroute.config import Settings, get_settings
+from rxroute.crypto import DecryptionError, EncryptionKeyError
+from rxroute.db.embedded import EmbeddedDatabaseError
+from rxroute.db.engine import DatabaseConfigError, resolve_database_url
+
+app = typer.Typer(
+    name="rxroute",
+    help="Route prescriptions to pharmacies by region, and track them until dispensed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _settings_error_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = "_".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if location:
+            parts.append(f"RXROUTE_{location.upper()}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def _database_error_line(exc: BaseException) -> str | None:
+    import psycopg
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, psycopg.OperationalError | OperationalError):
+        return (
+            "cannot reach the database set in RXROUTE_DATABASE_URL "
+            "(is the server running and the address right?)"
+        )
+    if isinstance(exc, DBAPIError):
+        return f"database error ({type(exc.orig).__name__}); run `rxroute migrate` first?"
+    return None
+
+
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ValidationError as exc:
+            line = _settings_error_line(exc)
+        except (
+            CliError,
+            EmbeddedDatabaseError,
+            DatabaseConfigError,
+            EncryptionKeyError,
+            DecryptionError,
+        ) as exc:
+            line = str(exc)
+        except KeyboardInterrupt:
+            err_console.print("stopped")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            line_or_none = _database_error_line(exc)
+            if line_or_none is None:
+                raise
+            line = line_or_none
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+    return wrapper
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``.env``, with command-line overrides on top."""
+    get_settings.cache_clear()
+    if overrides:
+        return Settings(**overrides)
+    return get_settings()
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"{what} port {host}:{port} is already in use; stop whatever uses it or "
+                    f"pass another --port"
+                ) from exc
+            raise CliError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda advance: progress.advance(task, advance)
+
+
+def print_logins(url: str | None = None) -> None:
+    from rxroute.seed import data
+
+    if url:
+        console.print(f"\n[bold]rxroute is running at[/] {url}")
+    console.print("[bold]Demo logins[/] (password for all: [cyan]rxroute-demo[/]):")
+    for email, role in (
+        (data.DEMO_PATIENT_EMAIL, "patient"),
+        (data.DEMO_SUPPORT_EMAIL, "support"),
+        (data.DEMO_ADMIN_EMAIL, "admin"),
+    ):
+        console.print(f"  {email:<22} {role}")
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    downgrade: Annotated[
+        bool, typer.Option("--downgrade", help="Downgrade to --revision instead.")
+    ] = False,
+) -> None:
+    """Bring the database schema (rxroute's tables and the job queue) up to date."""
+    from rxroute.db import migrate as migrations
+
+    settings = load_settings()
+    url = resolve_database_url(settings)
+    if downgrade:
+        target = "base" if revision == "head" else revision
+        migrations.downgrade(url, target)
+    else:
+        migrations.upgrade(url, revision)
+    console.print(f"database at revision {migrations.current_revision(url)}")
+
+
+async def _seed(settings: Settings, url: str, prescriptions: int) -> None:
+    from rxroute.db import migrate as migrations
+    from rxroute.runtime import start_runtime, stop_runtime
+    from rxroute.seed.service import add_prescriptions, seed_demo
+
+    await asyncio.to_thread(migrations.upgrade, url)
+    runtime = await start_runtime(settings, url)
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            summary = await seed_demo(session, runtime.secret_box)
+        if summary.created:
+            console.print(
+                f"seeded {summary.pharmacies} pharmacies, {summary.patients} patients, "
+                f"{summary.prescriptions} prescriptions"
+            )
+        else:
+            console.print("demo data already present")
+        if prescriptions:
+            with progress_bar("adding prescriptions", prescriptions) as advance:
+                async with runtime.sessionmaker() as session, session.begin():
+                    added = await add_prescriptions(session, prescriptions, progress=advance)
+            console.print(f"added {added} fresh draft prescriptions")
+    finally:
+        await stop_runtime()
+
+
+@app.command()
+@friendly_errors
+def seed(
+    prescriptions: Annotated[
+        int,
+        typer.Option(
+            "--prescriptions", "-n", min=0, max=1_000_000,
+            help="Also bulk-add this many fresh draft prescriptions.",
+        ),
+    ] = 0,
+) -> None:
+    """Create the deterministic synthetic demo data (idempotent), and optionally more."""
+    settings = load_settings()
+    url = resolve_database_url(settings)
+    try:
+        asyncio.run(_seed(settings, url, prescriptions))
+    except LookupError as exc:
+        raise CliError(str(exc)) from exc
+    print_logins()
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app and API."""
+    import uvicorn
+
+    from rxroute.app import create_app
+    from rxroute.logging import configure_logging
+
+    settings = load_settings()
+    ensure_port_free(host, port, "rxroute")
+    configure_logging(settings.log_level, json=settings.log_json)
+    resolve_database_url(settings)  # fail fast, before uvicorn starts, on a bad database
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+async def run_worker(concurrency: int, *, install_signal_handlers: bool = True) -> None:
+    from rxroute.jobs import queue
+
+    await queue.run_worker_async(
+        concurrency=concurrency,
+        install_signal_handlers=install_signal_handlers,
+        shutdown_graceful_timeout=30,
+        fetch_job_polling_interval=2.0,
+    )
+
+
+async def _worker(settings: Settings, url: str, concurrency: int) -> None:
+    from rxroute.runtime import start_runtime, stop_runtime
+
+    await start_runtime(settings, url)
+    try:
+        await run_worker(concurrency)
+    finally:
+        await stop_runtime()
+
+
+@app.command()
+@friendly_errors
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Jobs run at once (default from settings).")
+    ] = None,
+) -> None:
+    """Run background jobs (sending, webhook processing, reconciliation). Scale out freely."""
+    from rxroute.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    url = resolve_database_url(settings)
+    asyncio.run(_worker(settings, url, concurrency or settings.worker_concurrency))
+
+
+@app.command()
+@friendly_errors
+def demo(
+    host: Annotated[str, typer.Option(help="Address for every demo service.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="rxroute's port.")] = 8000,
+) -> None:
+    """Everything on this machine: database, app, worker, seeded data. Ctrl-C stops it all."""
+    from rxroute.demo import run_demo
+
+    run_demo(host=host, port=port)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Database plumbing: the embedded server, the engine and sessions, the declarative base."""

@@ -1,0 +1,1 @@
+"""Housekeeping jobs that keep the queue and tables healthy."""

@@ -1,0 +1,27 @@
+"""Tables, one module each. Importing this package registers them all on ``Base.metadata``."""
+
+from rxroute.models.clinic import Clinic
+from rxroute.models.delivery_attempt import DeliveryAttempt
+from rxroute.models.patient import Patient
+from rxroute.models.pharmacy import Pharmacy
+from rxroute.models.prescriber import Prescriber
+from rxroute.models.prescription import Prescription
+from rxroute.models.prescription_item import PrescriptionItem
+from rxroute.models.status_event import PrescriptionStatusEvent
+from rxroute.models.user import Role, User
+from rxroute.models.webhook_event import InboundWebhookEvent, WebhookEventState
+
+__all__ = [
+    "Clinic",
+    "DeliveryAttempt",
+    "InboundWebhookEvent",
+    "Patient",
+    "Pharmacy",
+    "Prescriber",
+    "Prescription",
+    "PrescriptionItem",
+    "PrescriptionStatusEvent",
+    "Role",
+    "User",
+    "WebhookEventState",
+]

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Date, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rxroute.db.base import Base, IdMixin, TimestampMixin
+
+
+class Patient(IdMixin, TimestampMixin, Base):
+    """A patient's profile. Everything here is PHI: never log it, only the id."""
+
+    __tablename__ = "patients"
+
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    gender: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    address_line1: Mapped[str] = mapped_column(String(200), default="")
+    address_line2: Mapped[str] = mapped_column(String(200), default="")
+    town: Mapped[str] = mapped_column(String(100), default="")
+    postcode: Mapped[str] = mapped_column(String(16), default="")
+    country: Mapped[str] = mapped_column(String(2), default="GB")
+    region: Mapped[str] = mapped_column(String(8))
+    nhs_number: Mapped[str | None] = mapped_column(String(10), default=None)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from rxroute.db.base import Base, IdMixin, TimestampMixin
+from rxroute.prescriptions.lifecycle import Status
+
+if TYPE_CHECKING:
+    from rxroute.models.patient import Patient
+    from rxroute.models.pharmacy import Pharmacy
+    from rxroute.models.prescriber import Prescriber
+    from rxroute.models.prescription_item import PrescriptionItem
+
+
+class Prescription(IdMixin, TimestampMixin, Base):
+    """A prescription and where it is going.
+
+    ``status`` is a cache of the status derived from ``prescription_status_events``; only
+    :mod:`rxroute.prescriptions.history` writes it, in the same transaction as the event.
+    """
+
+    __tablename__ = "prescriptions"
+    __table_args__ = (
+        UniqueConstraint("provider_prescription_id"),
+        Index("ix_prescriptions_status", "status"),
+        Index("ix_prescriptions_patient_id", "patient_id"),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
+    prescriber_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescribers.id"))
+    clinic_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clinics.id"), default=None)
+    status: Mapped[str] = mapped_column(String(20), default=Status.DRAFT.value)
+    #: The patient's choice, recorded when they send.
+    region: Mapped[str | None] = mapped_column(String(8), default=None)
+    channel: Mapped[str | None] = mapped_column(String(20), default=None)
+    pharmacy_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("pharmacies.id"), default=None
+    )
+    #: The platform's prescription ID (e.g. SRXC49F3D4F66A7) and its secure token.
+    provider_prescription_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    provider_token: Mapped[str | None] = mapped_column(String(200), default=None)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    #: Why the last send failed, in words support and the patient can act on. No PHI.
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    #: When we last heard anything from the platform about it (webhook or poll).
+    last_provider_update_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+
+    items: Mapped[list[PrescriptionItem]] = relationship(
+        back_populates="prescription",
+        order_by="PrescriptionItem.position",
+        cascade="all, delete-orphan",
+        lazy="raise",
+    )
+    patient: Mapped[Patient] = relationship(lazy="raise")
+    prescriber: Mapped[Prescriber] = relationship(lazy="raise")
+    pharmacy: Mapped[Pharmacy | None] = relationship(lazy="raise")
+
+    @property
+    def current_status(self) -> Status:
+        return Status(self.status)

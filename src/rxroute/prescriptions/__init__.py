@@ -1,0 +1,1 @@
+"""Prescriptions: their lifecycle, history, sending and status."""

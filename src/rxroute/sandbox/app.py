@@ -1,0 +1,676 @@
+"""The sandbox as an ASGI app: the platform's API, its pharmacy portal and a control API.
+
+Faults and the body-size limit sit in ``SandboxApp.__call__``, outside FastAPI's own
+middleware, because dropping a connection needs the server's raw ``send`` (and its
+transport) and because an injected fault must look like the network, not like the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive, Scope, Send
+
+from .config import SandboxConfig
+from .pages import render
+from .state import (
+    DISPENSED,
+    EXPIRED,
+    INVALID_PRESCRIBER,
+    ISSUED,
+    PHARMACY_GROUPS,
+    VOIDED,
+    PlatformError,
+    Prescriber,
+    Prescription,
+    Sandbox,
+)
+from .validation import validate_issue
+
+logger = logging.getLogger("rxroute.sandbox.http")
+
+UNAUTHENTICATED = "Unauthenticated."
+INVALID_DATA = "The given data was invalid."
+
+
+class ConnectionDroppedError(ConnectionError):
+    """Raised to the caller when no server transport is at hand to close (in-process tests)."""
+
+
+class _BadRequest(Exception):
+    def __init__(self, status_code: int, message: str, errors: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.errors = errors
+
+
+def _is_faultable(path: str) -> bool:
+    return path == "/oauth/token" or path == "/api/v1" or path.startswith("/api/v1/")
+
+
+def _json(status_code: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code)
+
+
+def _fail(message: str, status_code: int = 200) -> JSONResponse:
+    return _json(status_code, {"success": False, "message": message})
+
+
+class SandboxApp(FastAPI):
+    """FastAPI plus the network-level behaviour of the simulated platform."""
+
+    sandbox: Sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        sandbox = self.sandbox
+        sandbox.ensure_ticker()
+        sandbox.tick()
+        buffered = await self._buffer_body(scope, receive, send)
+        if buffered is None:
+            return
+        if not _is_faultable(scope["path"]):
+            await super().__call__(scope, buffered, send)
+            return
+        faults = sandbox.faults
+        rng = sandbox.api_rng
+        if faults.latency_ms:
+            sandbox.counters.injected_latency += 1
+            await asyncio.sleep(faults.latency_ms / 1000)
+        # Draw both numbers every time so one rate does not shift the other's sequence.
+        error_draw, drop_draw = rng.random(), rng.random()
+        if error_draw < faults.error_rate:
+            sandbox.counters.injected_errors += 1
+            await self._injected_error(rng.choice((500, 502, 503)), send)
+            return
+        if drop_draw < faults.drop_after_processing_rate:
+            sandbox.counters.injected_drops += 1
+            await self._process_then_drop(scope, buffered, send)
+            return
+        await super().__call__(scope, buffered, send)
+
+    async def _buffer_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Read the whole body up to the limit, so an oversized one is refused before parsing."""
+        limit = self.sandbox.config.max_body_bytes
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _json(400, {"success": False, "message": "Bad Content-Length."})(
+                        scope, receive, send
+                    )
+                    return None
+                if declared > limit:
+                    await self._too_large(scope, receive, send)
+                    return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # Client went away before sending the body: nothing to answer.
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(scope, receive, send)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.sandbox.config.max_body_bytes
+        response = _fail(f"Request body too large (limit {limit} bytes).", 413)
+        await response(scope, receive, send)
+
+    async def _injected_error(self, status_code: int, send: Send) -> None:
+        # The platform's front door answers 502/503 in HTML, its app 500 in JSON: both happen.
+        if status_code == 502:
+            body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            content_type = b"text/html; charset=utf-8"
+        else:
+            message = "Server Error" if status_code == 500 else "Service Unavailable"
+            body = json.dumps({"success": False, "message": message}).encode()
+            content_type = b"application/json"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status_code,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _process_then_drop(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Do the work, then vanish: the caller cannot know whether it happened."""
+
+        async def swallow(message: Message) -> None:
+            return None
+
+        await super().__call__(scope, receive, swallow)
+        cycle = getattr(send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        close = getattr(transport, "close", None)
+        if callable(close):
+            close()
+            # Let the server notice the lost connection, so it does not try to answer.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return
+        raise ConnectionDroppedError("sandbox dropped the connection after processing")
+
+
+# --- request helpers --------------------------------------------------------------------------
+
+
+def _bearer(request: Request) -> str | None:
+    """The access token if the header is exactly ``Bearer <token>``; anything else is None."""
+    values = request.headers.getlist("authorization")
+    if len(values) != 1 or not values[0].startswith("Bearer "):
+        return None
+    token = values[0][len("Bearer ") :]
+    if not token or token != token.strip() or any(ch.isspace() for ch in token):
+        return None
+    return token
+
+
+def _session(request: Request) -> str | None:
+    values = request.headers.getlist("x-prescriber-token")
+    if len(values) != 1:
+        return None
+    value = values[0]
+    if not value or any(ch.isspace() for ch in value):
+        return None
+    return value
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise _BadRequest(415, "Unsupported Media Type: send application/json.")
+    raw = await request.body()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _BadRequest(400, "Malformed JSON body.") from None
+    if not isinstance(data, dict):
+        raise _BadRequest(422, INVALID_DATA, {"body": ["The request body must be a JSON object."]})
+    return data
+
+
+async def _form_body(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise _BadRequest(415, "Unsupported Media Type: send a form.")
+    raw = await request.body()
+    try:
+        parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise _BadRequest(400, "Malformed form body.") from None
+    return {key: values[0] for key, values in parsed.items() if values}
+
+
+def _link_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def create_app(config: SandboxConfig) -> SandboxApp:
+    """A fresh platform with its own in-memory state; nothing survives a restart."""
+    sandbox = Sandbox(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sandbox.ensure_ticker()
+        try:
+            yield
+        finally:
+            await sandbox.aclose()
+
+    app = SandboxApp(
+        title="rxroute provider sandbox",
+        description="A simulator of the e-prescription platform, for development and tests.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.sandbox = sandbox
+
+    def authed(request: Request) -> Prescriber:
+        access, session = _bearer(request), _session(request)
+        prescriber = (
+            sandbox.authenticate(access, session) if access is not None and session else None
+        )
+        if prescriber is None:
+            sandbox.counters.unauthenticated += 1
+            raise PlatformError(UNAUTHENTICATED, status_code=401)
+        return prescriber
+
+    def expire_after() -> float:
+        return sandbox.timings.expire_after_seconds
+
+    # --- error shapes -------------------------------------------------------------------------
+
+    @app.exception_handler(PlatformError)
+    async def platform_error(request: Request, exc: PlatformError) -> Response:
+        if exc.status_code == 200:
+            sandbox.counters.business_errors += 1
+        return _fail(exc.message, exc.status_code)
+
+    @app.exception_handler(_BadRequest)
+    async def bad_request(request: Request, exc: _BadRequest) -> Response:
+        body: dict[str, Any] = {"success": False, "message": exc.message}
+        if exc.errors is not None:
+            body["errors"] = exc.errors
+        return _json(exc.status_code, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        messages = {404: "Not found.", 405: "Method not allowed."}
+        return _fail(messages.get(exc.status_code, str(exc.detail)), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(request: Request, exc: RequestValidationError) -> Response:
+        return _json(422, {"success": False, "message": INVALID_DATA})
+
+    # --- OAuth and login ----------------------------------------------------------------------
+
+    @app.post("/oauth/token")
+    async def oauth_token(request: Request) -> Response:
+        try:
+            form = await _form_body(request)
+        except _BadRequest:
+            return _json(400, {"error": "invalid_request"})
+        if form.get("grant_type") != "client_credentials":
+            return _json(400, {"error": "unsupported_grant_type"})
+        token = sandbox.grant_token(form.get("client_id", ""), form.get("client_secret", ""))
+        if token is None:
+            return _json(401, {"error": "invalid_client"})
+        return _json(
+            200,
+            {
+                "access_token": token.value,
+                "token_type": "bearer",
+                "expires_in": sandbox.faults.access_token_ttl_seconds,
+            },
+        )
+
+    @app.post("/api/v1/login")
+    async def login(request: Request) -> Response:
+        access_value = _bearer(request)
+        access = sandbox.valid_access(access_value) if access_value is not None else None
+        if access is None:
+            sandbox.counters.unauthenticated += 1
+            return _fail(UNAUTHENTICATED, 401)
+        payload = await _json_body(request)
+        errors: dict[str, list[str]] = {}
+        for key in ("email", "password"):
+            if not isinstance(payload.get(key), str) or not payload[key]:
+                errors[key] = [f"The {key} field is required."]
+        if errors:
+            sandbox.counters.validation_errors += 1
+            raise _BadRequest(422, INVALID_DATA, errors)
+        session = sandbox.login(access, payload["email"], payload["password"])
+        if session is None:
+            sandbox.counters.business_errors += 1
+            return _fail(INVALID_PRESCRIBER)
+        return _json(
+            200,
+            {
+                "success": True,
+                "data": {
+                    "token": session.value,
+                    "expires_in": sandbox.faults.session_token_ttl_seconds,
+                    "prescriber": {"id": session.prescriber_id},
+                },
+            },
+        )
+
+    # --- the API ------------------------------------------------------------------------------
+
+    @app.get("/api/v1/clinics")
+    async def clinics(request: Request) -> Response:
+        prescriber = authed(request)
+        listed = [sandbox.clinics[i].model_dump() for i in prescriber.clinic_ids if i in sandbox.clinics]
+        return _json(200, {"success": True, "data": {"clinics": listed}})
+
+    @app.get("/api/v1/contacts")
+    async def contacts(request: Request) -> Response:
+        prescriber = authed(request)
+        wanted = request.query_params.get("clinic_id")
+        listed = [
+            {"id": c.id, "name": c.name, "email": c.email, "post_code": c.post_code}
+            for c in sandbox.contacts.values()
+            if c.clinic_id in prescriber.clinic_ids and (wanted is None or str(c.clinic_id) == wanted)
+        ]
+        return _json(200, {"success": True, "data": {"contacts": listed}})
+
+    @app.post("/api/v1/prescriptions")
+    async def issue(request: Request) -> Response:
+        prescriber = authed(request)
+        payload = await _json_body(request)
+        errors = validate_issue(payload)
+        if errors:
+            sandbox.counters.validation_errors += 1
+            raise _BadRequest(422, INVALID_DATA, errors)
+        prescription = sandbox.issue(prescriber, payload, _link_base(request))
+        return _json(
+            200,
+            {
+                "success": True,
+                "message": "Prescription issued.",
+                "data": {"prescription": prescription.public(sandbox.clock, expire_after())},
+            },
+        )
+
+    @app.get("/api/v1/prescriptions")
+    async def lookup(request: Request) -> Response:
+        prescriber = authed(request)
+        found = sandbox.find_by_ref(prescriber, request.query_params.get("client_ref_id"))
+        listed = [p.public(sandbox.clock, expire_after()) for p in found]
+        return _json(200, {"success": True, "data": {"prescriptions": listed}})
+
+    @app.get("/api/v1/prescriptions/{prescription_id}")
+    async def show(request: Request, prescription_id: str) -> Response:
+        prescription = sandbox.visible_to(authed(request), prescription_id)
+        public = prescription.public(sandbox.clock, expire_after())
+        return _json(200, {"success": True, "data": {"prescription": public}})
+
+    @app.post("/api/v1/prescriptions/{prescription_id}/void")
+    async def void(request: Request, prescription_id: str) -> Response:
+        prescription = sandbox.visible_to(authed(request), prescription_id)
+        sandbox.void(prescription)
+        public = prescription.public(sandbox.clock, expire_after())
+        return _json(
+            200,
+            {"success": True, "message": "Prescription voided.", "data": {"prescription": public}},
+        )
+
+    # --- the pharmacy portal ------------------------------------------------------------------
+
+    def portal_gone(prescription: Prescription | None) -> Response | None:
+        if prescription is None:
+            return render(
+                "message.html",
+                404,
+                title="Prescription not found",
+                message="This link does not match any prescription. Check the link in the email.",
+            )
+        if prescription.token_used or prescription.status == DISPENSED:
+            return render(
+                "message.html",
+                410,
+                title="Link already used",
+                message=(
+                    f"This secure link has already been used: prescription {prescription.id} "
+                    "was marked as dispensed. Each link works once."
+                ),
+            )
+        if prescription.status in (VOIDED, EXPIRED):
+            return render(
+                "message.html",
+                410,
+                title=f"Prescription {prescription.status}",
+                message=f"Prescription {prescription.id} is {prescription.status} and can no "
+                "longer be dispensed.",
+            )
+        if prescription.status == ISSUED:
+            return render(
+                "message.html",
+                409,
+                title="Not signed yet",
+                message="This prescription is still being signed. Try again in a moment.",
+            )
+        return None
+
+    def portal_page(
+        prescription: Prescription, status_code: int = 200, error: str | None = None
+    ) -> Response:
+        return render(
+            "portal.html",
+            status_code,
+            p=prescription,
+            contact=sandbox.contacts[prescription.contact_id],
+            clinic=sandbox.clinics.get(prescription.clinic_id),
+            prescriber=sandbox.prescribers.get(prescription.prescriber_id),
+            groups=PHARMACY_GROUPS,
+            error=error,
+        )
+
+    async def portal_action(request: Request, token: str) -> tuple[Prescription, str] | Response:
+        prescription = sandbox.by_token(token)
+        gone = portal_gone(prescription)
+        if gone is not None:
+            return gone
+        assert prescription is not None
+        try:
+            form = await _form_body(request)
+        except _BadRequest as exc:
+            return portal_page(prescription, exc.status_code, exc.message)
+        group = form.get("pharmacy_group", "")
+        if group not in PHARMACY_GROUPS:
+            return portal_page(prescription, 422, "Choose your pharmacy group first.")
+        if not sandbox.group_matches(prescription, group):
+            return portal_page(
+                prescription,
+                422,
+                f'No prescription {prescription.id} for your pharmacy under "{group}". '
+                "Check the pharmacy group.",
+            )
+        return prescription, group
+
+    @app.get("/portal/{token}", response_class=HTMLResponse)
+    async def portal(request: Request, token: str) -> Response:
+        prescription = sandbox.by_token(token)
+        gone = portal_gone(prescription)
+        if gone is not None:
+            return gone
+        assert prescription is not None
+        return portal_page(prescription)
+
+    @app.post("/portal/{token}/print", response_class=HTMLResponse)
+    async def portal_print(request: Request, token: str) -> Response:
+        outcome = await portal_action(request, token)
+        if isinstance(outcome, Response):
+            return outcome
+        prescription, group = outcome
+        sandbox.print_(prescription, group)
+        return RedirectResponse(f"/portal/{token}?printed=1", status_code=303)
+
+    @app.post("/portal/{token}/dispense", response_class=HTMLResponse)
+    async def portal_dispense(request: Request, token: str) -> Response:
+        outcome = await portal_action(request, token)
+        if isinstance(outcome, Response):
+            return outcome
+        prescription, group = outcome
+        sandbox.dispense(prescription, group)
+        return render(
+            "message.html",
+            200,
+            title="Marked as dispensed",
+            message=f"Prescription {prescription.id} is marked as dispensed. Thank you.",
+        )
+
+    # --- pages --------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> Response:
+        return render("index.html", 200, stats=sandbox.stats(), faults=sandbox.faults, webhook=sandbox.webhook)
+
+    @app.get("/mailbox", response_class=HTMLResponse)
+    async def mailbox_page() -> Response:
+        return render("mailbox.html", 200, messages=list(reversed(sandbox.mailbox)))
+
+    @app.get("/deliveries", response_class=HTMLResponse)
+    async def deliveries_page() -> Response:
+        attempts = [a.as_dict() for a in reversed(sandbox.dispatcher.attempts)]
+        return render("deliveries.html", 200, attempts=attempts, webhook=sandbox.webhook)
+
+    # --- control API (never faulted) ----------------------------------------------------------
+
+    async def control_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        return await _json_body(request)
+
+    def settings_error(exc: ValidationError) -> Response:
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "body"
+            errors.setdefault(key, []).append(error["msg"])
+        return _json(422, {"success": False, "message": INVALID_DATA, "errors": errors})
+
+    @app.get("/_sandbox/faults")
+    async def get_faults() -> Response:
+        return _json(200, sandbox.faults.model_dump())
+
+    @app.put("/_sandbox/faults")
+    async def put_faults(request: Request) -> Response:
+        try:
+            return _json(200, sandbox.update_faults(await control_json(request)).model_dump())
+        except ValidationError as exc:
+            return settings_error(exc)
+
+    @app.get("/_sandbox/timings")
+    async def get_timings() -> Response:
+        return _json(200, sandbox.timings.model_dump())
+
+    @app.put("/_sandbox/timings")
+    async def put_timings(request: Request) -> Response:
+        try:
+            return _json(200, sandbox.update_timings(await control_json(request)).model_dump())
+        except ValidationError as exc:
+            return settings_error(exc)
+
+    @app.get("/_sandbox/webhook")
+    async def get_webhook() -> Response:
+        return _json(200, sandbox.webhook.model_dump())
+
+    @app.put("/_sandbox/webhook")
+    async def put_webhook(request: Request) -> Response:
+        try:
+            return _json(200, sandbox.update_webhook(await control_json(request)).model_dump())
+        except ValidationError as exc:
+            return settings_error(exc)
+
+    @app.get("/_sandbox/clock")
+    async def get_clock() -> Response:
+        return _json(200, {"now": sandbox.clock.iso(), "offset_seconds": sandbox.clock.offset})
+
+    @app.post("/_sandbox/clock/advance")
+    async def advance_clock(request: Request) -> Response:
+        payload = await control_json(request)
+        seconds = payload.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise _BadRequest(422, INVALID_DATA, {"seconds": ["A number of seconds >= 0."]})
+        sandbox.clock.advance(float(seconds))
+        sandbox.tick()
+        return _json(200, {"now": sandbox.clock.iso(), "offset_seconds": sandbox.clock.offset})
+
+    @app.get("/_sandbox/stats")
+    async def stats() -> Response:
+        return _json(200, sandbox.stats())
+
+    @app.post("/_sandbox/reset")
+    async def reset() -> Response:
+        await sandbox.reset()
+        return _json(200, {"success": True, "message": "Sandbox state cleared."})
+
+    @app.get("/_sandbox/accounts")
+    async def accounts() -> Response:
+        return _json(200, sandbox.accounts())
+
+    @app.get("/_sandbox/mailbox")
+    async def mailbox_json() -> Response:
+        return _json(200, {"messages": [m.as_dict() for m in sandbox.mailbox]})
+
+    @app.get("/_sandbox/deliveries")
+    async def deliveries_json() -> Response:
+        return _json(
+            200,
+            {
+                "deliveries": [a.as_dict() for a in sandbox.dispatcher.attempts],
+                "pending": sandbox.dispatcher.pending,
+            },
+        )
+
+    @app.get("/_sandbox/events")
+    async def events_json() -> Response:
+        return _json(200, {"events": [e.summary() for e in sandbox.dispatcher.events]})
+
+    @app.post("/_sandbox/wait-idle")
+    async def wait_idle(request: Request) -> Response:
+        payload = await control_json(request)
+        timeout = payload.get("timeout", 10)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise _BadRequest(422, INVALID_DATA, {"timeout": ["A number of seconds >= 0."]})
+        idle = await sandbox.dispatcher.drain(min(float(timeout), 120.0))
+        return _json(200, {"idle": idle, "pending": sandbox.dispatcher.pending})
+
+    @app.get("/_sandbox/prescriptions")
+    async def all_prescriptions() -> Response:
+        listed = [p.public(sandbox.clock, expire_after()) for p in sandbox.prescriptions.values()]
+        return _json(200, {"prescriptions": listed})
+
+    @app.get("/_sandbox/prescriptions/{prescription_id}")
+    async def one_prescription(prescription_id: str) -> Response:
+        prescription = sandbox.get(prescription_id)
+        body = prescription.public(sandbox.clock, expire_after())
+        body["portal_url"] = sandbox.portal_link(prescription)
+        body["token_used"] = prescription.token_used
+        body["pharmacy_group"] = prescription.pharmacy_group
+        return _json(200, {"success": True, "data": {"prescription": body}})
+
+    @app.post("/_sandbox/prescriptions/{prescription_id}/{action}")
+    async def act(prescription_id: str, action: str) -> Response:
+        prescription = sandbox.get(prescription_id)
+        if action == "print":
+            sandbox.print_(prescription)
+        elif action == "dispense":
+            sandbox.dispense(prescription)
+        elif action == "expire":
+            sandbox.expire(prescription)
+        elif action == "void":
+            sandbox.void(prescription)
+        else:
+            return _fail("Unknown action; use print, dispense, expire or void.", 404)
+        public = prescription.public(sandbox.clock, expire_after())
+        return _json(200, {"success": True, "data": {"prescription": public}})
+
+    return app

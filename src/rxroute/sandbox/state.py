@@ -1,0 +1,524 @@
+"""The simulated platform's in-memory state and its rules.
+
+Everything here is synchronous and runs on the sandbox's event loop, so no locks are needed:
+a request handler or the ticker mutates state between awaits. Time comes from a sandbox
+clock that tests can advance, so expiry and token lifetimes are testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import (
+    Clinic,
+    Contact,
+    Faults,
+    OAuthClient,
+    Prescriber,
+    SandboxConfig,
+    Timings,
+    WebhookSettings,
+)
+from .webhooks import WebhookDispatcher, WebhookEvent, build_event
+
+logger = logging.getLogger("rxroute.sandbox")
+
+UNAUTHORIZED_CLINIC = "You trying to issue prescription to unauthorized clinic."
+INVALID_PRESCRIBER = "Invalid prescriber credentials."
+INVALID_PIN = "Invalid secure pin."
+INACTIVE_PRESCRIBER = "Prescriber account is inactive."
+UNKNOWN_CONTACT = "The selected contact is invalid."
+ALREADY_DISPENSED = "Prescription already dispensed."
+
+PHARMACY_GROUPS = ("All Other Pharmacies", "Boots")
+
+ISSUED, SIGNED, PRINTED, DISPENSED, EXPIRED, VOIDED = (
+    "issued",
+    "signed",
+    "printed",
+    "dispensed",
+    "expired",
+    "voided",
+)
+OPEN_STATUSES = frozenset({ISSUED, SIGNED, PRINTED})
+
+
+class SandboxClock:
+    """Wall time plus an offset that ``POST /_sandbox/clock/advance`` moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def iso(self, at: float | None = None) -> str:
+        moment = dt.datetime.fromtimestamp(self.now() if at is None else at, dt.UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PlatformError(Exception):
+    """A business refusal: HTTP 200 with ``success: false`` (or 404 for unknown IDs)."""
+
+    def __init__(self, message: str, status_code: int = 200) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+@dataclass
+class AccessToken:
+    value: str
+    client_id: str
+    expires_at: float
+
+
+@dataclass
+class SessionToken:
+    value: str
+    prescriber_id: int
+    client_id: str
+    expires_at: float
+
+
+@dataclass
+class Prescription:
+    id: str
+    client_ref_id: str
+    clinic_id: int
+    contact_id: int
+    prescriber_id: int
+    patient: dict[str, Any]
+    medicines: list[dict[str, Any]]
+    notes: str | None
+    notify: bool
+    token: str
+    link_base: str
+    issued_at: float
+    status: str = ISSUED
+    token_used: bool = False
+    pharmacy_group: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self, clock: SandboxClock, expire_after: float) -> dict[str, Any]:
+        """The API's view: what the platform would return to the clinic."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "client_ref_id": self.client_ref_id,
+            "token": self.token,
+            "clinic_id": self.clinic_id,
+            "contact_id": self.contact_id,
+            "prescriber_id": self.prescriber_id,
+            "created_at": clock.iso(self.issued_at),
+            "expires_at": clock.iso(self.issued_at + expire_after),
+            "status_history": list(self.history),
+        }
+
+
+@dataclass
+class MailMessage:
+    id: int
+    to: str
+    subject: str
+    body: str
+    link: str
+    prescription_id: str
+    sent_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "to": self.to,
+            "subject": self.subject,
+            "body": self.body,
+            "link": self.link,
+            "prescription_id": self.prescription_id,
+            "sent_at": self.sent_at,
+        }
+
+
+@dataclass
+class Counters:
+    token_grants: int = 0
+    token_refusals: int = 0
+    prescriber_logins: int = 0
+    prescriber_login_failures: int = 0
+    unauthenticated: int = 0
+    business_errors: int = 0
+    validation_errors: int = 0
+    injected_errors: int = 0
+    injected_drops: int = 0
+    injected_latency: int = 0
+    issued_by_client_ref_id: Counter[str] = field(default_factory=Counter)
+
+
+class Sandbox:
+    """One simulated platform; ``create_app`` wraps it in HTTP."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.clients: dict[str, OAuthClient] = {c.client_id: c for c in config.oauth_clients}
+        self.clinics: dict[int, Clinic] = {c.id: c for c in config.clinics}
+        self.prescribers: dict[int, Prescriber] = {p.id: p for p in config.prescribers}
+        self.contacts: dict[int, Contact] = {c.id: c for c in config.contacts}
+        self.clock = SandboxClock()
+        self.faults = config.faults.model_copy()
+        self.timings = config.timings.model_copy()
+        self.webhook = config.webhook.model_copy()
+        self.api_rng = random.Random()
+        self.webhook_rng = random.Random()
+        self.reseed(self.faults.seed)
+        self.access_tokens: dict[str, AccessToken] = {}
+        self.sessions: dict[str, SessionToken] = {}
+        self.prescriptions: dict[str, Prescription] = {}
+        self.mailbox: list[MailMessage] = []
+        self.counters = Counters()
+        self.dispatcher = WebhookDispatcher(
+            settings=lambda: self.webhook,
+            timings=lambda: self.timings,
+            faults=lambda: self.faults,
+            rng=lambda: self.webhook_rng,
+        )
+        self._ticker: asyncio.Task[None] | None = None
+
+    # --- configuration at run time ---------------------------------------------------------
+
+    def reseed(self, seed: int | None) -> None:
+        # Separate streams so adding an API call in a test does not change webhook faults.
+        base = seed if seed is not None else secrets.randbits(64)
+        self.api_rng.seed(f"{base}:api")
+        self.webhook_rng.seed(f"{base}:webhooks")
+
+    def update_faults(self, changes: dict[str, Any]) -> Faults:
+        merged = Faults.model_validate({**self.faults.model_dump(), **changes})
+        self.faults = merged
+        if "seed" in changes:
+            self.reseed(merged.seed)
+        return merged
+
+    def update_timings(self, changes: dict[str, Any]) -> Timings:
+        self.timings = Timings.model_validate({**self.timings.model_dump(), **changes})
+        return self.timings
+
+    def update_webhook(self, changes: dict[str, Any]) -> WebhookSettings:
+        self.webhook = WebhookSettings.model_validate({**self.webhook.model_dump(), **changes})
+        return self.webhook
+
+    async def reset(self) -> None:
+        """Back to how the sandbox started, accounts untouched."""
+        await self.dispatcher.cancel_all()
+        self.dispatcher.clear()
+        self.clock = SandboxClock()
+        self.faults = self.config.faults.model_copy()
+        self.timings = self.config.timings.model_copy()
+        self.webhook = self.config.webhook.model_copy()
+        self.reseed(self.faults.seed)
+        self.access_tokens.clear()
+        self.sessions.clear()
+        self.prescriptions.clear()
+        self.mailbox.clear()
+        self.counters = Counters()
+
+    # --- authentication ---------------------------------------------------------------------
+
+    def grant_token(self, client_id: str, client_secret: str) -> AccessToken | None:
+        client = self.clients.get(client_id)
+        if client is None or not secrets.compare_digest(client.client_secret, client_secret):
+            self.counters.token_refusals += 1
+            return None
+        token = AccessToken(
+            value=secrets.token_urlsafe(32),
+            client_id=client_id,
+            expires_at=self.clock.now() + self.faults.access_token_ttl_seconds,
+        )
+        self.access_tokens[token.value] = token
+        self.counters.token_grants += 1
+        return token
+
+    def valid_access(self, value: str) -> AccessToken | None:
+        token = self.access_tokens.get(value)
+        if token is None or token.expires_at <= self.clock.now():
+            return None
+        return token
+
+    def login(self, access: AccessToken, email: str, password: str) -> SessionToken | None:
+        prescriber = next(
+            (p for p in self.prescribers.values() if p.email.lower() == email.strip().lower()),
+            None,
+        )
+        if prescriber is None or not secrets.compare_digest(prescriber.password, password):
+            self.counters.prescriber_login_failures += 1
+            return None
+        session = SessionToken(
+            value=secrets.token_urlsafe(32),
+            prescriber_id=prescriber.id,
+            client_id=access.client_id,
+            expires_at=self.clock.now() + self.faults.session_token_ttl_seconds,
+        )
+        self.sessions[session.value] = session
+        self.counters.prescriber_logins += 1
+        return session
+
+    def authenticate(self, access_value: str, session_value: str) -> Prescriber | None:
+        access = self.valid_access(access_value)
+        session = self.sessions.get(session_value)
+        if access is None or session is None or session.expires_at <= self.clock.now():
+            return None
+        if session.client_id != access.client_id:
+            return None
+        return self.prescribers.get(session.prescriber_id)
+
+    # --- prescriptions ----------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        while True:
+            candidate = "SRX" + secrets.token_hex(6).upper()
+            if candidate not in self.prescriptions:
+                return candidate
+
+    def issue(self, prescriber: Prescriber, payload: dict[str, Any], link_base: str) -> Prescription:
+        """Apply the platform's business rules to an already-validated request."""
+        if not prescriber.active:
+            raise PlatformError(INACTIVE_PRESCRIBER)
+        clinic_id = int(payload["clinic_id"])
+        # The display ID (201334) is no clinic's internal ID, so it lands here too.
+        if clinic_id not in prescriber.issuable_clinic_ids or clinic_id not in self.clinics:
+            raise PlatformError(UNAUTHORIZED_CLINIC)
+        contact = self.contacts.get(int(payload["contact_id"]))
+        if contact is None or contact.clinic_id != clinic_id:
+            raise PlatformError(UNKNOWN_CONTACT)
+        if not secrets.compare_digest(
+            prescriber.secure_pin.encode("utf-8"), str(payload["secure_pin"]).encode("utf-8")
+        ):
+            raise PlatformError(INVALID_PIN)
+        now = self.clock.now()
+        prescription = Prescription(
+            id=self._new_id(),
+            client_ref_id=str(payload["client_ref_id"]),
+            clinic_id=clinic_id,
+            contact_id=contact.id,
+            prescriber_id=prescriber.id,
+            patient=dict(payload["patient"]),
+            medicines=[dict(m) for m in payload["medicines"]],
+            notes=payload.get("notes"),
+            notify=payload.get("notify", True) is not False,
+            token=secrets.token_urlsafe(24),
+            link_base=link_base.rstrip("/"),
+            issued_at=now,
+            history=[{"status": ISSUED, "at": self.clock.iso(now)}],
+        )
+        self.prescriptions[prescription.id] = prescription
+        self.counters.issued_by_client_ref_id[prescription.client_ref_id] += 1
+        # No webhook for "issued": the clinic learns of it from this response, and the
+        # platform's events are about changes after issue (signed onwards).
+        logger.info("issued prescription %s", prescription.id)
+        return prescription
+
+    def visible_to(self, prescriber: Prescriber, prescription_id: str) -> Prescription:
+        prescription = self.prescriptions.get(prescription_id)
+        if prescription is None or prescription.clinic_id not in prescriber.clinic_ids:
+            raise PlatformError("Prescription not found.", status_code=404)
+        return prescription
+
+    def find_by_ref(self, prescriber: Prescriber, client_ref_id: str | None) -> list[Prescription]:
+        return [
+            p
+            for p in self.prescriptions.values()
+            if p.clinic_id in prescriber.clinic_ids
+            and (client_ref_id is None or p.client_ref_id == client_ref_id)
+        ]
+
+    def get(self, prescription_id: str) -> Prescription:
+        prescription = self.prescriptions.get(prescription_id)
+        if prescription is None:
+            raise PlatformError("Prescription not found.", status_code=404)
+        return prescription
+
+    def by_token(self, token: str) -> Prescription | None:
+        return next((p for p in self.prescriptions.values() if p.token == token), None)
+
+    def void(self, prescription: Prescription) -> None:
+        if prescription.status == DISPENSED:
+            raise PlatformError(ALREADY_DISPENSED)
+        if prescription.status == VOIDED:
+            raise PlatformError("Prescription already voided.")
+        if prescription.status == EXPIRED:
+            raise PlatformError("Prescription already expired.")
+        self._move(prescription, VOIDED)
+
+    def print_(self, prescription: Prescription, group: str | None = None) -> None:
+        self._require_open_signed(prescription)
+        if group is not None:
+            prescription.pharmacy_group = group
+        if prescription.status == SIGNED:
+            self._move(prescription, PRINTED)
+
+    def dispense(self, prescription: Prescription, group: str | None = None) -> None:
+        self._require_open_signed(prescription)
+        if group is not None:
+            prescription.pharmacy_group = group
+        prescription.token_used = True
+        self._move(prescription, DISPENSED)
+
+    def expire(self, prescription: Prescription) -> None:
+        if prescription.status not in OPEN_STATUSES:
+            raise PlatformError(f"Prescription is {prescription.status} and cannot expire.")
+        self._move(prescription, EXPIRED)
+
+    def _require_open_signed(self, prescription: Prescription) -> None:
+        if prescription.status == DISPENSED:
+            raise PlatformError(ALREADY_DISPENSED)
+        if prescription.status == ISSUED:
+            raise PlatformError("Prescription is not signed yet.")
+        if prescription.status not in OPEN_STATUSES:
+            raise PlatformError(f"Prescription is {prescription.status}.")
+
+    def group_matches(self, prescription: Prescription, group: str) -> bool:
+        """Staging groups every pharmacy that is not Boots under "All Other Pharmacies"."""
+        is_boots = self.contacts[prescription.contact_id].name.lower().startswith("boots")
+        return (group == "Boots") == is_boots
+
+    def _move(self, prescription: Prescription, status: str) -> None:
+        previous = prescription.status
+        prescription.status = status
+        prescription.history.append({"status": status, "at": self.clock.iso()})
+        logger.info("prescription %s %s -> %s", prescription.id, previous, status)
+        self._transition_event(prescription, previous, status)
+
+    def _transition_event(
+        self, prescription: Prescription, previous: str, status: str
+    ) -> None:
+        now_iso = self.clock.iso()
+        event_id, body = build_event(
+            prescription_id=prescription.id,
+            client_ref_id=prescription.client_ref_id,
+            status=status,
+            previous_status=previous,
+            occurred_at=now_iso,
+            created_at=now_iso,
+        )
+        self.dispatcher.emit(
+            WebhookEvent(
+                id=event_id,
+                prescription_id=prescription.id,
+                status=status,
+                body=body,
+                created_at=now_iso,
+            )
+        )
+
+    def portal_link(self, prescription: Prescription) -> str:
+        base = self.config.public_url or prescription.link_base
+        return f"{base.rstrip('/')}/portal/{prescription.token}"
+
+    def _send_email(self, prescription: Prescription) -> None:
+        contact = self.contacts[prescription.contact_id]
+        patient = prescription.patient
+        name = f"{patient.get('first_name', '')} {patient.get('last_name', '')}".strip()
+        dob = f"{patient.get('birth_day')}/{patient.get('birth_month')}/{patient.get('birth_year')}"
+        link = self.portal_link(prescription)
+        body = (
+            f"Dear {contact.name},\n\n"
+            f"A new private prescription has been issued to your pharmacy.\n\n"
+            f"Patient: {name}\nDate of birth: {dob}\nPrescription ID: {prescription.id}\n\n"
+            f"Open it securely on the platform (the link works until it is dispensed):\n"
+            f"{link}\n\n"
+            f"This is an automated message from the e-prescription sandbox.\n"
+        )
+        self.mailbox.append(
+            MailMessage(
+                id=len(self.mailbox) + 1,
+                to=contact.email,
+                subject=f"New prescription {prescription.id}",
+                body=body,
+                link=link,
+                prescription_id=prescription.id,
+                sent_at=self.clock.iso(),
+            )
+        )
+
+    # --- time -------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Sign what is due and expire what is stale; cheap enough to run on every request."""
+        now = self.clock.now()
+        for prescription in list(self.prescriptions.values()):
+            if prescription.status == ISSUED:
+                if prescription.issued_at + self.timings.sign_delay_seconds <= now:
+                    self._move(prescription, SIGNED)
+                    if prescription.notify:
+                        self._send_email(prescription)
+            if prescription.status in OPEN_STATUSES and (
+                prescription.issued_at + self.timings.expire_after_seconds <= now
+            ):
+                self._move(prescription, EXPIRED)
+
+    def ensure_ticker(self) -> None:
+        """Start the background clock on first use: ASGI test transports run no lifespan."""
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(0.05)
+
+    async def aclose(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+        await self.dispatcher.aclose()
+
+    # --- reporting --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        statuses = Counter(p.status for p in self.prescriptions.values())
+        c = self.counters
+        d = self.dispatcher.stats
+        return {
+            "token_grants": c.token_grants,
+            "token_refusals": c.token_refusals,
+            "prescriber_logins": c.prescriber_logins,
+            "prescriber_login_failures": c.prescriber_login_failures,
+            "unauthenticated": c.unauthenticated,
+            "business_errors": c.business_errors,
+            "validation_errors": c.validation_errors,
+            "prescriptions_issued": sum(c.issued_by_client_ref_id.values()),
+            "issued_by_client_ref_id": dict(c.issued_by_client_ref_id),
+            "prescriptions_by_status": dict(statuses),
+            "emails_sent": len(self.mailbox),
+            "webhook_events": d.events,
+            "webhooks_delivered": d.delivered,
+            "webhooks_failed": d.failed_attempts,
+            "webhooks_given_up": d.given_up,
+            "webhook_duplicates_sent": d.duplicates_sent,
+            "webhooks_reordered": d.reordered,
+            "webhook_attempts_dropped": d.dropped_attempts,
+            "webhooks_pending": self.dispatcher.pending,
+            "injected_errors": c.injected_errors,
+            "injected_drops": c.injected_drops,
+            "injected_latency": c.injected_latency,
+            "clock_offset_seconds": self.clock.offset,
+        }
+
+    def accounts(self) -> dict[str, Any]:
+        return {
+            "oauth_clients": [c.model_dump() for c in self.config.oauth_clients],
+            "prescribers": [p.model_dump() for p in self.config.prescribers],
+            "clinics": [c.model_dump() for c in self.config.clinics],
+            "contacts": [c.model_dump() for c in self.config.contacts],
+            "webhook": self.webhook.model_dump(),
+        }

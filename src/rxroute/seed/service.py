@@ -1,0 +1,204 @@
+"""Write the demo data set (and bulk test prescriptions) into the database.
+
+``seed_demo`` is idempotent: it does nothing if the demo accounts already exist, so
+``rxroute demo`` can call it on every start. ``add_prescriptions`` bulk-inserts fresh draft
+prescriptions with set-based INSERTs (thousands per second), for the case study's "always have
+fresh ones to test with".
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.auth.passwords import hash_password
+from rxroute.crypto import SecretBox
+from rxroute.models import (
+    Clinic,
+    Patient,
+    Pharmacy,
+    Prescriber,
+    Prescription,
+    PrescriptionItem,
+    Role,
+    User,
+)
+from rxroute.seed import data
+
+DEMO_UNSENT_PER_REGION = 3
+BULK_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    created: bool
+    pharmacies: int
+    patients: int
+    prescriptions: int
+
+
+async def is_seeded(session: AsyncSession) -> bool:
+    found = await session.scalar(select(User.id).where(User.email == data.DEMO_ADMIN_EMAIL))
+    return found is not None
+
+
+def _patient_row(seed: data.PatientSeed) -> Patient:
+    return Patient(
+        first_name=seed.first_name, last_name=seed.last_name, date_of_birth=seed.date_of_birth,
+        gender=seed.gender, email=seed.email, phone=seed.phone,
+        address_line1=seed.address_line1, address_line2=seed.address_line2, town=seed.town,
+        postcode=seed.postcode, country=seed.country, region=seed.region,
+        nhs_number=seed.nhs_number,
+    )
+
+
+async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
+    if await is_seeded(session):
+        return SeedSummary(created=False, pharmacies=0, patients=0, prescriptions=0)
+
+    clinic = Clinic(
+        provider="signaturerx", name=data.CLINIC_NAME,
+        api_internal_id=data.CLINIC_INTERNAL_ID, dashboard_display_id=data.CLINIC_DISPLAY_ID,
+    )
+    session.add(clinic)
+
+    prescribers = [
+        Prescriber(
+            full_name=p.full_name, email=p.email, registration_number=p.registration_number,
+            platform_email_encrypted=box.encrypt(p.platform_email),
+            platform_password_encrypted=box.encrypt(p.platform_password),
+            signing_pin_encrypted=box.encrypt(p.signing_pin),
+            platform_prescriber_id=p.platform_prescriber_id,
+        )
+        for p in data.prescribers()
+    ]
+    session.add_all(prescribers)
+
+    pharmacy_count = 0
+    for region in ("A", "B"):
+        for ph in data.pharmacies(region):
+            session.add(
+                Pharmacy(
+                    name=ph.name, address_line1=ph.address_line1,
+                    address_line2=ph.address_line2, town=ph.town, postcode=ph.postcode,
+                    region=ph.region, email=ph.email, platform_contact_id=ph.contact_id,
+                )
+            )
+            pharmacy_count += 1
+
+    demo_patient = _patient_row(data.demo_patient())
+    others = [_patient_row(p) for p in data.patients()]
+    session.add_all([demo_patient, *others])
+    await session.flush()
+
+    password = hash_password(data.DEMO_PASSWORD)
+    session.add_all(
+        [
+            User(email=data.DEMO_PATIENT_EMAIL, password_hash=password,
+                 role=Role.PATIENT.value, patient_id=demo_patient.id),
+            User(email=data.DEMO_SUPPORT_EMAIL, password_hash=password, role=Role.SUPPORT.value),
+            User(email=data.DEMO_ADMIN_EMAIL, password_hash=password, role=Role.ADMIN.value),
+        ]
+    )
+
+    rng = random.Random("demo-prescriptions")  # noqa: S311 - synthetic data
+    count = 0
+    for region in ("A", "B"):
+        for index in range(DEMO_UNSENT_PER_REGION):
+            _add_prescription(
+                session, demo_patient.id, prescribers[index % len(prescribers)].id,
+                clinic.id, region, rng,
+            )
+            count += 1
+    for index, patient in enumerate(others):
+        _add_prescription(
+            session, patient.id, prescribers[index % len(prescribers)].id, clinic.id,
+            patient.region, rng,
+        )
+        count += 1
+    await session.flush()
+    return SeedSummary(
+        created=True, pharmacies=pharmacy_count, patients=1 + len(others), prescriptions=count
+    )
+
+
+def _add_prescription(
+    session: AsyncSession,
+    patient_id: uuid.UUID,
+    prescriber_id: uuid.UUID,
+    clinic_id: uuid.UUID,
+    region: str,
+    rng: random.Random,
+) -> None:
+    medicines = rng.sample(data.FORMULARY[:6], k=rng.randint(1, 2))
+    prescription = Prescription(
+        patient_id=patient_id, prescriber_id=prescriber_id, clinic_id=clinic_id,
+        region=region, notes="Synthetic demo prescription",
+    )
+    prescription.items = [
+        PrescriptionItem(
+            position=position, description=med.description, quantity=med.quantity,
+            directions=med.directions, dmd_vpid=med.vpid, dmd_apid=med.apid,
+        )
+        for position, med in enumerate(medicines)
+    ]
+    session.add(prescription)
+
+
+async def add_prescriptions(
+    session: AsyncSession,
+    count: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Bulk-add ``count`` draft prescriptions spread over the seeded patients."""
+    patients = (await session.execute(select(Patient.id, Patient.region))).all()
+    prescriber_ids = list(await session.scalars(select(Prescriber.id)))
+    clinic_id = await session.scalar(select(Clinic.id).order_by(Clinic.created_at).limit(1))
+    if not patients or not prescriber_ids:
+        raise LookupError("no patients or prescribers yet: run `rxroute seed` without options first")
+    offset = await session.scalar(select(func.count()).select_from(Prescription)) or 0
+    rng = random.Random(f"bulk-{offset}")  # noqa: S311 - synthetic data
+    done = 0
+    while done < count:
+        size = min(BULK_CHUNK, count - done)
+        rows = []
+        items = []
+        for index in range(size):
+            patient_id, region = patients[(offset + done + index) % len(patients)]
+            prescription_id = uuid.uuid4()
+            rows.append(
+                {
+                    "id": prescription_id,
+                    "patient_id": patient_id,
+                    "prescriber_id": prescriber_ids[index % len(prescriber_ids)],
+                    "clinic_id": clinic_id,
+                    "region": region,
+                    "status": "draft",
+                    "notes": "Bulk test prescription",
+                }
+            )
+            for position, med in enumerate(rng.sample(data.FORMULARY[:6], k=rng.randint(1, 2))):
+                items.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "prescription_id": prescription_id,
+                        "position": position,
+                        "description": med.description,
+                        "quantity": med.quantity,
+                        "directions": med.directions,
+                        "dmd_vpid": med.vpid,
+                        "dmd_apid": med.apid,
+                    }
+                )
+        await session.execute(insert(Prescription), rows)
+        await session.execute(insert(PrescriptionItem), items)
+        done += size
+        if progress is not None:
+            progress(size)
+    return done

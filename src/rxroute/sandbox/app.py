@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from .config import SandboxConfig
+from .config import Prescriber, SandboxConfig
 from .pages import render
 from .state import (
     DISPENSED,
@@ -32,7 +32,6 @@ from .state import (
     PHARMACY_GROUPS,
     VOIDED,
     PlatformError,
-    Prescriber,
     Prescription,
     Sandbox,
 )
@@ -366,7 +365,9 @@ def create_app(config: SandboxConfig) -> SandboxApp:
     @app.get("/api/v1/clinics")
     async def clinics(request: Request) -> Response:
         prescriber = authed(request)
-        listed = [sandbox.clinics[i].model_dump() for i in prescriber.clinic_ids if i in sandbox.clinics]
+        listed = [
+            sandbox.clinics[i].model_dump() for i in prescriber.clinic_ids if i in sandbox.clinics
+        ]
         return _json(200, {"success": True, "data": {"clinics": listed}})
 
     @app.get("/api/v1/contacts")
@@ -376,7 +377,8 @@ def create_app(config: SandboxConfig) -> SandboxApp:
         listed = [
             {"id": c.id, "name": c.name, "email": c.email, "post_code": c.post_code}
             for c in sandbox.contacts.values()
-            if c.clinic_id in prescriber.clinic_ids and (wanted is None or str(c.clinic_id) == wanted)
+            if c.clinic_id in prescriber.clinic_ids
+            and (wanted is None or str(c.clinic_id) == wanted)
         ]
         return _json(200, {"success": True, "data": {"contacts": listed}})
 
@@ -530,7 +532,9 @@ def create_app(config: SandboxConfig) -> SandboxApp:
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> Response:
-        return render("index.html", 200, stats=sandbox.stats(), faults=sandbox.faults, webhook=sandbox.webhook)
+        return render(
+            "index.html", 200, stats=sandbox.stats(), faults=sandbox.faults, webhook=sandbox.webhook
+        )
 
     @app.get("/mailbox", response_class=HTMLResponse)
     async def mailbox_page() -> Response:

@@ -56,7 +56,8 @@ class Contact(_Strict):
 
 class WebhookSettings(_Strict):
     url: str | None = None
-    secret: str = "demo-only-webhook-secret"
+    #: Development default only; the packaged config sets it explicitly.
+    secret: str = "demo-only-webhook-secret"  # noqa: S105
 
 
 class Timings(_Strict):

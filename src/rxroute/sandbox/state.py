@@ -288,7 +288,9 @@ class Sandbox:
             if candidate not in self.prescriptions:
                 return candidate
 
-    def issue(self, prescriber: Prescriber, payload: dict[str, Any], link_base: str) -> Prescription:
+    def issue(
+        self, prescriber: Prescriber, payload: dict[str, Any], link_base: str
+    ) -> Prescription:
         """Apply the platform's business rules to an already-validated request."""
         if not prescriber.active:
             raise PlatformError(INACTIVE_PRESCRIBER)
@@ -397,9 +399,7 @@ class Sandbox:
         logger.info("prescription %s %s -> %s", prescription.id, previous, status)
         self._transition_event(prescription, previous, status)
 
-    def _transition_event(
-        self, prescription: Prescription, previous: str, status: str
-    ) -> None:
+    def _transition_event(self, prescription: Prescription, previous: str, status: str) -> None:
         now_iso = self.clock.iso()
         event_id, body = build_event(
             prescription_id=prescription.id,
@@ -455,11 +455,11 @@ class Sandbox:
         """Sign what is due and expire what is stale; cheap enough to run on every request."""
         now = self.clock.now()
         for prescription in list(self.prescriptions.values()):
-            if prescription.status == ISSUED:
-                if prescription.issued_at + self.timings.sign_delay_seconds <= now:
-                    self._move(prescription, SIGNED)
-                    if prescription.notify:
-                        self._send_email(prescription)
+            sign_due = prescription.issued_at + self.timings.sign_delay_seconds
+            if prescription.status == ISSUED and sign_due <= now:
+                self._move(prescription, SIGNED)
+                if prescription.notify:
+                    self._send_email(prescription)
             if prescription.status in OPEN_STATUSES and (
                 prescription.issued_at + self.timings.expire_after_seconds <= now
             ):

@@ -88,7 +88,9 @@ def _birth_date(errors: Errors, day: str, month: str, year: str) -> None:
     parts_ok = True
     for name, value, width in (("day", day, 2), ("month", month, 2), ("year", year, 4)):
         if value and not (value.isdigit() and value.isascii() and len(value) == width):
-            _add(errors, f"patient.birth_{name}", f"The patient.birth_{name} must be {width} digits.")
+            _add(
+                errors, f"patient.birth_{name}", f"The patient.birth_{name} must be {width} digits."
+            )
             parts_ok = False
     if not (parts_ok and day and month and year):
         return
@@ -104,7 +106,9 @@ def _birth_date(errors: Errors, day: str, month: str, year: str) -> None:
 
 def _medicines(errors: Errors, medicines: Any) -> None:
     if not isinstance(medicines, list) or not medicines:
-        _add(errors, "medicines", "The medicines field is required and must list at least one item.")
+        _add(
+            errors, "medicines", "The medicines field is required and must list at least one item."
+        )
         return
     if len(medicines) > 50:
         _add(errors, "medicines", "The medicines may not have more than 50 items.")

@@ -290,9 +290,9 @@ class WebhookDispatcher:
     def pending(self) -> int:
         return len(self._tasks)
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, within_seconds: float) -> bool:
         """Wait for queued deliveries; tests use it instead of sleeping blindly."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_seconds
         while self._tasks or self._held is not None:
             if time.monotonic() > deadline:
                 return False

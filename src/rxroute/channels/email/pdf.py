@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fpdf import FPDF, FontFace
-from fpdf.fonts import TTFFont
 from fpdf.enums import Align, TableCellFillMode, WrapMode, XPos, YPos
+from fpdf.fonts import TTFFont
 
 from rxroute.channels.email.document import PrescriptionDocument
 
@@ -40,7 +40,7 @@ _FONT_SIZES = (10.0, 9.0, 8.0, 7.0, 6.0)
 _MARGIN_MM = 15.0
 _FOOTER_MM = 22.0
 
-#: Latin letters that Unicode normalisation does not decompose to ASCII.
+#: Letters and punctuation that NFKD does not reduce to something a core font can print.
 _TRANSLITERATIONS = {
     "\u0141": "L",
     "\u0142": "l",

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from rxroute.db.engine import create_engine
+from rxroute.runtime import Runtime
+
+
+async def test_healthz_answers_without_the_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_ready_at_head(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+async def test_readyz_503_when_database_is_down(
+    client: httpx.AsyncClient, db: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = create_engine("postgresql://nobody@127.0.0.1:1/nothing", pool_size=1)
+    monkeypatch.setattr(db, "engine", dead)
+    try:
+        response = await client.get("/readyz")
+    finally:
+        await dead.dispose()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["reason"].startswith("database")
+
+
+async def test_readyz_503_when_migrations_behind(client: httpx.AsyncClient, db: Runtime) -> None:
+    async with db.engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    try:
+        response = await client.get("/readyz")
+    finally:
+        async with db.engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    assert response.status_code == 503
+    assert "rxroute migrate" in response.json()["reason"]
+
+
+async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/no/such/thing")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+async def test_validation_error_names_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/auth/token", json={"email": "a@example.com"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["errors"][0]["field"] == "password"
+    assert "password" in body["detail"]
+
+
+async def test_malformed_json_is_422_not_500(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/token", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+async def test_openapi_docs_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()

@@ -20,7 +20,10 @@ from rxroute.auth.endpoints import router as auth_router
 from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import resolve_database_url
+from rxroute.pharmacies.endpoints import router as pharmacies_router
+from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
+from rxroute.webhooks.receiver import router as webhooks_router
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +59,10 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", request_id=request_id, error_type=type(exc).__name__)
     return JSONResponse(
         status_code=500,
-        content={"detail": "internal error; quote this request id to support", "request_id": request_id},
+        content={
+            "detail": "internal error; quote this request id to support",
+            "request_id": request_id,
+        },
     )
 
 
@@ -136,4 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(content={"status": "ready", "migration": current})
 
     app.include_router(auth_router)
+    app.include_router(pharmacies_router)
+    app.include_router(prescriptions_router)
+    app.include_router(webhooks_router)
     return app

@@ -106,6 +106,13 @@ def load_settings(**overrides: Any) -> Settings:
     return get_settings()
 
 
+def require_encryption_keys(settings: Settings) -> None:
+    """Fail fast on missing or malformed RXROUTE_ENCRYPTION_KEYS, before touching the database."""
+    from rxroute.crypto import SecretBox
+
+    SecretBox.from_settings(settings)
+
+
 def ensure_port_free(host: str, port: int, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -203,13 +210,17 @@ def seed(
     prescriptions: Annotated[
         int,
         typer.Option(
-            "--prescriptions", "-n", min=0, max=1_000_000,
+            "--prescriptions",
+            "-n",
+            min=0,
+            max=1_000_000,
             help="Also bulk-add this many fresh draft prescriptions.",
         ),
     ] = 0,
 ) -> None:
     """Create the deterministic synthetic demo data (idempotent), and optionally more."""
     settings = load_settings()
+    require_encryption_keys(settings)
     url = resolve_database_url(settings)
     try:
         asyncio.run(_seed(settings, url, prescriptions))
@@ -231,6 +242,7 @@ def serve(
     from rxroute.logging import configure_logging
 
     settings = load_settings()
+    require_encryption_keys(settings)
     ensure_port_free(host, port, "rxroute")
     configure_logging(settings.log_level, json=settings.log_json)
     resolve_database_url(settings)  # fail fast, before uvicorn starts, on a bad database
@@ -269,6 +281,7 @@ def worker(
     from rxroute.logging import configure_logging
 
     settings = load_settings()
+    require_encryption_keys(settings)
     configure_logging(settings.log_level, json=settings.log_json)
     url = resolve_database_url(settings)
     asyncio.run(_worker(settings, url, concurrency or settings.worker_concurrency))
@@ -284,6 +297,27 @@ def demo(
     from rxroute.demo import run_demo
 
     run_demo(host=host, port=port)
+
+
+def _register_service_commands() -> None:
+    from rxroute.mailcatcher import run_mailcatcher
+    from rxroute.sandbox.cli import sandbox_command
+
+    app.command("sandbox", help="Run the e-prescription platform simulator (Region B).")(
+        sandbox_command
+    )
+
+    @app.command("mailcatcher")
+    def mailcatcher(
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        smtp_port: Annotated[int, typer.Option(min=1, max=65535)] = 8025,
+        web_port: Annotated[int, typer.Option(min=1, max=65535)] = 8026,
+    ) -> None:
+        """A local SMTP server that keeps every email and shows it on a web page."""
+        run_mailcatcher(host, smtp_port, web_port)
+
+
+_register_service_commands()
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from functools import lru_cache
 from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,10 +21,10 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
 
 #: Development-only defaults, so ``rxroute demo`` works with no configuration at all.
 DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-000000000000000000="
-DEMO_SESSION_SECRET = "demo-only-session-secret"
-DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"
+DEMO_SESSION_SECRET = "demo-only-session-secret"  # noqa: S105
+DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
-DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"
+DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
 
 
 class Environment(enum.StrEnum):
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
 
     # --- Region B: the e-prescription platform --------------------------------------------
     erx_base_url: str = "http://127.0.0.1:8100"
-    erx_token_path: str = "/oauth/token"
+    erx_token_path: str = "/oauth/token"  # noqa: S105 - a URL path
     erx_api_prefix: str = "/api/v1"
     erx_client_id: str = DEMO_ERX_CLIENT_ID
     erx_client_secret: SecretStr = SecretStr(DEMO_ERX_CLIENT_SECRET)

@@ -1,7 +1,9 @@
 """``rxroute demo``: the whole product on 127.0.0.1 from one command.
 
-One process tree: the embedded database, migrations, seeded data, the web app and a worker.
-Ctrl-C stops everything in order (app, worker, database handle).
+One process tree: the embedded database, migrations, seeded data, the web app, a worker,
+the provider sandbox (Region B) and a mail catcher (Region A). rxroute's Region B settings
+point at the sandbox and the sandbox's webhooks point back at rxroute. Ctrl-C stops
+everything in order.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.db.engine import resolve_database_url
 from rxroute.logging import configure_logging
+from rxroute.mailcatcher import MailCatcher
+from rxroute.sandbox import SandboxServer, load_config
 from rxroute.seed import data
 
 
@@ -34,8 +38,6 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
             uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
         )
         worker = asyncio.create_task(run_worker(2, install_signal_handlers=False))
-        print_logins(f"http://{host}:{port}")
-        console.print("Press Ctrl-C to stop.")
         try:
             await server.serve()
         finally:
@@ -46,13 +48,41 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
         await stop_runtime()
 
 
-def run_demo(*, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run_demo(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    sandbox_port: int = 8100,
+    smtp_port: int = 8025,
+    mail_web_port: int = 8026,
+) -> None:
+    sandbox_url = f"http://{host}:{sandbox_port}"
     settings = load_settings(
         public_url=f"http://{host}:{port}",
+        erx_base_url=sandbox_url,
         erx_clinic_id=data.CLINIC_INTERNAL_ID,
+        smtp_host=host,
+        smtp_port=smtp_port,
     )
     ensure_port_free(host, port, "rxroute")
+    ensure_port_free(host, sandbox_port, "sandbox")
+    ensure_port_free(host, smtp_port, "mail catcher SMTP")
+    ensure_port_free(host, mail_web_port, "mail catcher web")
     configure_logging("WARNING", json=settings.log_json)
     url = resolve_database_url(settings)
-    asyncio.run(_run(settings, url, host, port))
+    sandbox_config = load_config(None).with_overrides(webhook_url=settings.webhook_url)
+    sandbox_config = sandbox_config.model_copy(update={"public_url": sandbox_url})
+    sandbox = SandboxServer(sandbox_config, host=host, port=sandbox_port)
+    mail = MailCatcher(host=host, smtp_port=smtp_port, web_port=mail_web_port)
+    sandbox.start()
+    mail.start()
+    try:
+        print_logins(f"http://{host}:{port}")
+        console.print(f"[bold]Provider sandbox[/]  {sandbox.url}  (portal, mailbox, webhooks)")
+        console.print(f"[bold]Mail catcher[/]      {mail.web_url}  (Region A emails)")
+        console.print("Press Ctrl-C to stop.")
+        asyncio.run(_run(settings, url, host, port))
+    finally:
+        mail.stop()
+        sandbox.stop()
     console.print("demo stopped")

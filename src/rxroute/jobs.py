@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 TASK_MODULES = [
     "rxroute.maintenance.tasks",
+    "rxroute.prescriptions.tasks",
+    "rxroute.webhooks.tasks",
 ]
 
 queue = procrastinate.App(
@@ -35,11 +37,18 @@ async def raw_connection(session: AsyncSession) -> Any:
 
 
 async def defer_in_session(
-    session: AsyncSession, task: Any, *, lock: str | None = None, **kwargs: Any
+    session: AsyncSession,
+    task: Any,
+    *,
+    lock: str | None = None,
+    delay_seconds: float | None = None,
+    **kwargs: Any,
 ) -> int:
     """Defer ``task`` in the session's transaction: committed with it or not at all."""
     options: dict[str, Any] = {"connection": await raw_connection(session)}
     if lock is not None:
         options["lock"] = lock
+    if delay_seconds:
+        options["schedule_in"] = {"seconds": delay_seconds}
     job_id: int = await task.configure(**options).defer_async(**kwargs)
     return job_id

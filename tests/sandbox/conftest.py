@@ -110,9 +110,7 @@ def issue_payload(**overrides: Any) -> dict[str, Any]:
             "post_code": "EX1 1AA",
             "country": "GB",
         },
-        "medicines": [
-            {"description": "Semaglutide 0.25mg pen", "qty": 1, "directions": "Weekly."}
-        ],
+        "medicines": [{"description": "Semaglutide 0.25mg pen", "qty": 1, "directions": "Weekly."}],
     }
     payload.update(overrides)
     return payload
@@ -121,7 +119,9 @@ def issue_payload(**overrides: Any) -> dict[str, Any]:
 async def issue(
     client: httpx.AsyncClient, headers: dict[str, str], **overrides: Any
 ) -> dict[str, Any]:
-    response = await client.post("/api/v1/prescriptions", headers=headers, json=issue_payload(**overrides))
+    response = await client.post(
+        "/api/v1/prescriptions", headers=headers, json=issue_payload(**overrides)
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert body["success"] is True, body
@@ -191,7 +191,9 @@ class Receiver:
         with self.lock:
             return [json.loads(r.body) for r in self.received]
 
-    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10) -> None:
+    async def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not predicate(self.events()):

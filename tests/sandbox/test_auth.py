@@ -11,7 +11,11 @@ from .conftest import ALICE, CLIENT_ID, CLIENT_SECRET, get_access_token, login
 async def test_token_grant_shape(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
     )
     assert response.status_code == 200
     body = response.json()
@@ -29,7 +33,11 @@ async def test_bad_client_credentials_are_401_invalid_client(
 ) -> None:
     response = await client.post(
         "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
     )
     assert response.status_code == 401
     assert response.json() == {"error": "invalid_client"}
@@ -38,7 +46,11 @@ async def test_bad_client_credentials_are_401_invalid_client(
 async def test_token_endpoint_wants_a_form_and_the_grant(client: httpx.AsyncClient) -> None:
     as_json = await client.post(
         "/oauth/token",
-        json={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+        json={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
     )
     assert as_json.status_code == 400
     assert as_json.json() == {"error": "invalid_request"}

@@ -16,7 +16,9 @@ async def test_clinics_and_contacts_shapes(client: httpx.AsyncClient) -> None:
     headers = await login(client)
     clinics = (await client.get("/api/v1/clinics", headers=headers)).json()
     assert clinics["success"] is True
-    assert {"id": 994, "unique_id": "201334", "name": "rxroute Demo Weight Clinic"} in clinics["data"]["clinics"]
+    assert {"id": 994, "unique_id": "201334", "name": "rxroute Demo Weight Clinic"} in clinics[
+        "data"
+    ]["clinics"]
     contacts = (await client.get("/api/v1/contacts", headers=headers)).json()
     assert contacts["success"] is True
     first = contacts["data"]["contacts"][0]
@@ -67,7 +69,9 @@ async def test_business_errors_are_http_200(
     client: httpx.AsyncClient, overrides: dict[str, object], message: str
 ) -> None:
     headers = await login(client)
-    response = await client.post("/api/v1/prescriptions", headers=headers, json=issue_payload(**overrides))
+    response = await client.post(
+        "/api/v1/prescriptions", headers=headers, json=issue_payload(**overrides)
+    )
     assert response.status_code == 200
     assert response.json() == {"success": False, "message": message}
 
@@ -96,7 +100,13 @@ async def test_validation_errors_are_422_keyed_by_path(client: httpx.AsyncClient
     body = response.json()
     assert body["success"] is False
     assert body["message"] == "The given data was invalid."
-    for key in ("patient.post_code", "patient.phone", "patient.gender", "patient.last_name", "medicines.0.qty"):
+    for key in (
+        "patient.post_code",
+        "patient.phone",
+        "patient.gender",
+        "patient.last_name",
+        "medicines.0.qty",
+    ):
         assert key in body["errors"], key
         assert all(isinstance(m, str) for m in body["errors"][key])
 
@@ -117,11 +127,15 @@ async def test_no_dedupe_and_lookup_by_client_ref(client: httpx.AsyncClient) -> 
     first = (await issue(client, headers, client_ref_id="dup-1"))["data"]["prescription"]["id"]
     second = (await issue(client, headers, client_ref_id="dup-1"))["data"]["prescription"]["id"]
     assert first != second
-    found = await client.get("/api/v1/prescriptions", headers=headers, params={"client_ref_id": "dup-1"})
+    found = await client.get(
+        "/api/v1/prescriptions", headers=headers, params={"client_ref_id": "dup-1"}
+    )
     assert found.status_code == 200
     ids = {p["id"] for p in found.json()["data"]["prescriptions"]}
     assert ids == {first, second}
-    none = await client.get("/api/v1/prescriptions", headers=headers, params={"client_ref_id": "nope"})
+    none = await client.get(
+        "/api/v1/prescriptions", headers=headers, params={"client_ref_id": "nope"}
+    )
     assert none.json() == {"success": True, "data": {"prescriptions": []}}
     stats = (await client.get("/_sandbox/stats")).json()
     assert stats["issued_by_client_ref_id"] == {"dup-1": 2}

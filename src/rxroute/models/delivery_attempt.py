@@ -17,9 +17,7 @@ class DeliveryAttempt(IdMixin, Base):
 
     __tablename__ = "delivery_attempts"
 
-    prescription_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("prescriptions.id"), index=True
-    )
+    prescription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescriptions.id"), index=True)
     channel: Mapped[str] = mapped_column(String(20))
     #: issue, lookup, void, email ...
     action: Mapped[str] = mapped_column(String(20))

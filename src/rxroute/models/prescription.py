@@ -38,9 +38,7 @@ class Prescription(IdMixin, TimestampMixin, Base):
     #: The patient's choice, recorded when they send.
     region: Mapped[str | None] = mapped_column(String(8), default=None)
     channel: Mapped[str | None] = mapped_column(String(20), default=None)
-    pharmacy_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("pharmacies.id"), default=None
-    )
+    pharmacy_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pharmacies.id"), default=None)
     #: The platform's prescription ID (e.g. SRXC49F3D4F66A7) and its secure token.
     provider_prescription_id: Mapped[str | None] = mapped_column(String(64), default=None)
     provider_token: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -131,11 +131,13 @@ def derive_status(statuses: Iterable[Status]) -> Status:
 def decide(current: Status, new: Status, source: Source) -> bool:
     """Whether recording ``new`` moves the current status.
 
-    Returns True to move, False to record without moving (an observed fact that is late or
-    out of order). Raises :class:`InvalidTransition` for a command that is not allowed.
+    Returns True to move, False to record without moving: an observed fact that is late or
+    out of order (anything a webhook, poll or pharmacy reports, and any platform status,
+    which is the platform's word even when our own worker relays it). Raises
+    :class:`InvalidTransition` for a command that is not allowed.
     """
     if can_transition(current, new):
         return True
-    if source in OBSERVING_SOURCES:
+    if source in OBSERVING_SOURCES or new in PROVIDER_STATUSES:
         return False
     raise InvalidTransition(current, new)

@@ -80,30 +80,72 @@ class Medicine:
 
 #: A small weight-loss formulary. dm+d codes are illustrative, not clinical references.
 FORMULARY: tuple[Medicine, ...] = (
-    Medicine("Semaglutide 0.25mg/0.5ml solution for injection pre-filled pen", "1 pen",
-             "Inject 0.25mg once weekly under the skin for 4 weeks", "39954111000001109"),
-    Medicine("Semaglutide 0.5mg/0.5ml solution for injection pre-filled pen", "1 pen",
-             "Inject 0.5mg once weekly under the skin", "39954211000001103"),
-    Medicine("Tirzepatide 2.5mg/0.5ml solution for injection pre-filled pen", "4 pens",
-             "Inject 2.5mg once weekly under the skin", "42173511000001101"),
-    Medicine("Tirzepatide 5mg/0.5ml solution for injection pre-filled pen", "4 pens",
-             "Inject 5mg once weekly under the skin", "42173611000001102"),
-    Medicine("Liraglutide 6mg/ml solution for injection 3ml pre-filled pen", "5 pens",
-             "Inject 0.6mg once daily, increasing weekly as directed", "36452111000001107"),
-    Medicine("Orlistat 120mg capsules", "84 capsules",
-             "Take one capsule three times a day with each main meal", "322183008"),
+    Medicine(
+        "Semaglutide 0.25mg/0.5ml solution for injection pre-filled pen",
+        "1 pen",
+        "Inject 0.25mg once weekly under the skin for 4 weeks",
+        "39954111000001109",
+    ),
+    Medicine(
+        "Semaglutide 0.5mg/0.5ml solution for injection pre-filled pen",
+        "1 pen",
+        "Inject 0.5mg once weekly under the skin",
+        "39954211000001103",
+    ),
+    Medicine(
+        "Tirzepatide 2.5mg/0.5ml solution for injection pre-filled pen",
+        "4 pens",
+        "Inject 2.5mg once weekly under the skin",
+        "42173511000001101",
+    ),
+    Medicine(
+        "Tirzepatide 5mg/0.5ml solution for injection pre-filled pen",
+        "4 pens",
+        "Inject 5mg once weekly under the skin",
+        "42173611000001102",
+    ),
+    Medicine(
+        "Liraglutide 6mg/ml solution for injection 3ml pre-filled pen",
+        "5 pens",
+        "Inject 0.6mg once daily, increasing weekly as directed",
+        "36452111000001107",
+    ),
+    Medicine(
+        "Orlistat 120mg capsules",
+        "84 capsules",
+        "Take one capsule three times a day with each main meal",
+        "322183008",
+    ),
     Medicine("Pen needles 32G 4mm", "100 needles", "Use one new needle for each injection"),
 )
 
 _CHAINS = (
-    "Wellbeing Pharmacy", "Greenfield Chemist", "Riverside Pharmacy", "Oakwood Dispensary",
-    "Market Cross Pharmacy", "Harbour Chemists", "Parkside Pharmacy", "Castle Pharmacy",
-    "Station Road Chemist", "Meadow Pharmacy", "Kingsway Pharmacy", "Abbey Chemist",
+    "Wellbeing Pharmacy",
+    "Greenfield Chemist",
+    "Riverside Pharmacy",
+    "Oakwood Dispensary",
+    "Market Cross Pharmacy",
+    "Harbour Chemists",
+    "Parkside Pharmacy",
+    "Castle Pharmacy",
+    "Station Road Chemist",
+    "Meadow Pharmacy",
+    "Kingsway Pharmacy",
+    "Abbey Chemist",
 )
 _STREETS = (
-    "High Street", "Market Place", "Church Road", "Station Road", "Victoria Street",
-    "London Road", "Mill Lane", "Queen Street", "King Street", "Bridge Street",
-    "Park Road", "North Parade",
+    "High Street",
+    "Market Place",
+    "Church Road",
+    "Station Road",
+    "Victoria Street",
+    "London Road",
+    "Mill Lane",
+    "Queen Street",
+    "King Street",
+    "Bridge Street",
+    "Park Road",
+    "North Parade",
 )
 _UNITS = ("", "Unit 2", "Unit 4", "The Old Bank", "Ground Floor", "Riverside House")
 
@@ -111,21 +153,65 @@ _UNITS = ("", "Unit 2", "Unit 4", "The Old Bank", "Ground Floor", "Riverside Hou
 #: (electronic prescriptions through the platform).
 _TOWNS: dict[str, tuple[tuple[str, str], ...]] = {
     "A": (
-        ("Edinburgh", "EH1"), ("Glasgow", "G2"), ("Aberdeen", "AB10"), ("Dundee", "DD1"),
-        ("Inverness", "IV1"), ("Stirling", "FK8"), ("Perth", "PH1"), ("Ayr", "KA7"),
-        ("Dumfries", "DG1"), ("Paisley", "PA1"), ("Falkirk", "FK1"), ("Kirkcaldy", "KY1"),
+        ("Edinburgh", "EH1"),
+        ("Glasgow", "G2"),
+        ("Aberdeen", "AB10"),
+        ("Dundee", "DD1"),
+        ("Inverness", "IV1"),
+        ("Stirling", "FK8"),
+        ("Perth", "PH1"),
+        ("Ayr", "KA7"),
+        ("Dumfries", "DG1"),
+        ("Paisley", "PA1"),
+        ("Falkirk", "FK1"),
+        ("Kirkcaldy", "KY1"),
     ),
     "B": (
-        ("Manchester", "M1"), ("Leeds", "LS1"), ("Bristol", "BS1"), ("Sheffield", "S1"),
-        ("Nottingham", "NG1"), ("Leicester", "LE1"), ("York", "YO1"), ("Norwich", "NR2"),
-        ("Oxford", "OX1"), ("Cambridge", "CB2"), ("Brighton", "BN1"), ("Exeter", "EX1"),
+        ("Manchester", "M1"),
+        ("Leeds", "LS1"),
+        ("Bristol", "BS1"),
+        ("Sheffield", "S1"),
+        ("Nottingham", "NG1"),
+        ("Leicester", "LE1"),
+        ("York", "YO1"),
+        ("Norwich", "NR2"),
+        ("Oxford", "OX1"),
+        ("Cambridge", "CB2"),
+        ("Brighton", "BN1"),
+        ("Exeter", "EX1"),
     ),
 }
 
-_FIRST_NAMES = ("Alex", "Sam", "Jordan", "Priya", "Tom", "Aisha", "Ewan", "Chloe", "Ravi",
-                "Hannah", "Kofi", "Isla", "Mateusz", "Grace", "Liam", "Zara")
-_LAST_NAMES = ("Testpatient", "Example", "Sample", "Placeholder", "Fictional", "Demo",
-               "Synthetic", "Mockford", "Trialson", "Specimen")
+_FIRST_NAMES = (
+    "Alex",
+    "Sam",
+    "Jordan",
+    "Priya",
+    "Tom",
+    "Aisha",
+    "Ewan",
+    "Chloe",
+    "Ravi",
+    "Hannah",
+    "Kofi",
+    "Isla",
+    "Mateusz",
+    "Grace",
+    "Liam",
+    "Zara",
+)
+_LAST_NAMES = (
+    "Testpatient",
+    "Example",
+    "Sample",
+    "Placeholder",
+    "Fictional",
+    "Demo",
+    "Synthetic",
+    "Mockford",
+    "Trialson",
+    "Specimen",
+)
 
 
 def _postcode(rng: random.Random, outward: str) -> str:
@@ -135,7 +221,7 @@ def _postcode(rng: random.Random, outward: str) -> str:
 
 def pharmacies(region: str, count: int = PHARMACIES_PER_REGION) -> list[PharmacySeed]:
     """The curated accepted pharmacies of a region, the same on every call."""
-    rng = random.Random(f"pharmacies-{region}")  # noqa: S311 - synthetic data, not security
+    rng = random.Random(f"pharmacies-{region}")
     towns = _TOWNS[region]
     result: list[PharmacySeed] = []
     for index in range(count):
@@ -166,27 +252,50 @@ def region_b_pharmacies() -> list[PharmacySeed]:
 
 def prescribers() -> list[PrescriberSeed]:
     return [
-        PrescriberSeed("Dr Alice Hartfield", "alice.hartfield@example.com", "GMC-7000001",
-                       "dr.alice.hartfield@example.com", "sandbox-prescriber-alice", "123456",
-                       501, True),
-        PrescriberSeed("Dr Ben Okonjo", "ben.okonjo@example.com", "GMC-7000002",
-                       "dr.ben.okonjo@example.com", "sandbox-prescriber-ben", "654321",
-                       502, True),
+        PrescriberSeed(
+            "Dr Alice Hartfield",
+            "alice.hartfield@example.com",
+            "GMC-7000001",
+            "dr.alice.hartfield@example.com",
+            "sandbox-prescriber-alice",
+            "123456",
+            501,
+            True,
+        ),
+        PrescriberSeed(
+            "Dr Ben Okonjo",
+            "ben.okonjo@example.com",
+            "GMC-7000002",
+            "dr.ben.okonjo@example.com",
+            "sandbox-prescriber-ben",
+            "654321",
+            502,
+            True,
+        ),
     ]
 
 
 def demo_patient(region: str = "B") -> PatientSeed:
     return PatientSeed(
-        first_name="Jamie", last_name="Testpatient", date_of_birth=date(1985, 3, 7),
-        gender="Other", email=DEMO_PATIENT_EMAIL, phone="+44 7700 900123",
-        address_line1="12 Example Street", address_line2="", town="Leeds",
-        postcode="LS1 4AP", country="GB", region=region, nhs_number="9990000018",
+        first_name="Jamie",
+        last_name="Testpatient",
+        date_of_birth=date(1985, 3, 7),
+        gender="Other",
+        email=DEMO_PATIENT_EMAIL,
+        phone="+44 7700 900123",
+        address_line1="12 Example Street",
+        address_line2="",
+        town="Leeds",
+        postcode="LS1 4AP",
+        country="GB",
+        region=region,
+        nhs_number="9990000018",
     )
 
 
 def patients(count: int = 12) -> list[PatientSeed]:
     """Further synthetic patients, alternating regions."""
-    rng = random.Random("patients")  # noqa: S311 - synthetic data
+    rng = random.Random("patients")
     result: list[PatientSeed] = []
     for index in range(count):
         region = "A" if index % 2 == 0 else "B"
@@ -195,15 +304,21 @@ def patients(count: int = 12) -> list[PatientSeed]:
         last = _LAST_NAMES[index % len(_LAST_NAMES)]
         result.append(
             PatientSeed(
-                first_name=first, last_name=last,
-                date_of_birth=date(1960 + rng.randint(0, 40), rng.randint(1, 12),
-                                   rng.randint(1, 28)),
+                first_name=first,
+                last_name=last,
+                date_of_birth=date(
+                    1960 + rng.randint(0, 40), rng.randint(1, 12), rng.randint(1, 28)
+                ),
                 gender=("Female", "Male", "Other")[index % 3],
                 email=f"patient{index + 1:02d}@example.com",
                 phone=f"+44 7700 900{200 + index:03d}",
                 address_line1=f"{rng.randint(1, 99)} {_STREETS[index % len(_STREETS)]}",
-                address_line2="", town=town, postcode=_postcode(rng, outward), country="GB",
-                region=region, nhs_number=f"999{rng.randint(0, 9999999):07d}",
+                address_line2="",
+                town=town,
+                postcode=_postcode(rng, outward),
+                country="GB",
+                region=region,
+                nhs_number=f"999{rng.randint(0, 9999999):07d}",
             )
         )
     return result

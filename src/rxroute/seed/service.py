@@ -49,10 +49,18 @@ async def is_seeded(session: AsyncSession) -> bool:
 
 def _patient_row(seed: data.PatientSeed) -> Patient:
     return Patient(
-        first_name=seed.first_name, last_name=seed.last_name, date_of_birth=seed.date_of_birth,
-        gender=seed.gender, email=seed.email, phone=seed.phone,
-        address_line1=seed.address_line1, address_line2=seed.address_line2, town=seed.town,
-        postcode=seed.postcode, country=seed.country, region=seed.region,
+        first_name=seed.first_name,
+        last_name=seed.last_name,
+        date_of_birth=seed.date_of_birth,
+        gender=seed.gender,
+        email=seed.email,
+        phone=seed.phone,
+        address_line1=seed.address_line1,
+        address_line2=seed.address_line2,
+        town=seed.town,
+        postcode=seed.postcode,
+        country=seed.country,
+        region=seed.region,
         nhs_number=seed.nhs_number,
     )
 
@@ -62,14 +70,18 @@ async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
         return SeedSummary(created=False, pharmacies=0, patients=0, prescriptions=0)
 
     clinic = Clinic(
-        provider="signaturerx", name=data.CLINIC_NAME,
-        api_internal_id=data.CLINIC_INTERNAL_ID, dashboard_display_id=data.CLINIC_DISPLAY_ID,
+        provider="signaturerx",
+        name=data.CLINIC_NAME,
+        api_internal_id=data.CLINIC_INTERNAL_ID,
+        dashboard_display_id=data.CLINIC_DISPLAY_ID,
     )
     session.add(clinic)
 
     prescribers = [
         Prescriber(
-            full_name=p.full_name, email=p.email, registration_number=p.registration_number,
+            full_name=p.full_name,
+            email=p.email,
+            registration_number=p.registration_number,
             platform_email_encrypted=box.encrypt(p.platform_email),
             platform_password_encrypted=box.encrypt(p.platform_password),
             signing_pin_encrypted=box.encrypt(p.signing_pin),
@@ -84,9 +96,14 @@ async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
         for ph in data.pharmacies(region):
             session.add(
                 Pharmacy(
-                    name=ph.name, address_line1=ph.address_line1,
-                    address_line2=ph.address_line2, town=ph.town, postcode=ph.postcode,
-                    region=ph.region, email=ph.email, platform_contact_id=ph.contact_id,
+                    name=ph.name,
+                    address_line1=ph.address_line1,
+                    address_line2=ph.address_line2,
+                    town=ph.town,
+                    postcode=ph.postcode,
+                    region=ph.region,
+                    email=ph.email,
+                    platform_contact_id=ph.contact_id,
                 )
             )
             pharmacy_count += 1
@@ -99,26 +116,38 @@ async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
     password = hash_password(data.DEMO_PASSWORD)
     session.add_all(
         [
-            User(email=data.DEMO_PATIENT_EMAIL, password_hash=password,
-                 role=Role.PATIENT.value, patient_id=demo_patient.id),
+            User(
+                email=data.DEMO_PATIENT_EMAIL,
+                password_hash=password,
+                role=Role.PATIENT.value,
+                patient_id=demo_patient.id,
+            ),
             User(email=data.DEMO_SUPPORT_EMAIL, password_hash=password, role=Role.SUPPORT.value),
             User(email=data.DEMO_ADMIN_EMAIL, password_hash=password, role=Role.ADMIN.value),
         ]
     )
 
-    rng = random.Random("demo-prescriptions")  # noqa: S311 - synthetic data
+    rng = random.Random("demo-prescriptions")
     count = 0
     for region in ("A", "B"):
         for index in range(DEMO_UNSENT_PER_REGION):
             _add_prescription(
-                session, demo_patient.id, prescribers[index % len(prescribers)].id,
-                clinic.id, region, rng,
+                session,
+                demo_patient.id,
+                prescribers[index % len(prescribers)].id,
+                clinic.id,
+                region,
+                rng,
             )
             count += 1
     for index, patient in enumerate(others):
         _add_prescription(
-            session, patient.id, prescribers[index % len(prescribers)].id, clinic.id,
-            patient.region, rng,
+            session,
+            patient.id,
+            prescribers[index % len(prescribers)].id,
+            clinic.id,
+            patient.region,
+            rng,
         )
         count += 1
     await session.flush()
@@ -137,13 +166,20 @@ def _add_prescription(
 ) -> None:
     medicines = rng.sample(data.FORMULARY[:6], k=rng.randint(1, 2))
     prescription = Prescription(
-        patient_id=patient_id, prescriber_id=prescriber_id, clinic_id=clinic_id,
-        region=region, notes="Synthetic demo prescription",
+        patient_id=patient_id,
+        prescriber_id=prescriber_id,
+        clinic_id=clinic_id,
+        region=region,
+        notes="Synthetic demo prescription",
     )
     prescription.items = [
         PrescriptionItem(
-            position=position, description=med.description, quantity=med.quantity,
-            directions=med.directions, dmd_vpid=med.vpid, dmd_apid=med.apid,
+            position=position,
+            description=med.description,
+            quantity=med.quantity,
+            directions=med.directions,
+            dmd_vpid=med.vpid,
+            dmd_apid=med.apid,
         )
         for position, med in enumerate(medicines)
     ]
@@ -161,9 +197,11 @@ async def add_prescriptions(
     prescriber_ids = list(await session.scalars(select(Prescriber.id)))
     clinic_id = await session.scalar(select(Clinic.id).order_by(Clinic.created_at).limit(1))
     if not patients or not prescriber_ids:
-        raise LookupError("no patients or prescribers yet: run `rxroute seed` without options first")
+        raise LookupError(
+            "no patients or prescribers yet: run `rxroute seed` without options first"
+        )
     offset = await session.scalar(select(func.count()).select_from(Prescription)) or 0
-    rng = random.Random(f"bulk-{offset}")  # noqa: S311 - synthetic data
+    rng = random.Random(f"bulk-{offset}")
     done = 0
     while done < count:
         size = min(BULK_CHUNK, count - done)

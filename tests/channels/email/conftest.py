@@ -93,7 +93,9 @@ def extract_pages(pdf: bytes) -> list[str]:
         for name, ref in re.findall(rb"/(F\d+) " + _REF, resources):
             font = objects[int(ref)]
             to_unicode = re.search(rb"/ToUnicode " + _REF, font)
-            fonts[name] = _to_unicode(_stream(objects[int(to_unicode.group(1))])) if to_unicode else None
+            fonts[name] = (
+                _to_unicode(_stream(objects[int(to_unicode.group(1))])) if to_unicode else None
+            )
         content = _stream(objects[int(contents.group(1))])
         current: dict[int, str] | None = None
         lines: list[str] = []

@@ -14,7 +14,6 @@ from rxroute.channels.email.pdf import render_prescription_pdf
 CONFIRM = "http://127.0.0.1:8000/pharmacy/confirm/tok.en-value"
 
 
-
 def test_subject_has_only_the_prescription_id(document: PrescriptionDocument) -> None:
     message = build_prescription_email(
         sender="prescriptions@rxroute.example.com",

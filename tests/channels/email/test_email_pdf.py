@@ -71,7 +71,9 @@ def test_characters_the_font_lacks_become_visible_placeholders(
 def test_core_font_fallback_transliterates_instead_of_crashing(
     document_factory: DocFactory, pdf_pages: PagesReader
 ) -> None:
-    doc = document_factory(patient_name="Zoë Łukasz “Ωμέγα” – 李")
+    doc = document_factory(
+        patient_name="Zoë Łukasz \u201c\u03a9\u03bc\u03ad\u03b3\u03b1\u201d \u2013 李"
+    )
     pdf = render_prescription_pdf(doc, fonts=None)
     text = pdf_pages(pdf)[0]
     assert 'Zoë Lukasz "?????" - ?' in text
@@ -116,8 +118,7 @@ def test_overflow_continues_on_pages_that_each_carry_the_id(
 def test_long_unbroken_text_and_no_optional_fields(
     document_factory: DocFactory, pdf_pages: PagesReader
 ) -> None:
-    doc = document_factory(
-patient_name="X" * 300, notes=None, confirm_url=None, items=1)
+    doc = document_factory(patient_name="X" * 300, notes=None, confirm_url=None, items=1)
     pages = pdf_pages(render_prescription_pdf(doc))
     assert len(pages) == 1
     assert "confirm dispensing" not in pages[0]

@@ -155,33 +155,14 @@ class FakePlatform:
         self.login_route = router.post(prefix + "/login").mock(side_effect=self._login)
         self.issue_route = router.post(prefix + "/prescriptions").mock(side_effect=self._issue)
         self.list_route = router.get(prefix + "/prescriptions").mock(side_effect=self._list)
-        self.void_route = router.post(url__regex=prefix + r"/prescriptions/(?P<pid>[^/]+)/void$").mock(
-            side_effect=self._void
-        )
+        self.void_route = router.post(
+            url__regex=prefix + r"/prescriptions/(?P<pid>[^/]+)/void$"
+        ).mock(side_effect=self._void)
         self.get_route = router.get(url__regex=prefix + r"/prescriptions/(?P<pid>[^/?]+)$").mock(
             side_effect=self._get
         )
-        self.clinics_route = router.get(prefix + "/clinics").mock(
-            return_value=httpx.Response(200, json=load("clinics_success.json"))
-        )
-        self.contacts_route = router.get(prefix + "/contacts").mock(
-            return_value=httpx.Response(
-                200,
-                json={
-                    "success": True,
-                    "data": {
-                        "contacts": [
-                            {
-                                "id": 5001,
-                                "name": "Wellbeing Pharmacy Leeds",
-                                "email": "pharmacy-b001@example.com",
-                                "post_code": "LS1 2AB",
-                            }
-                        ]
-                    },
-                },
-            )
-        )
+        self.clinics_route = router.get(prefix + "/clinics").mock(side_effect=self._clinics)
+        self.contacts_route = router.get(prefix + "/contacts").mock(side_effect=self._contacts)
 
     # --- control ---------------------------------------------------------------------------
     def revoke_access_tokens(self) -> None:
@@ -206,7 +187,11 @@ class FakePlatform:
         self.access_tokens.add(token)
         return httpx.Response(
             200,
-            json={"access_token": token, "token_type": "bearer", "expires_in": self.access_lifetime},
+            json={
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": self.access_lifetime,
+            },
         )
 
     def _access_ok(self, request: httpx.Request) -> bool:
@@ -268,8 +253,30 @@ class FakePlatform:
         self.prescriptions[record["id"]] = record
         return httpx.Response(
             200,
-            json={"success": True, "message": "Prescription issued.", "data": {"prescription": record}},
+            json={
+                "success": True,
+                "message": "Prescription issued.",
+                "data": {"prescription": record},
+            },
         )
+
+    async def _clinics(self, request: httpx.Request) -> httpx.Response:
+        who = self._authed(request)
+        if isinstance(who, httpx.Response):
+            return who
+        return httpx.Response(200, json=load("clinics_success.json"))
+
+    async def _contacts(self, request: httpx.Request) -> httpx.Response:
+        who = self._authed(request)
+        if isinstance(who, httpx.Response):
+            return who
+        contact = {
+            "id": 5001,
+            "name": "Wellbeing Pharmacy Leeds",
+            "email": "pharmacy-b001@example.com",
+            "post_code": "LS1 2AB",
+        }
+        return httpx.Response(200, json={"success": True, "data": {"contacts": [contact]}})
 
     async def _list(self, request: httpx.Request) -> httpx.Response:
         who = self._authed(request)
@@ -285,7 +292,9 @@ class FakePlatform:
             return who
         record = self.prescriptions.get(pid)
         if record is None:
-            return httpx.Response(404, json={"success": False, "message": "Prescription not found."})
+            return httpx.Response(
+                404, json={"success": False, "message": "Prescription not found."}
+            )
         return httpx.Response(200, json={"success": True, "data": {"prescription": record}})
 
     async def _void(self, request: httpx.Request, pid: str) -> httpx.Response:
@@ -294,7 +303,9 @@ class FakePlatform:
             return who
         record = self.prescriptions.get(pid)
         if record is None:
-            return httpx.Response(404, json={"success": False, "message": "Prescription not found."})
+            return httpx.Response(
+                404, json={"success": False, "message": "Prescription not found."}
+            )
         if record["status"] == "dispensed":
             return httpx.Response(200, json=load("void_already_dispensed.json"))
         record["status"] = "voided"
@@ -332,9 +343,13 @@ def describe_call(request: httpx.Request, secrets: dict[str, str]) -> dict[str, 
     content_type = headers.get("Content-Type", "")
     body: Any
     if content_type.startswith(c.CONTENT_TYPE_FORM):
-        body = {k: _placeholder(v, secrets) for k, v in httpx.QueryParams(request.content.decode()).multi_items()}
+        body = {
+            k: _placeholder(v, secrets)
+            for k, v in httpx.QueryParams(request.content.decode()).multi_items()
+        }
         encoding = "form"
     elif request.content:
+
         def swap(value: Any) -> Any:
             if isinstance(value, str):
                 return _placeholder(value, secrets)
@@ -363,7 +378,9 @@ def call_differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
     problems: list[str] = []
     for key in ("method", "path", "query", "body_encoding"):
         if expected.get(key) != actual.get(key):
-            problems.append(f"{key} changed: expected {expected.get(key)!r} got {actual.get(key)!r}")
+            problems.append(
+                f"{key} changed: expected {expected.get(key)!r} got {actual.get(key)!r}"
+            )
     sent = actual["headers"]
     lowered = {k.lower(): k for k in sent}
     for name, value in expected.get("headers", {}).items():
@@ -389,11 +406,12 @@ def call_differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
         elif field not in want:
             problems.append(f"body field {field} unexpected (got {got[field]!r})")
         elif type(want[field]) is not type(got[field]) or want[field] != got[field]:
-            problems.append(f"body field {field} changed: expected {want[field]!r} got {got[field]!r}")
+            problems.append(
+                f"body field {field} changed: expected {want[field]!r} got {got[field]!r}"
+            )
     return problems
 
 
 def assert_call_matches(fixture: str, request: httpx.Request, secrets: dict[str, str]) -> None:
     problems = call_differences(load(fixture), describe_call(request, secrets))
     assert not problems, f"{fixture}: " + "; ".join(problems)
-

@@ -103,14 +103,15 @@ def render_prescription_pdf(
     prescription ID and a page count so no page can be mistaken for a whole prescription.
     """
     chosen = find_unicode_font() if fonts == "auto" else fonts
-    pdf: _PrescriptionPDF | None = None
     for size in _FONT_SIZES:
         pdf = _PrescriptionPDF(doc, chosen, size)
-        pdf.render()
-        if pdf.pages_count == 1:
-            break
-    assert pdf is not None
-    return bytes(pdf.output())
+        try:
+            pdf.render()
+            if pdf.pages_count == 1 or size == _FONT_SIZES[-1]:
+                return bytes(pdf.output())
+        finally:
+            pdf.close_fonts()
+    raise AssertionError("unreachable: the last font size always returns")
 
 
 class _PrescriptionPDF(FPDF):
@@ -138,6 +139,12 @@ class _PrescriptionPDF(FPDF):
         self.set_creator("rxroute")
         # A fixed creation date keeps the bytes reproducible for the same prescription.
         self.set_creation_date(datetime.combine(doc.issued_on, time(0, 0), tzinfo=UTC))
+
+    def close_fonts(self) -> None:
+        """fpdf2 keeps embedded font files open; close them rather than leak a handle per PDF."""
+        for font in self.fonts.values():
+            if isinstance(font, TTFFont):
+                font.close()
 
     # --- page furniture ---------------------------------------------------------------
 

@@ -96,7 +96,9 @@ def _send_blocking(
             reason = "authentication"
         raise EmailRejected(f"{where} does not support {reason}", stage=stage) from None
     except smtplib.SMTPServerDisconnected as exc:
-        raise EmailRetryable(f"{where} closed the connection", stage=stage) from exc
+        # smtplib reports a read timeout as a disconnect; the timeout is its context.
+        what = "timed out" if isinstance(exc.__context__, TimeoutError) else "closed the connection"
+        raise EmailRetryable(f"{where} {what}", stage=stage) from exc
     except smtplib.SMTPException as exc:
         if stage == "auth":
             raise EmailRejected(f"{where} offered no usable login method", stage=stage) from exc

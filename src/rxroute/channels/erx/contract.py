@@ -155,7 +155,8 @@ class PatientPayload(_Wire):
 
 class MedicinePayload(_Wire):
     description: str = Field(min_length=1)
-    qty: str = Field(min_length=1)
+    #: A whole number of the item (the platform refuses "1 pen"); the unit is in the description.
+    qty: str = Field(pattern=r"^[1-9][0-9]{0,5}$")
     directions: str = Field(min_length=1)
     vpid: str | None = Field(default=None, alias="VPID", pattern=r"^[0-9]{1,20}$")
     apid: str | None = Field(default=None, alias="APID", pattern=r"^[0-9]{1,20}$")

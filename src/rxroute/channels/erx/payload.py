@@ -60,6 +60,7 @@ _UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PIN = re.compile(r"^[0-9]{6}$")
 _DIGITS = re.compile(r"^[0-9]+$")
+_QUANTITY = re.compile(r"^\s*([0-9]+)(?![0-9.,/])")
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
 
 
@@ -84,6 +85,17 @@ def normalise_phone(raw: str, country: str) -> str | None:
     if not _DIGITS.match(digits) or not 8 <= len(digits) <= 15 or digits.startswith("0"):
         return None
     return digits
+
+
+def whole_quantity(raw: str) -> str | None:
+    """The leading whole number of a quantity as people write it ("84 capsules" -> "84").
+
+    The platform wants a number; the unit is already in the item's description.
+    """
+    match = _QUANTITY.match(raw)
+    if match is None or int(match.group(1)) == 0 or len(match.group(1)) > 6:
+        return None
+    return str(int(match.group(1)))
 
 
 def normalise_postcode(raw: str, country: str) -> str:
@@ -186,7 +198,10 @@ def build_issue_payload(
     for index, item in enumerate(items):
         where = f"medicines[{index}]"
         need(item.description, f"{where}.description")
-        need(item.quantity, f"{where}.qty")
+        if need(item.quantity, f"{where}.qty") and whole_quantity(item.quantity) is None:
+            problems.append(
+                FieldProblem(f"{where}.qty", "must start with a whole number, e.g. '84 capsules'")
+            )
         need(item.directions, f"{where}.directions")
         for code_name, code in (("VPID", item.vpid), ("APID", item.apid)):
             if code is not None and code.strip() and not _DIGITS.match(code.strip()):
@@ -224,7 +239,7 @@ def build_issue_payload(
             medicines=[
                 MedicinePayload(
                     description=item.description.strip(),
-                    qty=item.quantity.strip(),
+                    qty=whole_quantity(item.quantity) or "",
                     directions=item.directions.strip(),
                     vpid=item.vpid.strip() if item.vpid and item.vpid.strip() else None,
                     apid=item.apid.strip() if item.apid and item.apid.strip() else None,

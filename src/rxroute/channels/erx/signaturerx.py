@@ -51,6 +51,8 @@ _Model = TypeVar("_Model", bound=BaseModel)
 #: Used when the platform omits ``expires_in``: short, so a wrong guess costs a few logins,
 #: and a 401 re-authenticates anyway.
 FALLBACK_TOKEN_LIFETIME_SECONDS = 300
+#: How long a refused prescriber login is answered from memory for the same credentials.
+LOGIN_REFUSAL_MEMORY_SECONDS = 30.0
 #: Prescription IDs go into URL paths; anything else is refused rather than escaped.
 _PRESCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -69,6 +71,9 @@ class _TokenSlot:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.token: _Token | None = None
+        #: A refused login, remembered briefly per credential fingerprint so fifty queued
+        #: sends make one failed login, not fifty (platforms lock accounts for less).
+        self.refusal: tuple[str, float, RejectedError] | None = None
 
     def invalidate_if(self, value: str) -> None:
         """Drop the token only if it is still the one that failed.
@@ -339,7 +344,22 @@ class SignatureRxClient:
             if self._fresh(slot.token, fingerprint):
                 assert slot.token is not None
                 return slot.token.value
-            slot.token = await self._login(prescriber, fingerprint)
+            if slot.refusal is not None:
+                refused_fingerprint, until, error = slot.refusal
+                if refused_fingerprint == fingerprint and self._clock() < until:
+                    raise RejectedError(
+                        error.platform_message,
+                        reason=error.reason,
+                        hint=error.hint,
+                        operation=error.operation,
+                        status_code=error.status_code,
+                    )
+                slot.refusal = None
+            try:
+                slot.token = await self._login(prescriber, fingerprint)
+            except RejectedError as exc:
+                slot.refusal = (fingerprint, self._clock() + LOGIN_REFUSAL_MEMORY_SECONDS, exc)
+                raise
             return slot.token.value
 
     async def _login(self, prescriber: PrescriberCredentials, fingerprint: str) -> _Token:
@@ -392,8 +412,10 @@ class SignatureRxClient:
     ) -> dict[str, Any]:
         """One API call with both tokens; on a 401, re-authenticate once and retry once."""
         for attempt in (1, 2):
-            access = await self._access_token()
+            # Session first: a login may re-grant the access token, and the call must then
+            # carry the new one, not the one that was stale before the login.
             session = await self._session_token(prescriber)
+            access = await self._access_token()
             response = await self._send(
                 method,
                 url,

@@ -1,0 +1,1 @@
+"""Delivery channels: ``email`` (Region A) and ``erx`` (Region B)."""

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep
+from rxroute.pharmacies import repository
+from rxroute.pharmacies.schemas import PharmacyList, PharmacyOut
+
+router = APIRouter(prefix="/api/v1/pharmacies", tags=["pharmacies"])
+
+
+@router.get("", response_model=PharmacyList)
+async def search_pharmacies(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: CurrentUser,
+    region: Annotated[str, Query(min_length=1, max_length=8, description="Region code, e.g. B")],
+    q: Annotated[str, Query(max_length=500, description="Name, town or postcode")] = "",
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+) -> PharmacyList:
+    """Active accepted pharmacies of a region, best matches first."""
+    code = region.strip().upper()
+    if runtime.settings.channel_for_region(code) is None:
+        served = ", ".join(sorted(runtime.settings.region_channels))
+        raise HTTPException(422, detail=f"region: {code!r} is not served; use one of {served}")
+    found = await repository.search(session, code, q, limit=limit)
+    return PharmacyList(
+        region=code, query=repository.normalise_query(q), results=[PharmacyOut.of(p) for p in found]
+    )

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+
+from rxroute.models import Pharmacy
+
+
+class PharmacyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    address_line1: str
+    address_line2: str
+    town: str
+    postcode: str
+    full_address: str
+    region: str
+
+    @classmethod
+    def of(cls, pharmacy: Pharmacy) -> PharmacyOut:
+        return cls(
+            id=pharmacy.id,
+            name=pharmacy.name,
+            address_line1=pharmacy.address_line1,
+            address_line2=pharmacy.address_line2,
+            town=pharmacy.town,
+            postcode=pharmacy.postcode,
+            full_address=pharmacy.full_address,
+            region=pharmacy.region,
+        )
+
+
+class PharmacyList(BaseModel):
+    region: str
+    query: str
+    results: list[PharmacyOut]

@@ -1,0 +1,62 @@
+"""Prescription queries, with who-may-see-what applied in one place."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from rxroute.models import Prescription, Role, User
+
+
+def visible_to(user: User) -> Select[Prescription]:
+    statement = select(Prescription)
+    if user.role == Role.PATIENT.value:
+        # A patient account without a patient profile sees nothing.
+        statement = statement.where(Prescription.patient_id == user.patient_id)
+    return statement
+
+
+async def get_visible(
+    session: AsyncSession, user: User, prescription_id: uuid.UUID, *, for_update: bool = False
+) -> Prescription | None:
+    statement = (
+        visible_to(user)
+        .where(Prescription.id == prescription_id)
+        .options(selectinload(Prescription.items), selectinload(Prescription.pharmacy))
+    )
+    if for_update:
+        statement = statement.with_for_update(of=Prescription)
+    result = await session.scalars(statement.execution_options(populate_existing=True))
+    return result.one_or_none()
+
+
+async def list_visible(
+    session: AsyncSession, user: User, *, limit: int = 100, offset: int = 0
+) -> list[Prescription]:
+    statement = (
+        visible_to(user)
+        .options(selectinload(Prescription.items), selectinload(Prescription.pharmacy))
+        .order_by(Prescription.created_at.desc(), Prescription.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(await session.scalars(statement))
+
+
+async def load_for_sending(session: AsyncSession, prescription_id: uuid.UUID) -> Prescription:
+    """Everything a channel needs, loaded eagerly (relationships are lazy='raise')."""
+    statement = (
+        select(Prescription)
+        .where(Prescription.id == prescription_id)
+        .options(
+            selectinload(Prescription.items),
+            selectinload(Prescription.patient),
+            selectinload(Prescription.prescriber),
+            selectinload(Prescription.pharmacy),
+        )
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(statement)).one()

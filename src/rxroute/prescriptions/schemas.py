@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from rxroute.models import Prescription, PrescriptionStatusEvent
+from rxroute.pharmacies.schemas import PharmacyOut
+from rxroute.prescriptions.lifecycle import Status
+
+
+class SendRequest(BaseModel):
+    region: str | None = Field(default=None, max_length=8, examples=["B"])
+    pharmacy_id: uuid.UUID | None = Field(default=None, description="rxroute's pharmacy id")
+
+
+class SendAccepted(BaseModel):
+    id: uuid.UUID
+    status: str
+    status_url: str
+
+
+class ItemOut(BaseModel):
+    description: str
+    quantity: str
+    directions: str
+    dmd_vpid: str | None
+    dmd_apid: str | None
+
+
+class StatusEventOut(BaseModel):
+    status: str
+    label: str
+    source: str
+    provider_status: str | None
+    provider_event_id: str | None
+    actor: str | None
+    detail: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, event: PrescriptionStatusEvent) -> StatusEventOut:
+        return cls(
+            status=event.status,
+            label=Status(event.status).label,
+            source=event.source,
+            provider_status=event.provider_status,
+            provider_event_id=event.provider_event_id,
+            actor=event.actor,
+            detail=event.detail,
+            occurred_at=event.occurred_at,
+            recorded_at=event.recorded_at,
+        )
+
+
+class PrescriptionOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    status_label: str
+    is_final: bool
+    region: str | None
+    channel: str | None
+    pharmacy: PharmacyOut | None
+    provider_prescription_id: str | None
+    failure_reason: str | None
+    items: list[ItemOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, prescription: Prescription) -> PrescriptionOut:
+        status = Status(prescription.status)
+        return cls(
+            id=prescription.id,
+            status=status.value,
+            status_label=status.label,
+            is_final=status.is_final,
+            region=prescription.region,
+            channel=prescription.channel,
+            pharmacy=PharmacyOut.of(prescription.pharmacy) if prescription.pharmacy else None,
+            provider_prescription_id=prescription.provider_prescription_id,
+            failure_reason=prescription.failure_reason,
+            items=[
+                ItemOut(
+                    description=item.description,
+                    quantity=item.quantity,
+                    directions=item.directions,
+                    dmd_vpid=item.dmd_vpid,
+                    dmd_apid=item.dmd_apid,
+                )
+                for item in prescription.items
+            ],
+            created_at=prescription.created_at,
+            updated_at=prescription.updated_at,
+        )
+
+
+class PrescriptionDetail(PrescriptionOut):
+    history: list[StatusEventOut]
+
+
+class PrescriptionList(BaseModel):
+    results: list[PrescriptionOut]

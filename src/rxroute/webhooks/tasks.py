@@ -1,0 +1,168 @@
+"""Jobs: process a stored webhook event; reconcile what webhooks may have missed.
+
+``process_webhook_event`` runs one at a time per platform prescription (a procrastinate lock
+on its id), in any order across prescriptions. ``reconcile_erx`` asks the platform about
+prescriptions that are issued but not final and have heard nothing for
+``RXROUTE_RECONCILE_AFTER_SECONDS``, so a lost webhook delays a status but never loses it;
+it also re-queues sends whose job vanished (a queue wiped, a job failed past its retries).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import procrastinate
+import structlog
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.channels.erx.errors import ErxError
+from rxroute.channels.erx.status import UnknownProviderStatus
+from rxroute.channels.registry import erx_channel
+from rxroute.crypto import DecryptionError
+from rxroute.jobs import defer_in_session, queue
+from rxroute.models import InboundWebhookEvent, Prescription, WebhookEventState
+from rxroute.prescriptions.history import lock_prescription, record_status
+from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.prescriptions.repository import load_for_sending
+from rxroute.prescriptions.sending import prescriber_credentials
+from rxroute.prescriptions.tasks import defer_send, send_lock
+from rxroute.runtime import get_runtime
+from rxroute.webhooks.processing import process_event
+
+log = structlog.get_logger(__name__)
+
+RECONCILE_BATCH = 200
+#: A queued/sending prescription with no live job for this long gets its send re-queued.
+ORPHANED_SEND_AFTER = timedelta(minutes=5)
+
+
+@queue.task(
+    name="process_webhook_event",
+    retry=procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2),
+)
+async def process_webhook_event(event_id: str) -> str:
+    runtime = get_runtime()
+    async with runtime.sessionmaker() as session, session.begin():
+        return await process_event(session, uuid.UUID(event_id))
+
+
+async def defer_processing(session: AsyncSession, event_id: uuid.UUID, *, lock_key: str) -> int:
+    return await defer_in_session(
+        session, process_webhook_event, lock=f"erx:{lock_key}", event_id=str(event_id)
+    )
+
+
+POLLABLE = (Status.ISSUED.value, Status.SIGNED.value, Status.PRINTED.value)
+
+
+async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
+    """One reconciliation pass; returns counts for tests and logs."""
+    runtime = get_runtime()
+    settings = runtime.settings
+    moment = now or datetime.now(UTC)
+    quiet_since = moment - timedelta(seconds=settings.reconcile_after_seconds)
+    counts = {"polled": 0, "changed": 0, "errors": 0, "requeued": 0}
+    async with runtime.sessionmaker() as session:
+        candidates = list(
+            await session.scalars(
+                select(Prescription.id)
+                .where(
+                    Prescription.channel == "erx",
+                    Prescription.status.in_(POLLABLE),
+                    Prescription.provider_prescription_id.is_not(None),
+                    func.coalesce(Prescription.last_provider_update_at, Prescription.updated_at)
+                    < quiet_since,
+                )
+                .order_by(Prescription.last_provider_update_at.nulls_first())
+                .limit(RECONCILE_BATCH)
+            )
+        )
+    channel = erx_channel(runtime)
+    for prescription_id in candidates:
+        async with runtime.sessionmaker() as session:
+            prescription = await load_for_sending(session, prescription_id)
+            provider_id = prescription.provider_prescription_id
+            try:
+                credentials = prescriber_credentials(runtime.secret_box, prescription)
+            except (ErxError, DecryptionError):
+                counts["errors"] += 1
+                continue
+        assert provider_id is not None
+        try:
+            remote = await channel.get(credentials, provider_id)
+            status = Status(remote.rxroute_status)
+        except (ErxError, UnknownProviderStatus) as exc:
+            counts["errors"] += 1
+            log.warning("reconcile_failed", prescription_id=str(prescription_id), error=str(exc))
+            continue
+        counts["polled"] += 1
+        async with runtime.sessionmaker() as session, session.begin():
+            locked = await lock_prescription(session, prescription_id)
+            locked.last_provider_update_at = datetime.now(UTC)
+            recorded = await record_status(
+                session,
+                prescription_id,
+                status,
+                source=Source.POLL,
+                provider_status=remote.status,
+            )
+            if recorded.appended:
+                counts["changed"] += 1
+    counts["requeued"] = await requeue_orphaned_sends(moment)
+    return counts
+
+
+async def requeue_orphaned_sends(now: datetime) -> int:
+    """Queued or sending prescriptions whose send job is gone get a new one."""
+    runtime = get_runtime()
+    stale_before = now - ORPHANED_SEND_AFTER
+    requeued = 0
+    async with runtime.sessionmaker() as session, session.begin():
+        orphans = list(
+            await session.scalars(
+                select(Prescription.id)
+                .where(
+                    Prescription.status.in_((Status.QUEUED.value, Status.SENDING.value)),
+                    Prescription.updated_at < stale_before,
+                    Prescription.channel.is_not(None),
+                )
+                .limit(RECONCILE_BATCH)
+            )
+        )
+        for prescription_id in orphans:
+            has_job = await session.scalar(
+                text(
+                    "SELECT 1 FROM procrastinate_jobs WHERE lock = :lock "
+                    "AND status IN ('todo', 'doing') LIMIT 1"
+                ),
+                {"lock": send_lock(prescription_id)},
+            )
+            if has_job is None:
+                await defer_send(session, prescription_id)
+                requeued += 1
+                log.warning("orphaned_send_requeued", prescription_id=str(prescription_id))
+    return requeued
+
+
+@queue.periodic(cron="* * * * *", periodic_id="reconcile-erx")
+@queue.task(name="reconcile_erx", queueing_lock="reconcile_erx")
+async def reconcile_erx(timestamp: int) -> dict[str, int]:
+    return await reconcile_once()
+
+
+@queue.periodic(cron="17 3 * * *", periodic_id="purge-webhook-events")
+@queue.task(name="purge_webhook_events", queueing_lock="purge_webhook_events")
+async def purge_webhook_events(timestamp: int) -> int:
+    """Drop processed events past the retention window (far beyond the sender's retries)."""
+    runtime = get_runtime()
+    cutoff = datetime.now(UTC) - timedelta(days=runtime.settings.webhook_event_retention_days)
+    async with runtime.sessionmaker() as session, session.begin():
+        result = await session.execute(
+            delete(InboundWebhookEvent).where(
+                InboundWebhookEvent.received_at < cutoff,
+                InboundWebhookEvent.state == WebhookEventState.PROCESSED.value,
+            )
+        )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,172 @@
+"""Settings: RXROUTE_ environment variables, and unsafe values refused at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from rxroute.config import Environment, Settings, get_settings
+
+REAL_SECRETS: dict[str, str] = {
+    "encryption_keys": "kWm0bnM6S0v7hI1b0oS5zYdCq8m0x3yQ2tQh8a4JfVg=",
+    "session_secret": "b3f1c2a9e8d7-real-session-secret",
+    "webhook_secret": "9a8b7c6d5e4f-real-webhook-secret",
+    "erx_client_secret": "0f1e2d3c4b5a-real-client-secret",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)  # no stray .env file is read
+    for name in list(os.environ):
+        if name.startswith("RXROUTE_"):
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _message(exc: pytest.ExceptionInfo[ValidationError]) -> str:
+    return str(exc.value)
+
+
+def test_defaults_are_development_and_valid() -> None:
+    settings = _settings()
+    assert settings.environment is Environment.DEVELOPMENT
+    assert settings.uses_embedded_database
+    assert settings.channel_for_region("a") == "email"
+    assert settings.channel_for_region("B") == "erx"
+    assert settings.channel_for_region("Z") is None
+    assert settings.webhook_url == "http://127.0.0.1:8000/webhooks/erx"
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_real_secrets_accepted_outside_development(environment: str) -> None:
+    settings = _settings(environment=environment, **REAL_SECRETS)
+    assert settings.environment.value == environment
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize(
+    ("field", "variable"),
+    [
+        ("encryption_keys", "RXROUTE_ENCRYPTION_KEYS"),
+        ("session_secret", "RXROUTE_SESSION_SECRET"),
+        ("webhook_secret", "RXROUTE_WEBHOOK_SECRET"),
+        ("erx_client_secret", "RXROUTE_ERX_CLIENT_SECRET"),
+    ],
+)
+def test_placeholder_refused_outside_development(
+    environment: str, field: str, variable: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(environment=environment, **{**REAL_SECRETS, field: "change-me-please"})
+    message = _message(caught)
+    assert variable in message
+    assert "placeholder" in message
+    # Every other secret is real: only this variable is named.
+    others = {
+        "RXROUTE_ENCRYPTION_KEYS",
+        "RXROUTE_SESSION_SECRET",
+        "RXROUTE_WEBHOOK_SECRET",
+        "RXROUTE_ERX_CLIENT_SECRET",
+    } - {variable}
+    assert not any(other in message for other in others)
+
+
+def test_demo_defaults_refused_in_production() -> None:
+    with pytest.raises(ValidationError, match="RXROUTE_ENCRYPTION_KEYS"):
+        _settings(environment="production")
+
+
+def test_empty_secret_refused_outside_development() -> None:
+    with pytest.raises(ValidationError, match="RXROUTE_SESSION_SECRET is empty"):
+        _settings(environment="production", **{**REAL_SECRETS, "session_secret": "  "})
+
+
+def test_placeholders_allowed_in_development() -> None:
+    settings = _settings(session_secret="change-me")
+    assert settings.session_secret.get_secret_value() == "change-me"
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_empty_webhook_secret_refused_even_in_development(environment: str) -> None:
+    values = {**REAL_SECRETS, "webhook_secret": ""}
+    with pytest.raises(ValidationError, match="RXROUTE_WEBHOOK_SECRET"):
+        _settings(environment=environment, **values)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://root@localhost/db", "sqlite:///x.db", "localhost:5432/db", "http://db"],
+)
+def test_malformed_database_url_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(database_url=url)
+    assert "PostgreSQL URL" in _message(caught)
+    assert caught.value.errors()[0]["loc"] == ("database_url",)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@127.0.0.1:5432/rxroute",
+        "postgres://u@h/db",
+        "postgresql+psycopg://u@h/db",
+    ],
+)
+def test_postgres_urls_accepted(url: str) -> None:
+    settings = _settings(database_url=f"  {url} ")
+    assert settings.database_url == url
+    assert not settings.uses_embedded_database
+
+
+def test_unknown_channel_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(region_channels={"A": "email", "C": "fax"})
+    message = _message(caught)
+    assert "'fax'" in message
+    assert "'C'" in message
+
+
+def test_capture_refused_outside_development() -> None:
+    with pytest.raises(ValidationError, match="RXROUTE_ERX_CAPTURE"):
+        _settings(environment="production", erx_capture=True, **REAL_SECRETS)
+    assert _settings(erx_capture=True).erx_capture is True
+
+
+def test_env_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RXROUTE_PORT", "9123")
+    monkeypatch.setenv("RXROUTE_DATABASE_URL", "postgresql://u@127.0.0.1:5432/elsewhere")
+    monkeypatch.setenv("RXROUTE_REGION_CHANNELS", '{"a": "email", "c": "erx"}')
+    monkeypatch.setenv("RXROUTE_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("PORT", "1")  # unprefixed: ignored
+    settings = get_settings()
+    assert settings.port == 9123
+    assert settings.database_url == "postgresql://u@127.0.0.1:5432/elsewhere"
+    assert settings.region_channels == {"A": "email", "C": "erx"}
+    assert settings.channel_for_region("c") == "erx"
+    assert settings.pg_data_dir == tmp_path / "pg"
+    assert get_settings() is settings
+
+
+def test_env_prefix_errors_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RXROUTE_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="RXROUTE_ENCRYPTION_KEYS"):
+        get_settings()
+
+
+def test_secrets_hidden_from_repr() -> None:
+    settings = _settings(**REAL_SECRETS)
+    text = repr(settings)
+    for secret in REAL_SECRETS.values():
+        assert secret not in text

@@ -38,6 +38,14 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
             uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
         )
         worker = asyncio.create_task(run_worker(2, install_signal_handlers=False))
+
+        def worker_stopped(task: asyncio.Task[None]) -> None:
+            # A dead worker means nothing gets sent: stop the demo loudly, not silently.
+            if not task.cancelled() and task.exception() is not None:
+                console.print(f"[bold red]worker stopped:[/] {task.exception()!r}")
+                server.should_exit = True
+
+        worker.add_done_callback(worker_stopped)
         try:
             await server.serve()
         finally:

@@ -36,6 +36,7 @@ class Runtime:
             if closer is not None:
                 await closer()
         await queue.close_async()
+        await self.queue_pool.close()
         await self.engine.dispose()
 
 
@@ -46,6 +47,8 @@ async def start_runtime(settings: Settings, libpq_url: str) -> Runtime:
     global _current
     engine = create_engine(libpq_url, pool_size=settings.db_pool_size)
     pool = make_pool(libpq_url, max_size=max(4, settings.worker_concurrency + 2))
+    # procrastinate uses a pool it is given as it is: open it first.
+    await pool.open(wait=True, timeout=30)
     await queue.open_async(pool=pool)
     runtime = Runtime(
         settings=settings,

@@ -226,8 +226,9 @@ def pharmacies(region: str, count: int = PHARMACIES_PER_REGION) -> list[Pharmacy
     result: list[PharmacySeed] = []
     for index in range(count):
         town, outward = towns[index % len(towns)]
-        chain = _CHAINS[(index * 5 + len(town)) % len(_CHAINS)]
-        street = _STREETS[(index * 7 + 3) % len(_STREETS)]
+        lap = index // len(towns)
+        chain = _CHAINS[(index * 5 + lap * 7 + len(town)) % len(_CHAINS)]
+        street = _STREETS[(index * 7 + lap * 5 + 3) % len(_STREETS)]
         number = rng.randint(1, 240)
         contact_id = FIRST_CONTACT_ID + index if region == "B" else None
         slug = f"{region.lower()}{index + 1:03d}"

@@ -208,7 +208,9 @@ async def add_prescriptions(
         rows = []
         items = []
         for index in range(size):
-            patient_id, region = patients[(offset + done + index) % len(patients)]
+            patient_id, _home_region = patients[(offset + done + index) % len(patients)]
+            # Alternate regions so fresh test prescriptions exist for both channels.
+            region = "AB"[(offset + done + index) % 2]
             prescription_id = uuid.uuid4()
             rows.append(
                 {

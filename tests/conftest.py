@@ -67,6 +67,16 @@ def drop_test_database(url: str, admin_url: str | None) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_limiter() -> Iterator[None]:
+    """Failed sign-ins in one test must not rate-limit the next."""
+    from rxroute.auth.ratelimit import sign_in_limiter
+
+    sign_in_limiter.reset()
+    yield
+    sign_in_limiter.reset()
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     url, admin = create_test_database()

@@ -6,12 +6,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,7 +25,11 @@ from rxroute.db.engine import resolve_database_url
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
+from rxroute.web.auth_pages import router as auth_pages_router
+from rxroute.web.deps import LoginRequired, login_url
 from rxroute.webhooks.receiver import router as webhooks_router
+
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +51,39 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _wants_html(request: Request) -> bool:
+    """Pages get HTML error pages; the API and webhooks always get JSON."""
+    path = request.url.path
+    if path.startswith(("/api/", "/webhooks/", "/healthz", "/readyz", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+_HEADINGS = {
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Already done",
+    422: "Please check what you entered",
+    429: "Too many attempts",
+}
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if _wants_html(request):
+        from rxroute.web.templating import render
+
+        return render(
+            request,
+            "error.html",
+            {
+                "status_code": exc.status_code,
+                "heading": _HEADINGS.get(exc.status_code, "Something went wrong"),
+                "message": exc.detail if exc.status_code != 404 else "There is nothing here.",
+            },
+            status_code=exc.status_code,
+        )
     return JSONResponse(
         status_code=exc.status_code,
         content={"detail": exc.detail},
@@ -64,6 +101,11 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
             "request_id": request_id,
         },
     )
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    return RedirectResponse(login_url(exc.next_url), status_code=303)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -89,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled_error)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.middleware("http")
     async def request_log(
@@ -145,4 +189,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pharmacies_router)
     app.include_router(prescriptions_router)
     app.include_router(webhooks_router)
+    app.include_router(auth_pages_router)
     return app

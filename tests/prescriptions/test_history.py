@@ -114,6 +114,18 @@ async def test_late_signed_after_dispensed_is_recorded_without_moving(
     assert events[-2].occurred_at == dispensed_at
 
 
+async def test_worker_relaying_issued_after_dispensed_records_without_moving(
+    session: AsyncSession, db: Runtime
+) -> None:
+    pid = await _new_prescription(session, db.secret_box)
+    await record_status(session, pid, Status.QUEUED, source=Source.PATIENT)
+    await record_status(session, pid, Status.SENDING, source=Source.WORKER)
+    await record_status(session, pid, Status.DISPENSED, source=Source.WEBHOOK)
+    late = await record_status(session, pid, Status.ISSUED, source=Source.WORKER)
+    assert late.appended and not late.moved
+    assert await _cached_status(session, pid) == "dispensed"
+
+
 @pytest.mark.parametrize("source", [Source.PATIENT, Source.SUPPORT, Source.WORKER])
 async def test_forbidden_command_raises_and_appends_nothing(
     session: AsyncSession, db: Runtime, source: Source

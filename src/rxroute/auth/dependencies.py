@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.auth.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
 from rxroute.auth.tokens import InvalidToken, read_token
 from rxroute.models import Role, User
 from rxroute.runtime import Runtime, get_runtime
@@ -49,6 +50,16 @@ async def current_user(request: Request, session: SessionDep, runtime: RuntimeDe
         token = value.strip()
     else:
         token = request.cookies.get(SESSION_COOKIE)
+        # A browser sends the cookie on any site's request: unsafe calls need the CSRF token.
+        if (
+            token
+            and request.method not in SAFE_METHODS
+            and not csrf_ok(runtime.settings, token, request.headers.get(CSRF_HEADER))
+        ):
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"missing or wrong {CSRF_HEADER} header; reload the page and try again",
+            )
     if not token:
         raise _unauthenticated("sign in first: POST /api/v1/auth/token")
     try:

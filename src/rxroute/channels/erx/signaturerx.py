@@ -246,6 +246,14 @@ class SignatureRxClient:
         log.info("erx.void.ok", provider_id=record.id, status=record.status)
         return _remote(record, body[c.FIELD_DATA][c.FIELD_PRESCRIPTION])
 
+    async def check_client_credentials(self) -> None:
+        """Step 1 alone: get (or reuse) the access token; for ``rxroute preflight``."""
+        await self._access_token()
+
+    async def check_login(self, prescriber: PrescriberCredentials) -> None:
+        """Step 2 alone: get (or reuse) the prescriber's session token; for preflight."""
+        await self._session_token(prescriber)
+
     async def list_clinics(self, prescriber: PrescriberCredentials) -> list[Clinic]:
         body = await self._authed(prescriber, "GET", self._paths.clinics, "list_clinics")
         data = self._parse(body, c.ClinicListData, "list_clinics", ambiguous=False)

@@ -1,0 +1,73 @@
+"""Who is looking at a page. Unauthenticated visitors are sent to the sign-in page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+
+from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep, SessionDep
+from rxroute.auth.tokens import InvalidToken, read_token
+from rxroute.models import Role, User
+
+
+class LoginRequired(Exception):
+    """Handled by the app: redirect to ``/login?next=...``."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def login_url(next_url: str) -> str:
+    return f"/login?next={quote(next_url, safe='/')}"
+
+
+async def page_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> User:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise LoginRequired(request.url.path)
+    try:
+        claims = read_token(
+            runtime.settings.session_secret.get_secret_value(),
+            token,
+            runtime.settings.access_token_ttl_seconds,
+        )
+    except InvalidToken as exc:
+        raise LoginRequired(request.url.path) from exc
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.active:
+        raise LoginRequired(request.url.path)
+    request.state.user = user
+    return user
+
+
+PageUser = Annotated[User, Depends(page_user)]
+
+
+def page_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
+    allowed = {role.value for role in roles}
+
+    async def checker(user: PageUser) -> User:
+        if user.role not in allowed:
+            raise HTTPException(status_code=403, detail="this page is not for your account")
+        return user
+
+    return checker
+
+
+StaffPageUser = Annotated[User, Depends(page_roles(Role.SUPPORT, Role.ADMIN))]
+AdminPageUser = Annotated[User, Depends(page_roles(Role.ADMIN))]
+PatientPageUser = Annotated[User, Depends(page_roles(Role.PATIENT))]
+
+
+def home_for(user: User) -> str:
+    match user.role:
+        case Role.PATIENT.value:
+            return "/prescriptions"
+        case Role.SUPPORT.value:
+            return "/support"
+        case _:
+            return "/admin"

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rxroute import __version__
+from rxroute.admin.pages import router as admin_pages_router
 from rxroute.auth.endpoints import router as auth_router
 from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
@@ -25,8 +26,11 @@ from rxroute.db.engine import resolve_database_url
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
+from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import router as auth_pages_router
 from rxroute.web.deps import LoginRequired, login_url
+from rxroute.web.patient_pages import router as patient_pages_router
+from rxroute.web.pharmacy_pages import router as pharmacy_pages_router
 from rxroute.webhooks.receiver import router as webhooks_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
@@ -190,4 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(prescriptions_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
+    app.include_router(patient_pages_router)
+    app.include_router(pharmacy_pages_router)
+    app.include_router(support_pages_router)
+    app.include_router(admin_pages_router)
     return app

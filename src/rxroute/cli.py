@@ -287,6 +287,58 @@ def worker(
     asyncio.run(_worker(settings, url, concurrency or settings.worker_concurrency))
 
 
+async def _preflight(settings: Settings, url: str) -> list[Any]:
+    from rxroute.channels.erx.signaturerx import SignatureRxClient
+    from rxroute.preflight import run_preflight
+    from rxroute.runtime import start_runtime, stop_runtime
+
+    runtime = await start_runtime(settings, url)
+    try:
+        async with SignatureRxClient(settings) as client, runtime.sessionmaker() as session:
+            return await run_preflight(session, settings, runtime.secret_box, client)
+    finally:
+        await stop_runtime()
+
+
+@app.command()
+@friendly_errors
+def preflight(
+    json_output: bool = typer.Option(False, "--json", help="Print the checks as a JSON list."),
+) -> None:
+    """Check everything the first Region B send needs, against the live platform."""
+    import json
+
+    from rich.markup import escape
+
+    from rxroute.logging import configure_logging
+    from rxroute.preflight import Outcome, passed
+
+    settings = load_settings()
+    require_encryption_keys(settings)
+    configure_logging("WARNING", json=settings.log_json)
+    url = resolve_database_url(settings)
+    checks = asyncio.run(_preflight(settings, url))
+    if json_output:
+        typer.echo(json.dumps([check.as_dict() for check in checks], indent=2))
+    else:
+        marks = {
+            Outcome.OK: "[green]✓[/]",
+            Outcome.WARN: "[yellow]![/]",
+            Outcome.FAIL: "[bold red]✗[/]",
+        }
+        for check in checks:
+            console.print(
+                f"{marks[check.status]} {escape(check.name)}: {escape(check.message)}",
+                highlight=False,
+                soft_wrap=True,
+                markup=True,
+            )
+            if check.fix and check.status is not Outcome.OK:
+                console.print(f"    fix: {escape(check.fix)}", highlight=False, soft_wrap=True)
+    if not passed(checks):
+        raise typer.Exit(1)
+
+
 @app.command()
 @friendly_errors
 def demo(

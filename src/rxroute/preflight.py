@@ -191,8 +191,7 @@ async def _check_prescribers(
             checks.append(
                 warn(
                     name,
-                    "no platform login or signing PIN stored: cannot send Region B "
-                    "prescriptions",
+                    "no platform login or signing PIN stored: cannot send Region B prescriptions",
                     "an admin must store the prescriber's platform email, password and PIN",
                 )
             )
@@ -228,9 +227,7 @@ async def _check_prescribers(
                 )
             )
         if not platform_up:
-            checks.append(
-                warn(f"{name} login", "not checked: the client credentials failed above")
-            )
+            checks.append(warn(f"{name} login", "not checked: the client credentials failed above"))
             continue
         try:
             await client.check_login(credentials)
@@ -279,9 +276,7 @@ async def _platform_lists(
     return clinics, contacts
 
 
-def _clinic_check(
-    name: str, clinic_id: int, clinics: list[PlatformClinic], variable: str
-) -> Check:
+def _clinic_check(name: str, clinic_id: int, clinics: list[PlatformClinic], variable: str) -> Check:
     internal = {c.internal_id: c for c in clinics}
     if clinic_id in internal:
         found = internal[clinic_id]
@@ -369,8 +364,7 @@ async def _check_pharmacies(
             fail(
                 name,
                 "no active accepted pharmacy: patients have nothing to choose",
-                "add the pharmacies registered as contacts on the platform, with their contact "
-                "IDs",
+                "add the pharmacies registered as contacts on the platform, with their contact IDs",
             )
         )
         return
@@ -410,9 +404,7 @@ async def _check_pharmacies(
 def _check_webhook(settings: Settings, checks: list[Check]) -> None:
     url = settings.webhook_url
     if not url.startswith(("http://", "https://")):
-        checks.append(
-            fail("webhook URL", f"{url!r} is not an HTTP URL", "set RXROUTE_PUBLIC_URL")
-        )
+        checks.append(fail("webhook URL", f"{url!r} is not an HTTP URL", "set RXROUTE_PUBLIC_URL"))
     elif not url.startswith("https://") and settings.environment is not Environment.DEVELOPMENT:
         checks.append(
             fail(

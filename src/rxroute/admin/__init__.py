@@ -1,0 +1,1 @@
+"""Admin: accepted pharmacies, prescribers and their platform credentials, region routing."""

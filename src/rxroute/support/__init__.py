@@ -1,0 +1,1 @@
+"""Support console: find a prescription, see what happened, act on it."""

@@ -9,6 +9,7 @@ migrations.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -47,7 +48,8 @@ def create_test_database(prefix: str = "rxroute_test") -> tuple[str, str | None]
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return _replace_database(server_url, name), server_url
-    var_dir = Path(os.environ.setdefault("RXROUTE_TEST_VAR_DIR", f"/tmp/rxroute-test-{os.getpid()}"))
+    default_dir = Path(tempfile.gettempdir()) / f"rxroute-test-{os.getpid()}"
+    var_dir = Path(os.environ.setdefault("RXROUTE_TEST_VAR_DIR", str(default_dir)))
     var_dir.mkdir(parents=True, exist_ok=True)
     admin = start_embedded(var_dir, database="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:

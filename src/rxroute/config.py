@@ -123,8 +123,8 @@ class Settings(BaseSettings):
 
     # --- worker ---------------------------------------------------------------------------
     worker_concurrency: int = Field(default=4, ge=1, le=64)
-    #: A job in ``doing`` this long with no heartbeat is considered stalled and retried.
-    stalled_job_seconds: int = Field(default=300, ge=30)
+    #: A job whose worker sent no heartbeat for this long is considered stalled and retried.
+    stalled_job_seconds: int = Field(default=120, ge=30)
 
     @field_validator("database_url")
     @classmethod

@@ -26,10 +26,19 @@ PASSWORD = "correct horse battery"
 async def make_patient(session: AsyncSession, **overrides: object) -> Patient:
     n = uuid.uuid4().hex[:6]
     values: dict[str, object] = {
-        "first_name": "Test", "last_name": f"Patient{n}", "date_of_birth": date(1985, 3, 7),
-        "gender": "Female", "email": f"patient-{n}@example.com", "phone": "+44 7700 900123",
-        "address_line1": "1 Example Street", "address_line2": "", "town": "Leeds",
-        "postcode": "LS1 4AP", "country": "GB", "region": "B", "nhs_number": "9990000018",
+        "first_name": "Test",
+        "last_name": f"Patient{n}",
+        "date_of_birth": date(1985, 3, 7),
+        "gender": "Female",
+        "email": f"patient-{n}@example.com",
+        "phone": "+44 7700 900123",
+        "address_line1": "1 Example Street",
+        "address_line2": "",
+        "town": "Leeds",
+        "postcode": "LS1 4AP",
+        "country": "GB",
+        "region": "B",
+        "nhs_number": "9990000018",
     }
     values.update(overrides)
     patient = Patient(**values)
@@ -39,12 +48,17 @@ async def make_patient(session: AsyncSession, **overrides: object) -> Patient:
 
 
 async def make_user(
-    session: AsyncSession, role: Role = Role.PATIENT, *, patient: Patient | None = None,
-    email: str | None = None, password: str = PASSWORD,
+    session: AsyncSession,
+    role: Role = Role.PATIENT,
+    *,
+    patient: Patient | None = None,
+    email: str | None = None,
+    password: str = PASSWORD,
 ) -> User:
     user = User(
         email=email or f"{role.value}-{uuid.uuid4().hex[:6]}@example.com",
-        password_hash=hash_password(password), role=role.value,
+        password_hash=hash_password(password),
+        role=role.value,
         patient_id=patient.id if patient else None,
     )
     session.add(user)
@@ -54,7 +68,9 @@ async def make_user(
 
 async def make_clinic(session: AsyncSession, **overrides: object) -> Clinic:
     values: dict[str, object] = {
-        "provider": "signaturerx", "name": "Test Clinic", "api_internal_id": 994,
+        "provider": "signaturerx",
+        "name": "Test Clinic",
+        "api_internal_id": 994,
         "dashboard_display_id": "201334",
     }
     values.update(overrides)
@@ -65,12 +81,18 @@ async def make_clinic(session: AsyncSession, **overrides: object) -> Clinic:
 
 
 async def make_prescriber(
-    session: AsyncSession, box: SecretBox, *, email: str = "dr.alice.hartfield@example.com",
-    password: str = "sandbox-prescriber-alice", pin: str = "123456", **overrides: object,
+    session: AsyncSession,
+    box: SecretBox,
+    *,
+    email: str = "dr.alice.hartfield@example.com",
+    password: str = "sandbox-prescriber-alice",
+    pin: str = "123456",
+    **overrides: object,
 ) -> Prescriber:
     n = uuid.uuid4().hex[:6]
     values: dict[str, object] = {
-        "full_name": "Dr Test Prescriber", "email": f"prescriber-{n}@example.com",
+        "full_name": "Dr Test Prescriber",
+        "email": f"prescriber-{n}@example.com",
         "registration_number": "GMC-7999999",
         "platform_email_encrypted": box.encrypt(email),
         "platform_password_encrypted": box.encrypt(password),
@@ -86,8 +108,12 @@ async def make_prescriber(
 async def make_pharmacy(session: AsyncSession, region: str = "B", **overrides: object) -> Pharmacy:
     n = uuid.uuid4().hex[:6]
     values: dict[str, object] = {
-        "name": f"Test Pharmacy {n}", "address_line1": "2 High Street", "address_line2": "",
-        "town": "Leeds", "postcode": "LS1 5AB", "region": region,
+        "name": f"Test Pharmacy {n}",
+        "address_line1": "2 High Street",
+        "address_line2": "",
+        "town": "Leeds",
+        "postcode": "LS1 5AB",
+        "region": region,
         "email": f"pharmacy-{n}@example.com",
         "platform_contact_id": 5001 if region == "B" else None,
     }
@@ -99,18 +125,26 @@ async def make_pharmacy(session: AsyncSession, region: str = "B", **overrides: o
 
 
 async def make_prescription(
-    session: AsyncSession, patient: Patient, prescriber: Prescriber, *,
-    clinic: Clinic | None = None, items: int = 1, **overrides: object,
+    session: AsyncSession,
+    patient: Patient,
+    prescriber: Prescriber,
+    *,
+    clinic: Clinic | None = None,
+    items: int = 1,
+    **overrides: object,
 ) -> Prescription:
     values: dict[str, object] = {
-        "patient_id": patient.id, "prescriber_id": prescriber.id,
+        "patient_id": patient.id,
+        "prescriber_id": prescriber.id,
         "clinic_id": clinic.id if clinic else None,
     }
     values.update(overrides)
     prescription = Prescription(**values)
     prescription.items = [
         PrescriptionItem(
-            position=i, description=f"Semaglutide 0.25mg pen {i}", quantity="1 pen",
+            position=i,
+            description=f"Semaglutide 0.25mg pen {i}",
+            quantity="1 pen",
             directions="Inject once weekly",
         )
         for i in range(items)

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rxroute import __version__
@@ -172,11 +173,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = get_runtime()
         try:
             async with runtime.engine.connect() as connection:
-                current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; reported below
+                has_table = await connection.scalar(
+                    text("SELECT to_regclass('alembic_version') IS NOT NULL")
+                )
+                current = (
+                    await connection.scalar(text("SELECT version_num FROM alembic_version"))
+                    if has_table
+                    else None
+                )
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
             return JSONResponse(
                 status_code=503,
-                content={"status": "unavailable", "reason": f"database: {type(exc).__name__}"},
+                content={
+                    "status": "unavailable",
+                    "reason": f"database unreachable ({type(exc).__name__})",
+                },
             )
         head = migrate.head_revision()
         if current != head:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 TASK_MODULES = [
     "rxroute.maintenance.tasks",
     "rxroute.prescriptions.tasks",
+    "rxroute.support.tasks",
     "rxroute.webhooks.tasks",
 ]
 

@@ -1,5 +1,416 @@
+"""Admin: accepted pharmacies, prescribers and their platform credentials, region routing.
+
+Every form POST checks the CSRF token first. A form with mistakes comes back with a
+message next to each field and everything typed kept, except the prescriber's platform
+password, login and PIN: those are write-only and never rendered, not even back into the
+form they were typed in.
+"""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import uuid
+from typing import Annotated, Any
 
-router = APIRouter(include_in_schema=False)
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from starlette.datastructures import UploadFile
+
+from rxroute.admin import service
+from rxroute.auth.dependencies import RuntimeDep, SessionDep
+from rxroute.models import Pharmacy, Prescriber, Prescription
+from rxroute.web.deps import AdminPageUser
+from rxroute.web.security import require_csrf
+from rxroute.web.templating import render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+FLASHES = {
+    "pharmacy-added": "Pharmacy added.",
+    "pharmacy-saved": "Pharmacy saved.",
+    "pharmacy-deactivated": "Pharmacy deactivated: patients no longer see it.",
+    "pharmacy-reactivated": "Pharmacy reactivated: patients can choose it again.",
+    "prescriber-added": "Prescriber added.",
+    "prescriber-saved": "Prescriber saved.",
+}
+PAGE_SIZE = 50
+#: Multipart overhead allowed on top of the CSV size cap before the body is refused unread.
+UPLOAD_SLACK = 64 * 1024
+
+
+def _flash(request: Request) -> str | None:
+    return FLASHES.get(request.query_params.get("done", ""))
+
+
+async def _form(request: Request, runtime: RuntimeDep) -> dict[str, str]:
+    """The submitted text fields, after the CSRF check."""
+    form = await request.form(max_files=0, max_fields=40)
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    require_csrf(runtime.settings, request, fields.get("csrf_token"))
+    return fields
+
+
+def _regions(runtime: RuntimeDep) -> list[tuple[str, str]]:
+    return sorted(runtime.settings.region_channels.items())
+
+
+# --- index ------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+async def index(request: Request, session: SessionDep, user: AdminPageUser) -> HTMLResponse:
+    counts = {
+        "pharmacies": await session.scalar(select(func.count()).select_from(Pharmacy)) or 0,
+        "active_pharmacies": await session.scalar(
+            select(func.count()).select_from(Pharmacy).where(Pharmacy.active.is_(True))
+        )
+        or 0,
+        "prescribers": await session.scalar(select(func.count()).select_from(Prescriber)) or 0,
+        "prescriptions": await session.scalar(select(func.count()).select_from(Prescription)) or 0,
+    }
+    return render(request, "admin/index.html", {"counts": counts})
+
+
+# --- pharmacies -------------------------------------------------------------------------
+
+
+@router.get("/pharmacies", response_class=HTMLResponse)
+async def pharmacies(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: AdminPageUser,
+    region: Annotated[str, Query(max_length=8)] = "",
+    q: Annotated[str, Query(max_length=500)] = "",
+    state: Annotated[str, Query(max_length=10)] = "all",
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    state = state if state in ("all", "active", "inactive") else "all"
+    found = await service.list_pharmacies(
+        session,
+        region=region.strip(),
+        query=q,
+        state=state,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    return render(
+        request,
+        "admin/pharmacies.html",
+        {
+            "found": found,
+            "region": region.strip().upper(),
+            "q": q,
+            "state": state,
+            "page": page,
+            "pages": max(1, -(-found.total // PAGE_SIZE)),
+            "regions": _regions(runtime),
+            "flash": _flash(request),
+        },
+    )
+
+
+def _pharmacy_form(
+    request: Request,
+    runtime: RuntimeDep,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    pharmacy: Pharmacy | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "admin/pharmacy_form.html",
+        {
+            "values": values,
+            "errors": errors or {},
+            "pharmacy": pharmacy,
+            "regions": _regions(runtime),
+            "flash": _flash(request),
+        },
+        status_code=status_code,
+    )
+
+
+def _pharmacy_values(pharmacy: Pharmacy) -> dict[str, str]:
+    return {
+        "name": pharmacy.name,
+        "address_line1": pharmacy.address_line1,
+        "address_line2": pharmacy.address_line2,
+        "town": pharmacy.town,
+        "postcode": pharmacy.postcode,
+        "region": pharmacy.region,
+        "email": pharmacy.email or "",
+        "platform_contact_id": (
+            str(pharmacy.platform_contact_id) if pharmacy.platform_contact_id is not None else ""
+        ),
+        "active": "yes" if pharmacy.active else "no",
+    }
+
+
+@router.get("/pharmacies/new", response_class=HTMLResponse)
+async def new_pharmacy(request: Request, runtime: RuntimeDep, user: AdminPageUser) -> HTMLResponse:
+    return _pharmacy_form(request, runtime, values={"active": "yes"})
+
+
+@router.post("/pharmacies/new", response_model=None)
+async def create_pharmacy(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
+) -> Response:
+    form = await _form(request, runtime)
+    saved, checked = await service.save_pharmacy(session, runtime.settings, form)
+    if saved is None:
+        typed = {name: form.get(name, "") for name in service.PHARMACY_FIELDS}
+        return _pharmacy_form(
+            request, runtime, values=typed, errors=checked.errors, status_code=422
+        )
+    return RedirectResponse(f"/admin/pharmacies/{saved.id}?done=pharmacy-added", 303)
+
+
+# --- CSV import (declared before /pharmacies/{id} so "import" is not taken for an id) ---
+
+
+@router.get("/pharmacies/import", response_class=HTMLResponse)
+async def import_form(request: Request, user: AdminPageUser) -> HTMLResponse:
+    return render(request, "admin/import.html", _import_context())
+
+
+def _import_context(**extra: Any) -> dict[str, Any]:
+    return {
+        "columns": service.PHARMACY_FIELDS,
+        "max_mb": service.MAX_IMPORT_BYTES // (1024 * 1024),
+        "max_rows": service.MAX_IMPORT_ROWS,
+        "max_reported": service.MAX_REPORTED_ROWS,
+        **extra,
+    }
+
+
+@router.post("/pharmacies/import", response_model=None)
+async def import_csv(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
+) -> Response:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > service.MAX_IMPORT_BYTES + UPLOAD_SLACK:
+        # Refused before the body is read: CSRF cannot be checked, and nothing is changed.
+        return render(
+            request,
+            "admin/import.html",
+            _import_context(
+                file_error=(
+                    f"The file is larger than {service.MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
+                    "split it into smaller files. Nothing was imported."
+                )
+            ),
+            status_code=413,
+        )
+    form = await request.form(max_files=1, max_fields=5)
+    token = form.get("csrf_token")
+    require_csrf(runtime.settings, request, token if isinstance(token, str) else None)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return render(
+            request,
+            "admin/import.html",
+            _import_context(file_error="Choose a CSV file to upload."),
+            status_code=422,
+        )
+    data = await upload.read(service.MAX_IMPORT_BYTES + 1)
+    filename = upload.filename[:200]
+    try:
+        report = await service.import_pharmacies(session, runtime.settings, data)
+    except service.ImportFileError as exc:
+        return render(
+            request,
+            "admin/import.html",
+            _import_context(file_error=f"{exc} Nothing was imported.", filename=filename),
+            status_code=422,
+        )
+    return render(
+        request,
+        "admin/import.html",
+        _import_context(report=report, filename=filename),
+        status_code=200 if report.ok else 422,
+    )
+
+
+# --- one pharmacy -----------------------------------------------------------------------
+
+
+async def _pharmacy(session: SessionDep, pharmacy_id: uuid.UUID) -> Pharmacy:
+    pharmacy = await session.get(Pharmacy, pharmacy_id)
+    if pharmacy is None:
+        raise HTTPException(status_code=404, detail="no such pharmacy")
+    return pharmacy
+
+
+@router.get("/pharmacies/{pharmacy_id}", response_class=HTMLResponse)
+async def edit_pharmacy(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: AdminPageUser,
+    pharmacy_id: uuid.UUID,
+) -> HTMLResponse:
+    pharmacy = await _pharmacy(session, pharmacy_id)
+    return _pharmacy_form(request, runtime, values=_pharmacy_values(pharmacy), pharmacy=pharmacy)
+
+
+@router.post("/pharmacies/{pharmacy_id}", response_model=None)
+async def update_pharmacy(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: AdminPageUser,
+    pharmacy_id: uuid.UUID,
+) -> Response:
+    form = await _form(request, runtime)
+    pharmacy = await _pharmacy(session, pharmacy_id)
+    saved, checked = await service.save_pharmacy(session, runtime.settings, form, pharmacy)
+    if saved is None:
+        typed = {name: form.get(name, "") for name in service.PHARMACY_FIELDS}
+        return _pharmacy_form(
+            request,
+            runtime,
+            values=typed,
+            errors=checked.errors,
+            pharmacy=pharmacy,
+            status_code=422,
+        )
+    return RedirectResponse(f"/admin/pharmacies/{saved.id}?done=pharmacy-saved", 303)
+
+
+@router.post("/pharmacies/{pharmacy_id}/active", response_model=None)
+async def set_active(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: AdminPageUser,
+    pharmacy_id: uuid.UUID,
+) -> Response:
+    form = await _form(request, runtime)
+    pharmacy = await _pharmacy(session, pharmacy_id)
+    active = form.get("active") == "1"
+    await service.set_pharmacy_active(session, pharmacy, active)
+    done = "pharmacy-reactivated" if active else "pharmacy-deactivated"
+    back = "/admin/pharmacies" if form.get("back") == "list" else f"/admin/pharmacies/{pharmacy_id}"
+    return RedirectResponse(f"{back}?done={done}", 303)
+
+
+# --- prescribers ------------------------------------------------------------------------
+
+
+@router.get("/prescribers", response_class=HTMLResponse)
+async def prescribers(request: Request, session: SessionDep, user: AdminPageUser) -> HTMLResponse:
+    found = list(
+        await session.scalars(select(Prescriber).order_by(Prescriber.full_name, Prescriber.id))
+    )
+    return render(
+        request, "admin/prescribers.html", {"prescribers": found, "flash": _flash(request)}
+    )
+
+
+def _prescriber_form(
+    request: Request,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    prescriber: Prescriber | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    # Only whether each secret is set: never the value, not even encrypted.
+    stored = {
+        "platform_email": bool(prescriber and prescriber.platform_email_encrypted),
+        "platform_password": bool(prescriber and prescriber.platform_password_encrypted),
+        "signing_pin": bool(prescriber and prescriber.signing_pin_encrypted),
+    }
+    return render(
+        request,
+        "admin/prescriber_form.html",
+        {
+            "values": values,
+            "errors": errors or {},
+            "prescriber": prescriber,
+            "stored": stored,
+            "flash": _flash(request),
+        },
+        status_code=status_code,
+    )
+
+
+def _typed_prescriber(form: dict[str, str]) -> dict[str, str]:
+    return {name: form.get(name, "") for name in service.PRESCRIBER_FIELDS}
+
+
+@router.get("/prescribers/new", response_class=HTMLResponse)
+async def new_prescriber(request: Request, user: AdminPageUser) -> HTMLResponse:
+    return _prescriber_form(request, values={"active": "yes"})
+
+
+@router.post("/prescribers/new", response_model=None)
+async def create_prescriber(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
+) -> Response:
+    form = await _form(request, runtime)
+    saved, checked = await service.save_prescriber(session, runtime.secret_box, form)
+    if saved is None:
+        return _prescriber_form(
+            request, values=_typed_prescriber(form), errors=checked.errors, status_code=422
+        )
+    return RedirectResponse(f"/admin/prescribers/{saved.id}?done=prescriber-added", 303)
+
+
+async def _prescriber(session: SessionDep, prescriber_id: uuid.UUID) -> Prescriber:
+    prescriber = await session.get(Prescriber, prescriber_id)
+    if prescriber is None:
+        raise HTTPException(status_code=404, detail="no such prescriber")
+    return prescriber
+
+
+@router.get("/prescribers/{prescriber_id}", response_class=HTMLResponse)
+async def edit_prescriber(
+    request: Request, session: SessionDep, user: AdminPageUser, prescriber_id: uuid.UUID
+) -> HTMLResponse:
+    prescriber = await _prescriber(session, prescriber_id)
+    values = {
+        "full_name": prescriber.full_name,
+        "email": prescriber.email,
+        "registration_number": prescriber.registration_number,
+        "active": "yes" if prescriber.active else "",
+    }
+    return _prescriber_form(request, values=values, prescriber=prescriber)
+
+
+@router.post("/prescribers/{prescriber_id}", response_model=None)
+async def update_prescriber(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: AdminPageUser,
+    prescriber_id: uuid.UUID,
+) -> Response:
+    form = await _form(request, runtime)
+    prescriber = await _prescriber(session, prescriber_id)
+    saved, checked = await service.save_prescriber(session, runtime.secret_box, form, prescriber)
+    if saved is None:
+        return _prescriber_form(
+            request,
+            values=_typed_prescriber(form),
+            errors=checked.errors,
+            prescriber=prescriber,
+            status_code=422,
+        )
+    return RedirectResponse(f"/admin/prescribers/{saved.id}?done=prescriber-saved", 303)
+
+
+# --- regions ----------------------------------------------------------------------------
+
+
+@router.get("/regions", response_class=HTMLResponse)
+async def regions(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
+) -> HTMLResponse:
+    rows = await service.region_overview(session, runtime.settings)
+    env_value = json.dumps(dict(_regions(runtime)), separators=(",", ":"))
+    return render(request, "admin/regions.html", {"rows": rows, "env_value": env_value})

@@ -1,5 +1,141 @@
+"""Support console: find a prescription, see what happened, act on it.
+
+Every action is a POST form carrying the CSRF token; success redirects (POST/redirect/GET)
+with a fixed flash message, a refusal re-renders the page with the reason.
+"""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
 
-router = APIRouter(include_in_schema=False)
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from rxroute.auth.dependencies import RuntimeDep, SessionDep
+from rxroute.prescriptions.errors import NotFound, PrescriptionError
+from rxroute.prescriptions.voiding import void_prescription
+from rxroute.support import service
+from rxroute.web.deps import StaffPageUser
+from rxroute.web.security import require_csrf
+from rxroute.web.templating import render
+
+router = APIRouter(prefix="/support", include_in_schema=False)
+
+#: Flash messages after a redirect, by key: fixed text, so the URL cannot inject any.
+FLASHES = {
+    "voided": "The prescription was voided.",
+    "retried": "The send was queued again.",
+    "resend": "The email will be resent to the pharmacy shortly.",
+}
+
+CsrfField = Annotated[str, Form(max_length=200)]
+
+
+@router.get("", response_class=HTMLResponse)
+async def console(
+    request: Request,
+    session: SessionDep,
+    user: StaffPageUser,
+    q: Annotated[str, Query(max_length=2000)] = "",
+) -> HTMLResponse:
+    result = await service.search(session, q) if q.strip() else None
+    problems = await service.recent_problems(session)
+    return render(
+        request,
+        "support/index.html",
+        {"q": q[: service.MAX_QUERY_LENGTH], "result": result, "problems": problems},
+    )
+
+
+async def _page(
+    request: Request,
+    session: SessionDep,
+    prescription_id: uuid.UUID,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    try:
+        view = await service.prescription_view(session, prescription_id)
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=exc.message) from exc
+    flash = FLASHES.get(request.query_params.get("done", ""))
+    return render(
+        request,
+        "support/prescription.html",
+        {"view": view, "p": view.prescription, "error": error, "flash": flash},
+        status_code=status_code,
+    )
+
+
+@router.get("/prescriptions/{prescription_id}", response_class=HTMLResponse)
+async def prescription_page(
+    request: Request, session: SessionDep, user: StaffPageUser, prescription_id: uuid.UUID
+) -> HTMLResponse:
+    return await _page(request, session, prescription_id)
+
+
+def _done(prescription_id: uuid.UUID, key: str) -> RedirectResponse:
+    return RedirectResponse(f"/support/prescriptions/{prescription_id}?done={key}", 303)
+
+
+async def _refused(
+    request: Request, session: SessionDep, prescription_id: uuid.UUID, error: PrescriptionError
+) -> Response:
+    if isinstance(error, NotFound):
+        raise HTTPException(status_code=404, detail=error.message)
+    return await _page(
+        request, session, prescription_id, error=error.message, status_code=error.status_code
+    )
+
+
+@router.post("/prescriptions/{prescription_id}/void", response_model=None)
+async def void(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: StaffPageUser,
+    prescription_id: uuid.UUID,
+    csrf_token: CsrfField = "",
+) -> Response:
+    require_csrf(runtime.settings, request, csrf_token)
+    try:
+        await void_prescription(runtime, user, prescription_id)
+    except PrescriptionError as exc:
+        return await _refused(request, session, prescription_id, exc)
+    return _done(prescription_id, "voided")
+
+
+@router.post("/prescriptions/{prescription_id}/retry", response_model=None)
+async def retry(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: StaffPageUser,
+    prescription_id: uuid.UUID,
+    csrf_token: CsrfField = "",
+) -> Response:
+    require_csrf(runtime.settings, request, csrf_token)
+    try:
+        await service.retry_failed_send(session, user, prescription_id)
+    except PrescriptionError as exc:
+        return await _refused(request, session, prescription_id, exc)
+    return _done(prescription_id, "retried")
+
+
+@router.post("/prescriptions/{prescription_id}/resend-email", response_model=None)
+async def resend_email(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: StaffPageUser,
+    prescription_id: uuid.UUID,
+    csrf_token: CsrfField = "",
+) -> Response:
+    require_csrf(runtime.settings, request, csrf_token)
+    try:
+        await service.request_email_resend(session, user, prescription_id)
+    except PrescriptionError as exc:
+        return await _refused(request, session, prescription_id, exc)
+    return _done(prescription_id, "resend")

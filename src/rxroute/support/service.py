@@ -1,0 +1,306 @@
+"""What the support console reads and does. Services add and flush; the caller commits.
+
+Support sees a prescription's routing, timeline, webhook events and delivery attempts, and
+of the patient only what it needs to get in touch: name and email (no date of birth, no
+address). Raw webhook payloads are never shown: they may carry patient details.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from rxroute.models import (
+    DeliveryAttempt,
+    InboundWebhookEvent,
+    Patient,
+    Prescription,
+    PrescriptionStatusEvent,
+    User,
+    WebhookEventState,
+)
+from rxroute.prescriptions.errors import Conflict, NotFound
+from rxroute.prescriptions.history import history, lock_prescription, record_status
+from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.prescriptions.tasks import defer_send
+
+log = structlog.get_logger(__name__)
+
+#: Queued or sending for longer than this without a status change is "stuck".
+STUCK_AFTER = timedelta(minutes=10)
+#: Webhook events support must look at: verified, kept, but not turned into history.
+FLAGGED_EVENT_STATES = (
+    WebhookEventState.UNKNOWN_PRESCRIPTION.value,
+    WebhookEventState.UNKNOWN_TYPE.value,
+    WebhookEventState.FAILED.value,
+)
+MAX_QUERY_LENGTH = 320
+PROBLEM_LIMIT = 50
+SEARCH_LIMIT = 50
+
+_PLATFORM_ID = re.compile(r"^SRX[A-Z0-9]{1,61}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    #: uuid, platform_id, email, or "" when the query was not understood.
+    kind: str
+    prescriptions: list[Prescription] = field(default_factory=list)
+    message: str = ""
+
+
+def classify_query(raw: str) -> tuple[str, str]:
+    """(kind, normalised value) of a support search query."""
+    query = "".join(ch for ch in raw if ch.isprintable()).strip()[:MAX_QUERY_LENGTH]
+    if not query:
+        return "", ""
+    try:
+        return "uuid", str(uuid.UUID(query))
+    except ValueError:
+        pass
+    if _PLATFORM_ID.match(query.upper()):
+        return "platform_id", query.upper()
+    if _EMAIL.match(query):
+        return "email", query.lower()
+    return "unknown", query
+
+
+async def search(session: AsyncSession, raw: str) -> SearchResult:
+    kind, value = classify_query(raw)
+    base = select(Prescription).options(
+        selectinload(Prescription.patient), selectinload(Prescription.pharmacy)
+    )
+    if kind == "":
+        return SearchResult(query="", kind="", message="")
+    if kind == "uuid":
+        statement = base.where(Prescription.id == uuid.UUID(value))
+    elif kind == "platform_id":
+        statement = base.where(Prescription.provider_prescription_id == value)
+    elif kind == "email":
+        statement = (
+            base.join(Patient, Patient.id == Prescription.patient_id)
+            .where(func.lower(Patient.email) == value)
+            .order_by(Prescription.created_at.desc())
+        )
+    else:
+        return SearchResult(
+            query=value,
+            kind="unknown",
+            message=(
+                "Search by rxroute's prescription ID (a UUID), the platform's ID (SRX...) "
+                "or the patient's email address."
+            ),
+        )
+    found = list(await session.scalars(statement.limit(SEARCH_LIMIT)))
+    message = "" if found else "No prescription matches."
+    return SearchResult(query=value, kind=kind, prescriptions=found, message=message)
+
+
+@dataclass(frozen=True)
+class StuckPrescription:
+    prescription: Prescription
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Problems:
+    failed: list[Prescription]
+    stuck: list[StuckPrescription]
+    flagged_events: list[InboundWebhookEvent]
+
+
+async def recent_problems(session: AsyncSession, now: datetime | None = None) -> Problems:
+    moment = now or datetime.now(UTC)
+    failed = list(
+        await session.scalars(
+            select(Prescription)
+            .options(selectinload(Prescription.pharmacy))
+            .where(Prescription.status == Status.FAILED.value)
+            .order_by(Prescription.updated_at.desc())
+            .limit(PROBLEM_LIMIT)
+        )
+    )
+    last_change = (
+        select(func.max(PrescriptionStatusEvent.recorded_at))
+        .where(PrescriptionStatusEvent.prescription_id == Prescription.id)
+        .correlate(Prescription)
+        .scalar_subquery()
+    )
+    since = func.coalesce(last_change, Prescription.updated_at)
+    rows = await session.execute(
+        select(Prescription, since)
+        .options(selectinload(Prescription.pharmacy))
+        .where(
+            Prescription.status.in_([Status.QUEUED.value, Status.SENDING.value]),
+            since < moment - STUCK_AFTER,
+        )
+        .order_by(since)
+        .limit(PROBLEM_LIMIT)
+    )
+    stuck = [StuckPrescription(prescription=row[0], since=row[1]) for row in rows]
+    flagged = list(
+        await session.scalars(
+            select(InboundWebhookEvent)
+            .where(InboundWebhookEvent.state.in_(FLAGGED_EVENT_STATES))
+            .order_by(InboundWebhookEvent.received_at.desc())
+            .limit(PROBLEM_LIMIT)
+        )
+    )
+    return Problems(failed=failed, stuck=stuck, flagged_events=flagged)
+
+
+@dataclass(frozen=True)
+class PrescriptionView:
+    prescription: Prescription
+    history: list[PrescriptionStatusEvent]
+    events: list[InboundWebhookEvent]
+    attempts: list[DeliveryAttempt]
+    #: User ids in the history, mapped to the email of who it was (staff and patients).
+    actors: dict[str, str]
+
+    @property
+    def can_retry(self) -> bool:
+        return self.prescription.status == Status.FAILED.value
+
+    @property
+    def can_resend_email(self) -> bool:
+        return (
+            self.prescription.channel == "email"
+            and self.prescription.status == Status.EMAILED.value
+        )
+
+    @property
+    def can_void(self) -> bool:
+        return not Status(self.prescription.status).is_final
+
+
+async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -> PrescriptionView:
+    prescription = await session.scalar(
+        select(Prescription)
+        .where(Prescription.id == prescription_id)
+        .options(
+            selectinload(Prescription.patient),
+            selectinload(Prescription.pharmacy),
+            selectinload(Prescription.prescriber),
+            selectinload(Prescription.items),
+        )
+        .execution_options(populate_existing=True)
+    )
+    if prescription is None:
+        raise NotFound("prescription not found")
+    events = await history(session, prescription_id)
+    webhook_events = list(
+        await session.scalars(
+            select(InboundWebhookEvent)
+            .where(InboundWebhookEvent.prescription_id == prescription_id)
+            .order_by(InboundWebhookEvent.received_at)
+        )
+    )
+    attempts = list(
+        await session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.prescription_id == prescription_id)
+            .order_by(DeliveryAttempt.started_at, DeliveryAttempt.finished_at)
+        )
+    )
+    actor_ids: set[uuid.UUID] = set()
+    for event in events:
+        if event.actor:
+            try:
+                actor_ids.add(uuid.UUID(event.actor))
+            except ValueError:
+                continue
+    actors: dict[str, str] = {}
+    if actor_ids:
+        for user_id, email in await session.execute(
+            select(User.id, User.email).where(User.id.in_(actor_ids))
+        ):
+            actors[str(user_id)] = email
+    return PrescriptionView(
+        prescription=prescription,
+        history=events,
+        events=webhook_events,
+        attempts=attempts,
+        actors=actors,
+    )
+
+
+async def retry_failed_send(
+    session: AsyncSession, user: User, prescription_id: uuid.UUID
+) -> Prescription:
+    """Queue a failed prescription again, and its send job, in the caller's transaction."""
+    found = await session.get(Prescription, prescription_id)
+    if found is None:
+        raise NotFound("prescription not found")
+    prescription = await lock_prescription(session, prescription_id)
+    current = Status(prescription.status)
+    if current is not Status.FAILED:
+        raise Conflict(
+            f"only a failed send can be retried; this prescription is {current.value} "
+            f"({current.label.lower()})"
+        )
+    if prescription.channel is None or prescription.pharmacy_id is None:
+        raise Conflict("this prescription has no region and pharmacy chosen, so it cannot be sent")
+    previous_reason = prescription.failure_reason
+    prescription.failure_reason = None
+    await record_status(
+        session,
+        prescription_id,
+        Status.QUEUED,
+        source=Source.SUPPORT,
+        actor=str(user.id),
+        detail="send retried by support"
+        + (f" after: {previous_reason[:300]}" if previous_reason else ""),
+    )
+    await defer_send(session, prescription_id)
+    log.info("support_retry_send", prescription_id=str(prescription_id), actor=str(user.id))
+    return prescription
+
+
+async def request_email_resend(
+    session: AsyncSession, user: User, prescription_id: uuid.UUID
+) -> DeliveryAttempt:
+    """Record the request as a delivery attempt and defer the resend job (same transaction).
+
+    The status history holds statuses only, and ``emailed -> emailed`` is no transition, so
+    the request is recorded as a ``resend`` delivery attempt (outcome ``requested``) naming
+    the support user; the job records its own ``resend`` attempt with how it went.
+    """
+    from rxroute.support.tasks import defer_resend
+
+    found = await session.get(Prescription, prescription_id)
+    if found is None:
+        raise NotFound("prescription not found")
+    prescription = await lock_prescription(session, prescription_id)
+    current = Status(prescription.status)
+    if prescription.channel != "email":
+        raise Conflict("only a Region A (email) prescription can have its email resent")
+    if current is not Status.EMAILED:
+        raise Conflict(
+            f"the email can be resent only while the prescription is emailed; it is "
+            f"{current.value} ({current.label.lower()})"
+        )
+    now = datetime.now(UTC)
+    attempt = DeliveryAttempt(
+        prescription_id=prescription_id,
+        channel="email",
+        action="resend",
+        attempt=0,
+        outcome="requested",
+        error=f"resend requested by support user {user.id}",
+        started_at=now,
+    )
+    session.add(attempt)
+    await session.flush()
+    await defer_resend(session, prescription_id, requested_by=str(user.id))
+    log.info("support_resend_email", prescription_id=str(prescription_id), actor=str(user.id))
+    return attempt

@@ -1,0 +1,557 @@
+"""The support console: roles, CSRF, search, problems, the prescription page and its actions."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.channels.erx.base import PrescriberCredentials, RemotePrescription
+from rxroute.channels.erx.errors import RejectedError, RejectReason
+from rxroute.mailcatcher import MailCatcher
+from rxroute.models import (
+    DeliveryAttempt,
+    InboundWebhookEvent,
+    Patient,
+    Prescription,
+    PrescriptionStatusEvent,
+    Role,
+    User,
+)
+from rxroute.prescriptions.history import record_status
+from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.runtime import Runtime
+from rxroute.support.tasks import resend_email
+from tests import factories
+from tests.staff_pages import csrf_for, csrf_from, sign_in
+
+PAYLOAD_MARKER = "payload-marker-never-shown"
+
+
+@dataclasses.dataclass
+class World:
+    support: User
+    admin: User
+    patient_user: User
+    patient: Patient
+    prescription: Prescription
+
+
+async def _walk(
+    session: AsyncSession, prescription: Prescription, steps: list[tuple[Status, Source]], **kw: Any
+) -> None:
+    for status, source in steps:
+        await record_status(session, prescription.id, status, source=source, **kw)
+
+
+@pytest.fixture
+async def world(session: AsyncSession, db: Runtime) -> World:
+    patient = await factories.make_patient(
+        session, email="Jane.Doe@Example.com", first_name="Jane", last_name="Doe"
+    )
+    patient_user = await factories.make_user(session, Role.PATIENT, patient=patient)
+    support = await factories.make_user(session, Role.SUPPORT)
+    admin = await factories.make_user(session, Role.ADMIN)
+    prescriber = await factories.make_prescriber(session, db.secret_box)
+    pharmacy = await factories.make_pharmacy(session, "B", name="Leeds <b>Chemist</b>")
+    prescription = await factories.make_prescription(
+        session,
+        patient,
+        prescriber,
+        region="B",
+        channel="erx",
+        pharmacy_id=pharmacy.id,
+        provider_prescription_id="SRXC49F3D4F66A7",
+    )
+    await record_status(
+        session, prescription.id, Status.QUEUED, source=Source.PATIENT, actor=str(patient_user.id)
+    )
+    await _walk(session, prescription, [(Status.SENDING, Source.WORKER)])
+    await record_status(
+        session, prescription.id, Status.ISSUED, source=Source.WORKER, provider_status="issued"
+    )
+    await record_status(
+        session,
+        prescription.id,
+        Status.SIGNED,
+        source=Source.WEBHOOK,
+        provider_status="signed",
+        provider_event_id="evt_signed_1",
+        occurred_at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
+    )
+    session.add(
+        InboundWebhookEvent(
+            provider="signaturerx",
+            provider_event_id="evt_signed_1",
+            event_type="prescription.status_changed",
+            payload={"id": "evt_signed_1", "note": PAYLOAD_MARKER},
+            prescription_id=prescription.id,
+            state="processed",
+            processed_at=datetime.now(UTC),
+        )
+    )
+    session.add(
+        DeliveryAttempt(
+            prescription_id=prescription.id,
+            channel="erx",
+            action="issue",
+            attempt=1,
+            outcome="succeeded",
+            started_at=datetime.now(UTC),
+        )
+    )
+    await session.commit()
+    return World(support, admin, patient_user, patient, prescription)
+
+
+@pytest.fixture
+async def as_support(client: httpx.AsyncClient, world: World) -> httpx.AsyncClient:
+    await sign_in(client, world.support)
+    return client
+
+
+async def _new_prescription(
+    session: AsyncSession,
+    runtime: Runtime,
+    world: World,
+    region: str,
+    steps: list[tuple[Status, Source]],
+    **overrides: Any,
+) -> Prescription:
+    prescriber = await factories.make_prescriber(session, runtime.secret_box, email="x@example.com")
+    pharmacy = await factories.make_pharmacy(session, region)
+    prescription = await factories.make_prescription(
+        session,
+        world.patient,
+        prescriber,
+        region=region,
+        channel="email" if region == "A" else "erx",
+        pharmacy_id=pharmacy.id,
+        **overrides,
+    )
+    await _walk(session, prescription, steps)
+    await session.commit()
+    return prescription
+
+
+FAILED_STEPS = [
+    (Status.QUEUED, Source.PATIENT),
+    (Status.SENDING, Source.WORKER),
+    (Status.FAILED, Source.WORKER),
+]
+EMAILED_STEPS = [
+    (Status.QUEUED, Source.PATIENT),
+    (Status.SENDING, Source.WORKER),
+    (Status.EMAILED, Source.WORKER),
+]
+
+
+async def _history(session: AsyncSession, prescription_id: uuid.UUID) -> list[Any]:
+    return list(
+        await session.scalars(
+            select(PrescriptionStatusEvent)
+            .where(PrescriptionStatusEvent.prescription_id == prescription_id)
+            .order_by(PrescriptionStatusEvent.seq)
+        )
+    )
+
+
+async def _jobs(session: AsyncSession, task: str) -> list[Any]:
+    rows = await session.execute(
+        text("SELECT args FROM procrastinate_jobs WHERE task_name = :task"), {"task": task}
+    )
+    return [row[0] for row in rows]
+
+
+# --- roles and sign-in ------------------------------------------------------------------
+
+
+async def test_signed_out_is_sent_to_sign_in(client: httpx.AsyncClient, world: World) -> None:
+    response = await client.get("/support")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/support"
+
+
+async def test_patient_may_not_open_support_or_admin(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    await sign_in(client, world.patient_user)
+    for path in ("/support", f"/support/prescriptions/{world.prescription.id}", "/admin"):
+        response = await client.get(path, headers={"accept": "text/html"})
+        assert response.status_code == 403, path
+
+
+async def test_patient_may_not_act(client: httpx.AsyncClient, world: World) -> None:
+    await sign_in(client, world.patient_user)
+    page = (await client.get("/login")).text  # any page carries the session's CSRF token
+    response = await client.post(
+        f"/support/prescriptions/{world.prescription.id}/void", data={"csrf_token": csrf_from(page)}
+    )
+    assert response.status_code == 403
+
+
+async def test_support_and_admin_may_open_the_console(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    for user in (world.support, world.admin):
+        client.cookies.clear()
+        await sign_in(client, user)
+        response = await client.get("/support")
+        assert response.status_code == 200
+        assert "Support console" in response.text
+
+
+# --- search -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{id}",
+        "  {id_upper}  ",
+        "SRXC49F3D4F66A7",
+        "srxc49f3d4f66a7",
+        "jane.doe@example.com",
+        "JANE.DOE@EXAMPLE.COM",
+    ],
+)
+async def test_search_finds_by_each_kind_of_id(
+    as_support: httpx.AsyncClient, world: World, query: str
+) -> None:
+    q = query.format(id=world.prescription.id, id_upper=str(world.prescription.id).upper())
+    response = await as_support.get("/support", params={"q": q})
+    assert response.status_code == 200
+    assert f'href="/support/prescriptions/{world.prescription.id}"' in response.text
+    assert "No prescription matches" not in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        str(uuid.uuid4()),
+        "SRXNOPE",
+        "nobody@example.com",
+        "jane.doe@example",
+        "<script>alert(1)</script>",
+        "'; DROP TABLE prescriptions; --",
+        "%_%",
+        "x" * 1900,
+        "\x00\x1b[31m",
+    ],
+)
+async def test_search_odd_queries_answer_safely(
+    as_support: httpx.AsyncClient, world: World, query: str
+) -> None:
+    response = await as_support.get("/support", params={"q": query})
+    assert response.status_code == 200
+    assert "<script>alert(1)</script>" not in response.text
+    assert f"/support/prescriptions/{world.prescription.id}" not in response.text
+
+
+async def test_overlong_query_is_refused(as_support: httpx.AsyncClient, world: World) -> None:
+    response = await as_support.get("/support", params={"q": "x" * 5000})
+    assert response.status_code == 422
+
+
+# --- problems ---------------------------------------------------------------------------
+
+
+async def test_problems_list_failed_stuck_and_flagged_events(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, db: Runtime
+) -> None:
+    failed = await _new_prescription(session, db, world, "B", FAILED_STEPS)
+    stuck = await _new_prescription(session, db, world, "A", [])
+    fresh = await _new_prescription(session, db, world, "A", [])
+    long_ago = datetime.now(UTC) - timedelta(minutes=25)
+    for prescription, when in ((stuck, long_ago), (fresh, datetime.now(UTC))):
+        session.add(
+            PrescriptionStatusEvent(
+                prescription_id=prescription.id,
+                status="queued",
+                source="patient",
+                occurred_at=when,
+                recorded_at=when,
+            )
+        )
+        await session.execute(
+            text("UPDATE prescriptions SET status = 'queued' WHERE id = :id"),
+            {"id": prescription.id},
+        )
+    for state, event_id in (
+        ("unknown_prescription", "evt_orphan"),
+        ("unknown_type", "evt_weird"),
+        ("failed", "evt_broken"),
+        ("processed", "evt_fine"),
+    ):
+        session.add(
+            InboundWebhookEvent(
+                provider="signaturerx",
+                provider_event_id=event_id,
+                event_type="prescription.<i>odd</i>",
+                payload={"note": PAYLOAD_MARKER},
+                state=state,
+                error="no prescription with this platform id",
+            )
+        )
+    await session.commit()
+
+    page = (await as_support.get("/support")).text
+    assert f"/support/prescriptions/{failed.id}" in page
+    assert f"/support/prescriptions/{stuck.id}" in page
+    assert f"/support/prescriptions/{fresh.id}" not in page
+    for event_id in ("evt_orphan", "evt_weird", "evt_broken"):
+        assert event_id in page
+    assert "evt_fine" not in page
+    assert "prescription.&lt;i&gt;odd&lt;/i&gt;" in page
+    assert PAYLOAD_MARKER not in page
+
+
+# --- the prescription page --------------------------------------------------------------
+
+
+async def test_prescription_page_shows_timeline_events_attempts_and_minimal_patient(
+    as_support: httpx.AsyncClient, world: World
+) -> None:
+    response = await as_support.get(f"/support/prescriptions/{world.prescription.id}")
+    assert response.status_code == 200
+    page = response.text
+    timeline = page[page.index('id="timeline"') : page.index('id="events-heading"')]
+    for source in ("patient", "worker", "webhook"):
+        assert f'<td class="source">{source}</td>' in timeline
+    assert world.patient_user.email in timeline  # the patient's send, attributed
+    assert "05 Jan 2026, 10:00:00 UTC" in timeline  # the platform's time, not ours
+    assert "evt_signed_1" in page
+    assert "prescription.status_changed" in page
+    assert PAYLOAD_MARKER not in page
+    assert "SRXC49F3D4F66A7" in page
+    assert "Jane Doe" in page and "Jane.Doe@Example.com" in page
+    assert "1985" not in page  # no date of birth
+    assert "Example Street" not in page and "LS1 4AP" not in page  # no patient address
+    assert "Leeds &lt;b&gt;Chemist&lt;/b&gt;" in page
+    assert "<b>Chemist</b>" not in page
+
+
+async def test_unknown_prescription_is_404(as_support: httpx.AsyncClient, world: World) -> None:
+    response = await as_support.get(
+        f"/support/prescriptions/{uuid.uuid4()}", headers={"accept": "text/html"}
+    )
+    assert response.status_code == 404
+
+
+# --- actions: CSRF ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["void", "retry", "resend-email"])
+async def test_actions_need_the_csrf_token(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, action: str
+) -> None:
+    before = len(await _history(session, world.prescription.id))
+    for data in ({}, {"csrf_token": "forged"}):
+        response = await as_support.post(
+            f"/support/prescriptions/{world.prescription.id}/{action}", data=data
+        )
+        assert response.status_code == 403
+    assert len(await _history(session, world.prescription.id)) == before
+
+
+# --- retry ------------------------------------------------------------------------------
+
+
+async def test_retry_requeues_a_failed_send_with_who_did_it(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, db: Runtime
+) -> None:
+    failed = await _new_prescription(session, db, world, "B", FAILED_STEPS)
+    path = f"/support/prescriptions/{failed.id}"
+    token = await csrf_for(as_support, path)
+    response = await as_support.post(f"{path}/retry", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert response.headers["location"] == f"{path}?done=retried"
+
+    last = (await _history(session, failed.id))[-1]
+    assert (last.status, last.source, last.actor) == ("queued", "support", str(world.support.id))
+    current = await session.get(Prescription, failed.id, populate_existing=True)
+    assert current is not None and current.status == "queued"
+    assert {"prescription_id": str(failed.id)} in await _jobs(session, "send_prescription")
+
+    page = (await as_support.get(response.headers["location"])).text
+    assert "The send was queued again." in page
+    assert world.support.email in page  # the timeline names who retried
+
+
+@pytest.mark.parametrize("steps", [EMAILED_STEPS, [(Status.QUEUED, Source.PATIENT)], []])
+async def test_retry_only_from_failed(
+    as_support: httpx.AsyncClient,
+    world: World,
+    session: AsyncSession,
+    db: Runtime,
+    steps: list[tuple[Status, Source]],
+) -> None:
+    prescription = await _new_prescription(session, db, world, "A", steps)
+    before = len(await _history(session, prescription.id))
+    path = f"/support/prescriptions/{prescription.id}"
+    token = await csrf_for(as_support, path)
+    response = await as_support.post(f"{path}/retry", data={"csrf_token": token})
+    assert response.status_code == 409
+    assert "only a failed send can be retried" in response.text
+    assert len(await _history(session, prescription.id)) == before
+    assert await _jobs(session, "send_prescription") == []
+
+
+# --- void -------------------------------------------------------------------------------
+
+
+class FakeErx:
+    """Just enough of ErxChannel for voiding."""
+
+    def __init__(self, *, dispensed: bool) -> None:
+        self.dispensed = dispensed
+        self.voided: list[str] = []
+
+    async def void(self, prescriber: PrescriberCredentials, prescription_id: str) -> Any:
+        self.voided.append(prescription_id)
+        if self.dispensed:
+            raise RejectedError(
+                "Prescription has already been dispensed",
+                reason=RejectReason.ALREADY_DISPENSED,
+                operation="void",
+            )
+        return RemotePrescription(provider_id=prescription_id, status="voided", client_ref_id=None)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the void test did not expect a call to {name}")
+
+
+@pytest.fixture
+def install_erx(db: Runtime) -> Iterator[Callable[[FakeErx], FakeErx]]:
+    """Put a fake platform client in ``runtime.services['erx']``; restore the real one after."""
+    previous = db.services.get("erx")
+
+    def install(fake: FakeErx) -> FakeErx:
+        db.services["erx"] = fake
+        return fake
+
+    yield install
+    if previous is None:
+        db.services.pop("erx", None)
+    else:
+        db.services["erx"] = previous
+
+
+async def test_void_region_b_calls_the_platform_and_records_who(
+    as_support: httpx.AsyncClient,
+    world: World,
+    session: AsyncSession,
+    install_erx: Callable[[FakeErx], FakeErx],
+) -> None:
+    fake = install_erx(FakeErx(dispensed=False))
+    path = f"/support/prescriptions/{world.prescription.id}"
+    token = await csrf_for(as_support, path)
+    response = await as_support.post(f"{path}/void", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert fake.voided == ["SRXC49F3D4F66A7"]
+    last = (await _history(session, world.prescription.id))[-1]
+    assert (last.status, last.source, last.actor) == ("voided", "support", str(world.support.id))
+    page = (await as_support.get(response.headers["location"])).text
+    assert "The prescription was voided." in page
+
+
+async def test_void_refused_by_the_platform_when_dispensed(
+    as_support: httpx.AsyncClient,
+    world: World,
+    session: AsyncSession,
+    install_erx: Callable[[FakeErx], FakeErx],
+) -> None:
+    install_erx(FakeErx(dispensed=True))
+    before = len(await _history(session, world.prescription.id))
+    path = f"/support/prescriptions/{world.prescription.id}"
+    token = await csrf_for(as_support, path)
+    response = await as_support.post(f"{path}/void", data={"csrf_token": token})
+    assert response.status_code == 409
+    assert "already dispensed this prescription, so it cannot be voided" in response.text
+    assert 'role="alert"' in response.text
+    assert len(await _history(session, world.prescription.id)) == before
+    current = await session.get(Prescription, world.prescription.id, populate_existing=True)
+    assert current is not None and current.status == "signed"
+
+
+async def test_void_of_a_dispensed_prescription_is_refused_locally(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, db: Runtime
+) -> None:
+    prescription = await _new_prescription(
+        session, db, world, "A", [*EMAILED_STEPS, (Status.DISPENSED, Source.PHARMACY)]
+    )
+    path = f"/support/prescriptions/{prescription.id}"
+    page = (await as_support.get(path)).text
+    assert "/void" not in page  # no button for a final prescription
+    response = await as_support.post(
+        f"{path}/void", data={"csrf_token": await csrf_for(as_support, path)}
+    )
+    assert response.status_code == 409
+    assert "already been dispensed, so it cannot be voided" in response.text
+
+
+# --- resend a Region A email ------------------------------------------------------------
+
+
+@pytest.fixture
+def catcher() -> Iterator[MailCatcher]:
+    with MailCatcher("127.0.0.1", 0, 0) as running:
+        yield running
+
+
+async def test_resend_email_records_the_request_and_resends(
+    as_support: httpx.AsyncClient,
+    world: World,
+    session: AsyncSession,
+    db: Runtime,
+    catcher: MailCatcher,
+) -> None:
+    prescription = await _new_prescription(session, db, world, "A", EMAILED_STEPS)
+    path = f"/support/prescriptions/{prescription.id}"
+    assert "/resend-email" in (await as_support.get(path)).text
+    token = await csrf_for(as_support, path)
+    response = await as_support.post(f"{path}/resend-email", data={"csrf_token": token})
+    assert response.status_code == 303
+    jobs = await _jobs(session, "resend_prescription_email")
+    assert jobs == [
+        {"prescription_id": str(prescription.id), "requested_by": str(world.support.id)}
+    ]
+    requested = (
+        await session.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.prescription_id == prescription.id)
+        )
+    ).all()
+    assert [(a.action, a.outcome) for a in requested] == [("resend", "requested")]
+    assert str(world.support.id) in (requested[0].error or "")
+
+    # Run the job against a local mail catcher.
+    settings = db.settings.model_copy(update={"smtp_port": catcher.smtp_port})
+    outcome = await resend_email(
+        dataclasses.replace(db, settings=settings), prescription.id, str(world.support.id)
+    )
+    assert outcome == "succeeded"
+    [message] = catcher.messages()
+    assert message.subject == f"Private prescription {prescription.id}"
+    current = await session.get(Prescription, prescription.id, populate_existing=True)
+    assert current is not None and current.status == "emailed"  # unchanged
+    page = (await as_support.get(path)).text
+    assert "requested" in page and "succeeded" in page
+
+
+async def test_resend_only_for_emailed_region_a(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    path = f"/support/prescriptions/{world.prescription.id}"  # Region B, signed
+    assert "/resend-email" not in (await as_support.get(path)).text
+    token = await csrf_for(as_support, path)
+    response = await as_support.post(f"{path}/resend-email", data={"csrf_token": token})
+    assert response.status_code == 409
+    assert "only a Region A (email) prescription" in response.text
+    assert await _jobs(session, "resend_prescription_email") == []

@@ -38,7 +38,12 @@ def _parse_time(raw: object) -> datetime | None:
 async def find_prescription(
     session: AsyncSession, provider_id: object, client_ref_id: object
 ) -> Prescription | None:
-    """By the platform's id, else by ``client_ref_id`` (which is rxroute's own id)."""
+    """By the platform's id, else by ``client_ref_id`` (which is rxroute's own id).
+
+    A ``client_ref_id`` match that is already issued under a *different* platform id is not
+    ours to update: it is another copy of the prescription on the platform (an issue that
+    happened twice), and its voiding or expiry must not move the copy rxroute tracks.
+    """
     if isinstance(provider_id, str) and provider_id:
         found = await session.scalar(
             select(Prescription).where(Prescription.provider_prescription_id == provider_id)
@@ -50,7 +55,22 @@ async def find_prescription(
             key = uuid.UUID(client_ref_id)
         except ValueError:
             return None
-        return await session.get(Prescription, key)
+        by_ref = await session.get(Prescription, key)
+        if (
+            by_ref is not None
+            and by_ref.provider_prescription_id is not None
+            and isinstance(provider_id, str)
+            and provider_id
+            and by_ref.provider_prescription_id != provider_id
+        ):
+            log.warning(
+                "webhook_for_other_platform_copy",
+                prescription_id=str(by_ref.id),
+                tracked=by_ref.provider_prescription_id,
+                event_platform_id=provider_id,
+            )
+            return None
+        return by_ref
     return None
 
 
@@ -71,7 +91,10 @@ async def handle_status_changed(
         session, data.get("prescription_id"), data.get("client_ref_id")
     )
     if prescription is None:
-        event.error = "no prescription with this platform id or client_ref_id"
+        event.error = (
+            f"no prescription with platform id {str(data.get('prescription_id'))[:64]!r} "
+            "(nor an unissued one with this client_ref_id)"
+        )
         return WebhookEventState.UNKNOWN_PRESCRIPTION.value
     event.prescription_id = prescription.id
     locked = await lock_prescription(session, prescription.id)

@@ -60,6 +60,17 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _has_nul(value: object) -> bool:
+    """Whether any string (key or value) in a parsed JSON document holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def webhook_secrets(runtime: Any) -> list[str]:
     settings = runtime.settings
     secrets = [settings.webhook_secret.get_secret_value()]
@@ -94,8 +105,15 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
         return _refuse(401, str(exc), type(exc).__name__)
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return _refuse(400, "body is not JSON", "not_json")
+        unstorable = _has_nul(document)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return _refuse(400, "body is not JSON (or nested too deeply)", "not_json")
+    if unstorable:
+        # PostgreSQL's jsonb cannot hold U+0000; storing it would fail with a 500 and the
+        # sender would retry the same body until it gave up.
+        return _refuse(
+            400, "body contains a U+0000 character, which cannot be stored", "unstorable"
+        )
     if not isinstance(document, dict):
         return _refuse(400, "body is not a JSON object", "not_object")
     event_id = document.get("id")

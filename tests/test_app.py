@@ -72,3 +72,10 @@ async def test_openapi_docs_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_confirmation_tokens_are_masked_in_request_logs() -> None:
+    from rxroute.app import loggable_path
+
+    assert loggable_path("/pharmacy/confirm/abc.def.ghi") == "/pharmacy/confirm/<token>"
+    assert loggable_path("/api/v1/prescriptions") == "/api/v1/prescriptions"

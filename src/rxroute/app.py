@@ -39,6 +39,18 @@ STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 log = structlog.get_logger(__name__)
 
 
+#: Paths whose last segment is a bearer credential (the pharmacy's confirmation token).
+_SECRET_PATH_PREFIXES = ("/pharmacy/confirm/",)
+
+
+def loggable_path(path: str) -> str:
+    """The path with any bearer token in it masked, so logs never hold a usable link."""
+    for prefix in _SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "<token>"
+    return path
+
+
 def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(part) for part in location if part not in ("body", "query", "path")]
     return ".".join(parts) or "body"
@@ -155,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "request",
             method=request.method,
-            path=request.url.path,
+            path=loggable_path(request.url.path),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             request_id=request_id,

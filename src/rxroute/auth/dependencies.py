@@ -27,7 +27,9 @@ async def session_dependency(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(session_dependency)]
+#: scope="function": the commit happens before the response is sent, so a client is never
+#: told "accepted" for a transaction that then failed to commit.
+SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 
 SESSION_COOKIE = "rxroute_session"
 

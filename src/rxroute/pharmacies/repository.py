@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.models import Pharmacy
@@ -24,29 +24,71 @@ def normalise_query(raw: str) -> str:
     return " ".join(cleaned.lower().split())[:MAX_QUERY_LENGTH]
 
 
+#: Words shorter than this cannot use the trigram index (a trigram needs three characters).
+TRIGRAM_MIN = 3
+#: How many of the cheaply ranked matches the similarity ordering looks at.
+CANDIDATES = 200
+
+
 async def search(
     session: AsyncSession, region: str, query: str = "", *, limit: int = 20
 ) -> list[Pharmacy]:
-    statement = select(Pharmacy).where(Pharmacy.region == region, Pharmacy.active.is_(True))
+    """Active pharmacies of ``region`` matching ``query``, best first, at most ``limit``.
+
+    Three shapes, so that no query makes PostgreSQL rank the whole region:
+
+    * empty: alphabetical by town and name;
+    * only short words (under three characters, e.g. "a", "m1 4"): a word of the name,
+      town or postcode starting with it - typing one letter finds what starts with it, not
+      the thousands of names that merely contain it;
+    * otherwise every word must occur (the trigram index finds the rows), the matches are
+      ranked cheaply (postcode, name, town prefix first) and only the best ``CANDIDATES``
+      of them are ordered by trigram similarity, which is the expensive part.
+    """
+    base = select(Pharmacy).where(Pharmacy.region == region, Pharmacy.active.is_(True))
     terms = normalise_query(query)
     if not terms:
-        statement = statement.order_by(Pharmacy.town, Pharmacy.name)
-    else:
-        words = terms.split(" ")
-        for word in words:
-            statement = statement.where(Pharmacy.search_text.contains(word, autoescape=True))
-        compact = terms.replace(" ", "")
-        rank = case(
-            (func.lower(func.replace(Pharmacy.postcode, " ", "")).startswith(compact), 0),
-            (func.lower(Pharmacy.name).startswith(terms), 1),
-            (func.lower(Pharmacy.town).startswith(terms), 2),
-            else_=3,
+        result = await session.scalars(base.order_by(Pharmacy.town, Pharmacy.name).limit(limit))
+        return list(result)
+    words = terms.split(" ")
+    compact = terms.replace(" ", "")
+    postcode = func.lower(func.replace(Pharmacy.postcode, " ", ""))
+    name = func.lower(Pharmacy.name)
+    town = func.lower(Pharmacy.town)
+    rank = case(
+        (postcode.startswith(compact, autoescape=True), 0),
+        (name.startswith(terms, autoescape=True), 1),
+        (town.startswith(terms, autoescape=True), 2),
+        else_=3,
+    )
+    if all(len(word) < TRIGRAM_MIN for word in words):
+        # search_text is stored lower-cased, so no function runs per row: a word of the
+        # name, town or postcode starting with what was typed.
+        statement = base.where(
+            or_(
+                Pharmacy.search_text.startswith(terms, autoescape=True),
+                Pharmacy.search_text.contains(" " + terms, autoescape=True),
+            )
+        ).order_by(rank, Pharmacy.name)
+        return list(await session.scalars(statement.limit(limit)))
+    matching = base
+    for word in words:
+        matching = matching.where(Pharmacy.search_text.contains(word, autoescape=True))
+    candidates = (
+        matching.with_only_columns(Pharmacy.id, rank.label("rank"))
+        .order_by(rank, Pharmacy.name)
+        .limit(max(limit, CANDIDATES))
+        .subquery()
+    )
+    statement = (
+        select(Pharmacy)
+        .join(candidates, candidates.c.id == Pharmacy.id)
+        .order_by(
+            candidates.c.rank, func.similarity(Pharmacy.search_text, terms).desc(), Pharmacy.name
         )
-        statement = statement.order_by(
-            rank, func.similarity(Pharmacy.search_text, terms).desc(), Pharmacy.name
-        )
-    result = await session.scalars(statement.limit(limit))
-    return list(result)
+        .limit(limit)
+    )
+    return list(await session.scalars(statement))
 
 
 async def get_active_in_region(session: AsyncSession, pharmacy_id: uuid.UUID) -> Pharmacy | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 
 import structlog
 from sqlalchemy import func, select
@@ -21,6 +22,7 @@ from rxroute.channels.email.links import make_dispense_token
 from rxroute.channels.email.message import build_prescription_email
 from rxroute.channels.email.pdf import render_prescription_pdf
 from rxroute.channels.email.smtp import send_email
+from rxroute.config import Settings
 from rxroute.models import DeliveryAttempt, Prescription
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status, can_transition
@@ -84,8 +86,62 @@ def prescription_document(prescription: Prescription, url: str) -> doc_types.Pre
     )
 
 
-async def send_via_email(runtime: Runtime, prescription_id: uuid.UUID) -> SendOutcome:
+class NoRecipient(ValueError):
+    """The pharmacy has no email address on file."""
+
+
+def compose_prescription_email(
+    runtime: Runtime, prescription: Prescription, now: datetime
+) -> EmailMessage:
+    """The email (PDF attached, fresh confirmation link) for a prescription loaded for sending."""
     settings = runtime.settings
+    recipient = prescription.pharmacy.email if prescription.pharmacy else None
+    if not recipient:
+        raise NoRecipient("the pharmacy has no email address")
+    url = confirm_url(runtime, prescription.id)
+    document = prescription_document(prescription, url)
+    return build_prescription_email(
+        sender=settings.smtp_from,
+        to=recipient,
+        doc=document,
+        pdf=render_prescription_pdf(document),
+        confirm_url=url,
+        link_expires_at=now + timedelta(hours=settings.pharmacy_link_ttl_hours),
+    )
+
+
+async def deliver(settings: Settings, message: EmailMessage) -> None:
+    """Hand the message to the configured SMTP relay; raises the channel's typed errors."""
+    await send_email(
+        message,
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        starttls=settings.smtp_starttls,
+    )
+
+
+def email_attempt(
+    prescription_id: uuid.UUID,
+    action: str,
+    attempt: int,
+    outcome: str,
+    started: datetime,
+    error: str | None,
+) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        prescription_id=prescription_id,
+        channel="email",
+        action=action,
+        attempt=attempt,
+        outcome=outcome,
+        error=error,
+        started_at=started,
+    )
+
+
+async def send_via_email(runtime: Runtime, prescription_id: uuid.UUID) -> SendOutcome:
     async with runtime.sessionmaker() as session, session.begin():
         locked = await lock_prescription(session, prescription_id)
         status = Status(locked.status)
@@ -104,11 +160,12 @@ async def send_via_email(runtime: Runtime, prescription_id: uuid.UUID) -> SendOu
             or 0
         )
         prescription = await load_for_sending(session, prescription_id)
-        url = confirm_url(runtime, prescription_id)
-        document = prescription_document(prescription, url)
-        recipient = prescription.pharmacy.email if prescription.pharmacy else None
-    started = datetime.now(UTC)
-    if not recipient:
+        started = datetime.now(UTC)
+        try:
+            message = compose_prescription_email(runtime, prescription, started)
+        except NoRecipient:
+            message = None
+    if message is None:
         return await _finish(
             runtime,
             prescription_id,
@@ -117,24 +174,8 @@ async def send_via_email(runtime: Runtime, prescription_id: uuid.UUID) -> SendOu
             "rejected",
             "not sent: the pharmacy has no email address",
         )
-    expires = started + timedelta(hours=settings.pharmacy_link_ttl_hours)
-    message = build_prescription_email(
-        sender=settings.smtp_from,
-        to=recipient,
-        doc=document,
-        pdf=render_prescription_pdf(document),
-        confirm_url=url,
-        link_expires_at=expires,
-    )
     try:
-        await send_email(
-            message,
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value(),
-            starttls=settings.smtp_starttls,
-        )
+        await deliver(runtime.settings, message)
     except EmailRejected as exc:
         return await _finish(
             runtime,
@@ -158,17 +199,7 @@ async def _finish(
     error: str | None,
 ) -> SendOutcome:
     async with runtime.sessionmaker() as session, session.begin():
-        session.add(
-            DeliveryAttempt(
-                prescription_id=prescription_id,
-                channel="email",
-                action="email",
-                attempt=attempt,
-                outcome=outcome,
-                error=error,
-                started_at=started,
-            )
-        )
+        session.add(email_attempt(prescription_id, "email", attempt, outcome, started, error))
         prescription = await lock_prescription(session, prescription_id)
         if outcome == "succeeded":
             prescription.failure_reason = None
@@ -199,16 +230,6 @@ async def _retry_or_fail(
         )
     delay = backoff_seconds(settings, attempt)
     async with runtime.sessionmaker() as session, session.begin():
-        session.add(
-            DeliveryAttempt(
-                prescription_id=prescription_id,
-                channel="email",
-                action="email",
-                attempt=attempt,
-                outcome="retryable",
-                error=reason,
-                started_at=started,
-            )
-        )
+        session.add(email_attempt(prescription_id, "email", attempt, "retryable", started, reason))
         await defer_send(session, prescription_id, delay_seconds=delay)
     return SendOutcome("retry", reason, retry_in_seconds=delay)

@@ -9,7 +9,7 @@ and stops. A resend never overlaps a send of the same prescription (same queue l
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import procrastinate
 import structlog
@@ -17,12 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.email.errors import EmailRejected, EmailRetryable
-from rxroute.channels.email.message import build_prescription_email
-from rxroute.channels.email.pdf import render_prescription_pdf
-from rxroute.channels.email.smtp import send_email
 from rxroute.jobs import defer_in_session, queue
 from rxroute.models import DeliveryAttempt, Prescription
-from rxroute.prescriptions.email_sending import confirm_url, prescription_document
+from rxroute.prescriptions.email_sending import (
+    NoRecipient,
+    compose_prescription_email,
+    deliver,
+    email_attempt,
+)
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.prescriptions.repository import load_for_sending
 from rxroute.prescriptions.tasks import send_lock
@@ -45,7 +47,6 @@ async def resend_prescription_email(prescription_id: str, requested_by: str = ""
 
 async def resend_email(runtime: Runtime, prescription_id: uuid.UUID, requested_by: str) -> str:
     """One try. Returns the outcome; raises :class:`EmailRetryable` for the queue to retry."""
-    settings = runtime.settings
     async with runtime.sessionmaker() as session, session.begin():
         current = await session.get(Prescription, prescription_id)
         if current is None:
@@ -72,32 +73,18 @@ async def resend_email(runtime: Runtime, prescription_id: uuid.UUID, requested_b
             or 0
         )
         prescription = await load_for_sending(session, prescription_id)
-        url = confirm_url(runtime, prescription_id)
-        document = prescription_document(prescription, url)
-        recipient = prescription.pharmacy.email if prescription.pharmacy else None
-    started = datetime.now(UTC)
-    if not recipient:
+        started = datetime.now(UTC)
+        try:
+            message = compose_prescription_email(runtime, prescription, started)
+        except NoRecipient:
+            message = None
+    if message is None:
         await _finish(
             runtime, prescription_id, attempt, started, "rejected", "the pharmacy has no email"
         )
         return "rejected"
-    message = build_prescription_email(
-        sender=settings.smtp_from,
-        to=recipient,
-        doc=document,
-        pdf=render_prescription_pdf(document),
-        confirm_url=url,
-        link_expires_at=started + timedelta(hours=settings.pharmacy_link_ttl_hours),
-    )
     try:
-        await send_email(
-            message,
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value(),
-            starttls=settings.smtp_starttls,
-        )
+        await deliver(runtime.settings, message)
     except EmailRejected as exc:
         await _finish(
             runtime,
@@ -129,17 +116,7 @@ async def _record(
     started: datetime,
     error: str | None,
 ) -> None:
-    session.add(
-        DeliveryAttempt(
-            prescription_id=prescription_id,
-            channel="email",
-            action="resend",
-            attempt=attempt,
-            outcome=outcome,
-            error=error,
-            started_at=started,
-        )
-    )
+    session.add(email_attempt(prescription_id, "resend", attempt, outcome, started, error))
     await session.flush()
 
 

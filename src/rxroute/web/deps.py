@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -11,6 +13,19 @@ from fastapi import Depends, HTTPException, Request
 from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep, SessionDep
 from rxroute.auth.tokens import InvalidToken, read_token
 from rxroute.models import Role, User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who the page is for, as plain values for the templates.
+
+    Not the ORM ``User``: an error page is rendered after the request's transaction has
+    rolled back, when the ORM object's attributes are expired and can no longer be loaded.
+    """
+
+    id: uuid.UUID
+    email: str
+    role: str
 
 
 class LoginRequired(Exception):
@@ -40,7 +55,7 @@ async def page_user(request: Request, session: SessionDep, runtime: RuntimeDep) 
     user = await session.get(User, claims.user_id)
     if user is None or not user.active:
         raise LoginRequired(request.url.path)
-    request.state.user = user
+    request.state.user = Viewer(id=user.id, email=user.email, role=user.role)
     return user
 
 

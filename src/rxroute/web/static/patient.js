@@ -1,0 +1,171 @@
+// The prescription page: type-ahead pharmacy search and the live status timeline.
+// Without this script the page still works (form round trips); with it, nothing here ever
+// builds HTML from strings: every value from the server goes in through textContent.
+"use strict";
+(function () {
+  const rx = window.rxroute;
+  document.documentElement.classList.add("js");
+
+  // ---- pharmacy search ------------------------------------------------------------------
+  const form = document.getElementById("send-form");
+  if (form) {
+    const input = document.getElementById("pharmacy-search");
+    const list = document.getElementById("pharmacy-results");
+    const count = document.getElementById("results-count");
+    const hidden = document.getElementById("pharmacy-id");
+    const chosen = document.getElementById("chosen");
+    const chosenName = document.getElementById("chosen-name");
+    const chosenAddress = document.getElementById("chosen-address");
+    let timer = null;
+    let latest = 0;
+
+    const region = () => {
+      const checked = form.querySelector('input[name="region"]:checked');
+      return checked ? checked.value : "";
+    };
+    const options = () => Array.from(list.querySelectorAll('button[role="option"]'));
+
+    function choose(button) {
+      hidden.value = button.dataset.id;
+      chosenName.textContent = button.dataset.name;
+      chosenAddress.textContent = button.dataset.address;
+      chosen.hidden = false;
+      for (const other of options()) {
+        other.setAttribute("aria-selected", other === button ? "true" : "false");
+      }
+    }
+
+    function clearChoice() {
+      hidden.value = "";
+      chosen.hidden = true;
+      chosenName.textContent = "";
+      chosenAddress.textContent = "";
+    }
+
+    function show(results, query) {
+      list.replaceChildren();
+      list.dataset.query = query;
+      list.setAttribute("aria-busy", "false");
+      for (const ph of results) {
+        const button = rx.el("button", {
+          type: "button", role: "option", "data-id": ph.id,
+          "aria-selected": ph.id === hidden.value ? "true" : "false",
+        }, rx.el("strong", {}, ph.name), rx.el("br"), rx.el("span", { class: "small" }, ph.full_address));
+        button.dataset.name = ph.name;
+        button.dataset.address = ph.full_address;
+        list.append(rx.el("li", { role: "presentation" }, button));
+      }
+      input.setAttribute("aria-expanded", results.length ? "true" : "false");
+      const n = results.length;
+      count.textContent = n === 1 ? "1 pharmacy found" : `${n} pharmacies found`;
+    }
+
+    async function search() {
+      const mine = ++latest;
+      const query = input.value.slice(0, 100);
+      const url = `/api/v1/pharmacies?region=${encodeURIComponent(region())}&q=${encodeURIComponent(query)}`;
+      list.setAttribute("aria-busy", "true");
+      count.textContent = "Searching…";
+      let answer;
+      try {
+        answer = await rx.api("GET", url);
+      } catch (e) {
+        answer = { ok: false };
+      }
+      if (mine !== latest) return; // a newer search is on its way: drop this answer
+      if (!answer.ok || !answer.data) {
+        count.textContent = "Search is not working right now; try again in a moment.";
+        return;
+      }
+      show(answer.data.results, query);
+    }
+
+    function soon() {
+      clearTimeout(timer);
+      list.setAttribute("aria-busy", "true");
+      timer = setTimeout(search, 200);
+    }
+
+    input.addEventListener("input", soon);
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault(); // Enter searches now instead of submitting the form
+        clearTimeout(timer);
+        search();
+      } else if (event.key === "ArrowDown") {
+        const first = options()[0];
+        if (first) { event.preventDefault(); first.focus(); }
+      }
+    });
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest('button[role="option"]');
+      if (!button) return;
+      event.preventDefault(); // the no-JS "choose" submit is not needed
+      choose(button);
+    });
+    list.addEventListener("keydown", (event) => {
+      const all = options();
+      const index = all.indexOf(document.activeElement);
+      if (index < 0) return;
+      if (event.key === "ArrowDown" && index < all.length - 1) { event.preventDefault(); all[index + 1].focus(); }
+      if (event.key === "ArrowUp") { event.preventDefault(); (index > 0 ? all[index - 1] : input).focus(); }
+      if (event.key === "Escape") { event.preventDefault(); input.focus(); }
+    });
+    for (const radio of form.querySelectorAll('input[name="region"]')) {
+      radio.addEventListener("change", () => { clearChoice(); search(); });
+    }
+    // Show the region's list at once, so a patient can also just scroll and pick.
+    if (!options().length) search();
+  }
+
+  // ---- live status ------------------------------------------------------------------------
+  const panel = document.getElementById("status-panel");
+  if (!panel || panel.dataset.poll !== "yes") return;
+  const statusEl = document.getElementById("status");
+  const timeline = document.getElementById("timeline");
+  const failure = document.getElementById("failure");
+  const reason = document.getElementById("failure-reason");
+  const retry = document.getElementById("failure-retry");
+  const pad = (n) => String(n).padStart(2, "0");
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function when(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return "";
+    return `${pad(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()}, ` +
+      `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC`;
+  }
+
+  function render(data) {
+    if (statusEl.textContent !== data.status_label) statusEl.textContent = data.status_label;
+    statusEl.className = `status status-${data.status}`;
+    const items = data.history.map((event) => rx.el("li", {},
+      rx.el("span", { class: "tl-label" }, event.label), " ",
+      rx.el("time", { class: "small muted", datetime: event.occurred_at }, when(event.occurred_at))));
+    timeline.replaceChildren(...items);
+    const failed = data.status === "failed";
+    failure.hidden = !failed;
+    if (failed) {
+      reason.textContent = data.failure_reason || "";
+      retry.hidden = false;
+    }
+    return data.is_final || failed;
+  }
+
+  let misses = 0;
+  async function poll() {
+    let answer;
+    try {
+      answer = await rx.api("GET", panel.dataset.statusUrl);
+    } catch (e) {
+      answer = { ok: false };
+    }
+    if (answer.ok && answer.data) {
+      misses = 0;
+      if (render(answer.data)) return; // final (or failed): nothing more will change by itself
+    } else if (answer.status === 401 || answer.status === 404 || ++misses > 30) {
+      return;
+    }
+    setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 1000);
+})();

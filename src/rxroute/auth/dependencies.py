@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
 from rxroute.auth.tokens import InvalidToken, read_token
+from rxroute.config import Settings
 from rxroute.models import Role, User
 from rxroute.runtime import Runtime, get_runtime
 
@@ -42,6 +43,20 @@ def _unauthenticated(message: str) -> HTTPException:
     )
 
 
+async def user_for_token(session: AsyncSession, settings: Settings, token: str) -> User:
+    """The active user a signed token names; raises :class:`InvalidToken` otherwise.
+
+    Re-reading the user on every request makes deactivating an account take effect at once.
+    """
+    claims = read_token(
+        settings.session_secret.get_secret_value(), token, settings.access_token_ttl_seconds
+    )
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.active:
+        raise InvalidToken("this account is not active")
+    return user
+
+
 async def current_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> User:
     header = request.headers.get("authorization", "")
     token: str | None = None
@@ -65,17 +80,9 @@ async def current_user(request: Request, session: SessionDep, runtime: RuntimeDe
     if not token:
         raise _unauthenticated("sign in first: POST /api/v1/auth/token")
     try:
-        claims = read_token(
-            runtime.settings.session_secret.get_secret_value(),
-            token,
-            runtime.settings.access_token_ttl_seconds,
-        )
+        return await user_for_token(session, runtime.settings, token)
     except InvalidToken as exc:
         raise _unauthenticated(str(exc)) from exc
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.active:
-        raise _unauthenticated("this account is not active")
-    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

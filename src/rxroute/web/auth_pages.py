@@ -8,9 +8,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
-from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep, SessionDep
+from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep, SessionDep, user_for_token
 from rxroute.auth.passwords import verify_password
-from rxroute.auth.tokens import InvalidToken, issue_token, read_token
+from rxroute.auth.tokens import InvalidToken, issue_token
 from rxroute.models import User
 from rxroute.web.deps import home_for
 from rxroute.web.security import (
@@ -38,16 +38,10 @@ async def root(request: Request, session: SessionDep, runtime: RuntimeDep) -> Re
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         try:
-            claims = read_token(
-                runtime.settings.session_secret.get_secret_value(),
-                token,
-                runtime.settings.access_token_ttl_seconds,
-            )
+            user = await user_for_token(session, runtime.settings, token)
         except InvalidToken:
             return RedirectResponse("/login", status_code=303)
-        user = await session.get(User, claims.user_id)
-        if user is not None and user.active:
-            return RedirectResponse(home_for(user), status_code=303)
+        return RedirectResponse(home_for(user), status_code=303)
     return RedirectResponse("/login", status_code=303)
 
 

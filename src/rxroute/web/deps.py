@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 
-from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep, SessionDep
-from rxroute.auth.tokens import InvalidToken, read_token
+from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep, SessionDep, user_for_token
+from rxroute.auth.tokens import InvalidToken
 from rxroute.models import Role, User
 
 
@@ -45,16 +45,9 @@ async def page_user(request: Request, session: SessionDep, runtime: RuntimeDep) 
     if not token:
         raise LoginRequired(request.url.path)
     try:
-        claims = read_token(
-            runtime.settings.session_secret.get_secret_value(),
-            token,
-            runtime.settings.access_token_ttl_seconds,
-        )
+        user = await user_for_token(session, runtime.settings, token)
     except InvalidToken as exc:
         raise LoginRequired(request.url.path) from exc
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.active:
-        raise LoginRequired(request.url.path)
     request.state.user = Viewer(id=user.id, email=user.email, role=user.role)
     return user
 

@@ -261,8 +261,6 @@ async def send_form(
                 error = exc.message
         else:
             await defer_send(session, queued.id)
-            # Commit before redirecting: the browser's next request must see the new status.
-            await session.commit()
             return RedirectResponse(_detail_url(queued.id, sent="1"), status_code=303)
     return await _render_detail(
         request,

@@ -195,6 +195,4 @@ async def confirm(
         actor=ACTOR,
         detail="confirmed through the emailed link",
     )
-    # Commit before redirecting, so the page the pharmacy lands on shows it.
-    await session.commit()
     return _private(RedirectResponse(f"/pharmacy/confirm/{token}?done=1", status_code=303))

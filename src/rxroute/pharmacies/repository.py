@@ -7,8 +7,6 @@ space). Ranking puts postcode and name prefix matches first, then trigram simila
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,7 +87,3 @@ async def search(
         .limit(limit)
     )
     return list(await session.scalars(statement))
-
-
-async def get_active_in_region(session: AsyncSession, pharmacy_id: uuid.UUID) -> Pharmacy | None:
-    return await session.get(Pharmacy, pharmacy_id)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import tempfile
@@ -37,12 +36,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
+from bench_seed import drop_database, fresh_database
 
 from rxroute.config import Settings
 from rxroute.db import migrate
-from rxroute.db.embedded import start_embedded
 from rxroute.runtime import start_runtime, stop_runtime
 from rxroute.seed import data
 from rxroute.seed.service import seed_demo
@@ -287,28 +284,6 @@ def generate(rng: random.Random, count: int) -> list[tuple[object, ...]]:
             )
         )
     return rows
-
-
-def fresh_database(var_dir: Path) -> tuple[str, str]:
-    admin = os.environ.get("RXROUTE_TEST_DATABASE_URL") or start_embedded(
-        var_dir, database="postgres"
-    )
-    name = f"rxroute_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    if "?" in admin and make_url(admin).host is None:  # embedded: unix-socket URL
-        url = admin.replace("/postgres?", f"/{name}?", 1)
-    else:
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    return url, admin
-
-
-def drop_database(url: str, admin: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def load_pharmacies(url: str, rows: list[tuple[object, ...]]) -> None:

@@ -28,41 +28,25 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from rxroute.crypto import SecretBox
 from rxroute.db import migrate
-from rxroute.db.embedded import start_embedded
 from rxroute.db.engine import create_engine, create_sessionmaker
+from rxroute.db.scratch import create_scratch_database, drop_scratch_database
 from rxroute.models import Prescription, PrescriptionItem
 from rxroute.seed.service import add_prescriptions, seed_demo
-
-DEMO_KEY = "kWm0bnM6S0v7hI1b0oS5zYdCq8m0x3yQ2tQh8a4JfVg="
 
 
 def fresh_database(var_dir: Path) -> tuple[str, str]:
     """(url of a new empty database, admin url to drop it with)."""
-    admin = os.environ.get("RXROUTE_TEST_DATABASE_URL") or start_embedded(
-        var_dir, database="postgres"
-    )
-    name = f"rxroute_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    if "?" in admin and make_url(admin).host is None:  # embedded: unix-socket URL
-        url = admin.replace("/postgres?", f"/{name}?", 1)
-    else:
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    return url, admin
+    server = os.environ.get("RXROUTE_TEST_DATABASE_URL")
+    return create_scratch_database("rxroute_bench", server, var_dir)
 
 
-def drop_database(url: str, admin: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+drop_database = drop_scratch_database
+
+DEMO_KEY = "kWm0bnM6S0v7hI1b0oS5zYdCq8m0x3yQ2tQh8a4JfVg="
 
 
 async def seed(url: str) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 import uuid
@@ -34,14 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-from psycopg import sql
+from bench_seed import drop_database, fresh_database
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from rxroute.config import Settings
 from rxroute.db import migrate
-from rxroute.db.embedded import start_embedded
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
 from rxroute.models import Pharmacy, Prescription
@@ -55,30 +51,6 @@ from rxroute.seed.service import add_prescriptions, seed_demo
 CLIENT_ID = "rxroute-demo-client"
 CLIENT_SECRET = "demo-only-sandbox-client-secret"
 ALICE = ("dr.alice.hartfield@example.com", "sandbox-prescriber-alice", "123456")
-
-
-def fresh_database(var_dir: Path) -> tuple[str, str]:
-    """(url of a new empty database, admin url to drop it with)."""
-    admin = os.environ.get("RXROUTE_TEST_DATABASE_URL") or start_embedded(
-        var_dir, database="postgres"
-    )
-    name = f"rxroute_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    if "?" in admin and make_url(admin).host is None:  # embedded: unix-socket URL
-        url = admin.replace("/postgres?", f"/{name}?", 1)
-    else:
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    return url, admin
-
-
-def drop_database(url: str, admin: str) -> None:
-    name = make_url(url).database
-    assert name is not None
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.config import Settings
 from rxroute.db import migrate
-from rxroute.db.embedded import start_embedded
+from rxroute.db.scratch import create_scratch_database, drop_scratch_database
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 
 TABLES = (
@@ -33,40 +30,16 @@ TABLES = (
 )
 
 
-def _replace_database(url: str, database: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url).set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-def create_test_database(prefix: str = "rxroute_test") -> tuple[str, str | None]:
-    """A fresh empty database; returns (url, admin_url_to_drop_it_with or None)."""
-    server_url = os.environ.get("RXROUTE_TEST_DATABASE_URL")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    if server_url:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return _replace_database(server_url, name), server_url
+def create_test_database(prefix: str = "rxroute_test") -> tuple[str, str]:
+    """A fresh empty database; returns (url, admin url to drop it with)."""
     default_dir = Path(tempfile.gettempdir()) / f"rxroute-test-{os.getpid()}"
     var_dir = Path(os.environ.setdefault("RXROUTE_TEST_VAR_DIR", str(default_dir)))
     var_dir.mkdir(parents=True, exist_ok=True)
-    admin = start_embedded(var_dir, database="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return admin.replace("/postgres?", f"/{name}?", 1), admin
+    return create_scratch_database(prefix, os.environ.get("RXROUTE_TEST_DATABASE_URL"), var_dir)
 
 
-def drop_test_database(url: str, admin_url: str | None) -> None:
-    if admin_url is None:
-        return
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+def drop_test_database(url: str, admin_url: str) -> None:
+    drop_scratch_database(url, admin_url)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.crypto import SecretBox
 from rxroute.models import Prescription, PrescriptionStatusEvent
-from rxroute.prescriptions.history import history, record_status
+from rxroute.prescriptions.history import history, record_note, record_status
 from rxroute.prescriptions.lifecycle import (
     PROVIDER_STATUSES,
     InvalidTransition,
@@ -202,3 +202,30 @@ async def test_history_rows_cannot_be_changed(db: Runtime, statement: str) -> No
             )
         ).one()
     assert tuple(row) == (status, "sent")
+
+
+async def test_a_note_is_history_that_moves_nothing(session: AsyncSession, db: Runtime) -> None:
+    pid = await _new_prescription(session, db.secret_box)
+    for status in (Status.QUEUED, Status.SENDING, Status.EMAILED):
+        await record_status(session, pid, status, source=Source.WORKER)
+
+    await record_note(session, pid, source=Source.SUPPORT, actor="support-1", detail="resent")
+
+    events = await history(session, pid)
+    assert [(e.status, e.source, e.actor) for e in events][-1] == (
+        "emailed",
+        "support",
+        "support-1",
+    )
+    assert await _cached_status(session, pid) == "emailed"
+    assert derive_status(Status(e.status) for e in events) is Status.EMAILED
+
+
+async def test_a_note_is_refused_on_a_platform_status(session: AsyncSession, db: Runtime) -> None:
+    pid = await _new_prescription(session, db.secret_box)
+    for status in (Status.QUEUED, Status.SENDING, Status.ISSUED):
+        await record_status(session, pid, status, source=Source.WORKER)
+
+    with pytest.raises(ValueError, match="issued"):
+        await record_note(session, pid, source=Source.SUPPORT, actor="support-1", detail="x")
+    assert await _event_count(session, pid) == 3

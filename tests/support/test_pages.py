@@ -25,8 +25,8 @@ from rxroute.models import (
     Role,
     User,
 )
-from rxroute.prescriptions.history import record_status
-from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.prescriptions.history import history, record_status
+from rxroute.prescriptions.lifecycle import Source, Status, derive_status
 from rxroute.runtime import Runtime
 from rxroute.support.tasks import resend_email
 from tests import factories
@@ -530,6 +530,11 @@ async def test_resend_email_records_the_request_and_resends(
     ).all()
     assert [(a.action, a.outcome) for a in requested] == [("resend", "requested")]
     assert str(world.support.id) in (requested[0].error or "")
+    # The request is in the history too, with who asked; the status does not move.
+    events = await history(session, prescription.id)
+    note = events[-1]
+    assert (note.status, note.source, note.actor) == ("emailed", "support", str(world.support.id))
+    assert derive_status(Status(e.status) for e in events) is Status.EMAILED
 
     # Run the job against a local mail catcher.
     settings = db.settings.model_copy(update={"smtp_port": catcher.smtp_port})

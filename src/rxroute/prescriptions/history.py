@@ -88,6 +88,38 @@ async def record_status(
     return Recorded(appended=True, moved=moved, status=status if moved else current)
 
 
+async def record_note(
+    session: AsyncSession,
+    prescription_id: uuid.UUID,
+    *,
+    source: Source,
+    actor: str | None,
+    detail: str,
+) -> None:
+    """A history line that moves nothing: an action that is not a status change.
+
+    Support resending a Region A email changes no status, yet support must see who did it
+    and when. The line repeats the current status, which the fold ignores (no status has an
+    edge to itself), so the derived status is unchanged. Platform statuses are recorded once
+    each, so a note is refused while the prescription is in one.
+    """
+    prescription = await lock_prescription(session, prescription_id)
+    current = Status(prescription.status)
+    if current in PROVIDER_STATUSES:
+        raise ValueError(f"cannot add a note while the prescription is {current.value}")
+    session.add(
+        PrescriptionStatusEvent(
+            prescription_id=prescription_id,
+            status=current.value,
+            source=source.value,
+            actor=actor,
+            detail=detail,
+            occurred_at=datetime.now(UTC),
+        )
+    )
+    await session.flush()
+
+
 async def history(
     session: AsyncSession, prescription_id: uuid.UUID
 ) -> list[PrescriptionStatusEvent]:

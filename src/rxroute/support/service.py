@@ -27,7 +27,7 @@ from rxroute.models import (
     WebhookEventState,
 )
 from rxroute.prescriptions.errors import Conflict, NotFound
-from rxroute.prescriptions.history import history, lock_prescription, record_status
+from rxroute.prescriptions.history import history, lock_prescription, record_note, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.tasks import defer_send
 
@@ -271,9 +271,9 @@ async def request_email_resend(
 ) -> DeliveryAttempt:
     """Record the request as a delivery attempt and defer the resend job (same transaction).
 
-    The status history holds statuses only, and ``emailed -> emailed`` is no transition, so
-    the request is recorded as a ``resend`` delivery attempt (outcome ``requested``) naming
-    the support user; the job records its own ``resend`` attempt with how it went.
+    The request goes into the history as a note (who asked, when; the status does not
+    move) and as a ``resend`` delivery attempt (outcome ``requested``); the job records its
+    own ``resend`` attempt with how it went.
     """
     from rxroute.support.tasks import defer_resend
 
@@ -300,7 +300,13 @@ async def request_email_resend(
         started_at=now,
     )
     session.add(attempt)
-    await session.flush()
+    await record_note(
+        session,
+        prescription_id,
+        source=Source.SUPPORT,
+        actor=str(user.id),
+        detail="email resent to the pharmacy by support",
+    )
     await defer_resend(session, prescription_id, requested_by=str(user.id))
     log.info("support_resend_email", prescription_id=str(prescription_id), actor=str(user.id))
     return attempt

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.config import Settings
+from rxroute.deliveries.sending import RetryScheduler, SendOutcome, send
 from rxroute.models import Pharmacy, Prescription
-from rxroute.prescriptions.history import record_status
-from rxroute.prescriptions.lifecycle import Source, Status
-from rxroute.prescriptions.sending import RetryScheduler, SendOutcome, send_via_erx
+from rxroute.prescriptions.lifecycle import Source
 from rxroute.runtime import Runtime
 from rxroute.sandbox import SandboxConfig, SandboxServer, load_config
+from tests.factories import queue_delivery
 
 
 def sandbox_config(**faults: Any) -> SandboxConfig:
@@ -128,8 +128,7 @@ async def send_until_done(
     scheduler = retries if retries is not None else RecordingRetries()
     outcomes: list[SendOutcome] = []
     while True:
-        channel = runtime.services["erx"]
-        outcome = await send_via_erx(runtime, channel, prescription_id, schedule_retry=scheduler)
+        outcome = await send(runtime, prescription_id, schedule_retry=scheduler)
         outcomes.append(outcome)
         if outcome.result != "retry":
             return outcomes
@@ -145,7 +144,7 @@ async def queue_for_erx(
     prescription.region = pharmacy.region
     prescription.channel = "erx"
     prescription.pharmacy_id = pharmacy.id
-    await record_status(session, prescription_id, Status.QUEUED, source=Source.PATIENT)
+    await queue_delivery(session, prescription_id, source=Source.PATIENT)
 
 
 async def region_b_pharmacies(session: AsyncSession) -> list[Pharmacy]:

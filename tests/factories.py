@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.passwords import hash_password
 from rxroute.crypto import SecretBox
+from rxroute.deliveries import ledger
 from rxroute.models import (
     Clinic,
+    Delivery,
     Patient,
     Pharmacy,
     Prescriber,
@@ -19,6 +22,8 @@ from rxroute.models import (
     Role,
     User,
 )
+from rxroute.prescriptions.history import lock_prescription
+from rxroute.prescriptions.lifecycle import Source, Status
 
 PASSWORD = "correct horse battery"
 
@@ -152,3 +157,56 @@ async def make_prescription(
     session.add(prescription)
     await session.flush()
     return prescription
+
+
+async def queue_delivery(
+    session: AsyncSession,
+    prescription_id: uuid.UUID,
+    *,
+    source: Source = Source.PATIENT,
+    actor: str | None = None,
+) -> Delivery:
+    """What a send request records: a delivery to the prescription's chosen pharmacy, queued.
+
+    Uses the prescription's ``region``, ``channel`` and ``pharmacy_id`` as the factory set them.
+    """
+    prescription = await lock_prescription(session, prescription_id)
+    assert prescription.pharmacy_id is not None and prescription.channel and prescription.region
+    pharmacy = await session.get(Pharmacy, prescription.pharmacy_id)
+    assert pharmacy is not None
+    return await ledger.open_delivery(
+        session,
+        prescription,
+        pharmacy=pharmacy,
+        region=prescription.region,
+        channel=prescription.channel,
+        source=source,
+        actor=actor,
+        reason=None,
+    )
+
+
+async def observe_current(
+    session: AsyncSession,
+    prescription_id: uuid.UUID,
+    status: Status,
+    *,
+    source: Source = Source.WORKER,
+    ref: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Record a far-side fact about the current delivery, as the send job or a webhook would."""
+    prescription = await lock_prescription(session, prescription_id)
+    assert prescription.current_delivery_id is not None
+    delivery = await ledger.get_delivery(session, prescription.current_delivery_id)
+    await ledger.observe(
+        session,
+        prescription,
+        delivery,
+        status,
+        source=source,
+        ref=ref,
+        mirror_ref=delivery.channel == "erx",
+        implies=Status.ISSUED if delivery.channel == "erx" else None,
+        **kwargs,
+    )

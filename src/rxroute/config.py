@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     erx_send_backoff_cap_seconds: float = Field(default=300.0, gt=0)
     #: The caller's IP the platform records for the prescriber.
     erx_prescriber_ip: str = "203.0.113.7"
+    #: TEMP-LEDGER: the total time one platform call (token refreshes and retries included)
+    #: may take.
+    platform_call_deadline_seconds: float = Field(default=20.0, gt=0)
 
     # --- webhooks -------------------------------------------------------------------------
     webhook_secret: SecretStr = SecretStr(DEMO_WEBHOOK_SECRET)
@@ -142,7 +145,9 @@ class Settings(BaseSettings):
     @field_validator("region_channels")
     @classmethod
     def _check_region_channels(cls, value: dict[str, str]) -> dict[str, str]:
-        known = {"email", "erx"}
+        from rxroute.channels.registry import channel_names
+
+        known = set(channel_names())
         for region, channel in value.items():
             if channel not in known:
                 raise ValueError(

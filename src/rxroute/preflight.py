@@ -24,6 +24,7 @@ from sqlalchemy.orm import selectinload
 
 from rxroute.channels.erx.base import Clinic as PlatformClinic
 from rxroute.channels.erx.base import Contact, PrescriberCredentials
+from rxroute.channels.erx.channel import build_payload
 from rxroute.channels.erx.errors import (
     ErxError,
     LocalValidationError,
@@ -35,7 +36,6 @@ from rxroute.config import PLACEHOLDER_MARKERS, Environment, Settings
 from rxroute.crypto import DecryptionError, SecretBox
 from rxroute.models import Clinic, Pharmacy, Prescriber, Prescription
 from rxroute.prescriptions.lifecycle import Status
-from rxroute.prescriptions.sending import build_payload
 
 #: Statuses of prescriptions that will still be sent (or re-sent by support).
 PENDING_STATUSES = (Status.DRAFT.value, Status.QUEUED.value, Status.FAILED.value)
@@ -508,7 +508,7 @@ async def _prescription_problems(
             decrypted = _STAND_IN_PIN
         pin = decrypted if _PIN.match(decrypted) else _STAND_IN_PIN
     try:
-        await build_payload(session, settings, prescription, pin)
+        await build_payload(session, settings, prescription, prescription.pharmacy, pin)
     except LocalValidationError as exc:
         fields = []
         for problem in exc.problems:

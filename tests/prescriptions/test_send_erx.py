@@ -1,6 +1,6 @@
 """The Region B send job against the real sandbox: exactly once, failures told as failures.
 
-Every test drives :func:`rxroute.prescriptions.sending.send_via_erx` with the real
+Every test drives :func:`rxroute.deliveries.sending.send` with the real
 :class:`SignatureRxClient` over TCP to a :class:`SandboxServer`; retries the job schedules are
 run at once (``send_until_done``) instead of waiting for the delayed procrastinate job.
 """
@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.channels.registry import get_channel
 from rxroute.config import Settings
+from rxroute.deliveries import ledger
+from rxroute.deliveries.sending import send
 from rxroute.models import DeliveryAttempt, Prescription
-from rxroute.prescriptions.history import history, record_status
+from rxroute.prescriptions.history import history, lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
-from rxroute.prescriptions.sending import backoff_seconds, send_via_erx
 from rxroute.runtime import Runtime
 from rxroute.seed.service import add_prescriptions, seed_demo
 from tests.erx_sandbox import (
@@ -297,12 +299,14 @@ async def test_incomplete_prescriptions_are_refused_before_sending(
 # --- retries -------------------------------------------------------------------------------------
 
 
-def test_backoff_is_exponential_and_capped(settings: Settings) -> None:
-    tuned = settings.model_copy(
+def test_backoff_is_exponential_and_capped(erx: Erx) -> None:
+    tuned = erx.runtime.settings.model_copy(
         update={"erx_send_backoff_seconds": 2.0, "erx_send_backoff_cap_seconds": 30.0}
     )
-    assert [backoff_seconds(tuned, n) for n in range(1, 8)] == [2, 4, 8, 16, 30, 30, 30]
-    assert backoff_seconds(tuned, 0) == 2.0
+    policy = get_channel(erx.runtime, "erx").retry_policy(tuned)
+    assert [policy.delay(n) for n in range(1, 8)] == [2, 4, 8, 16, 30, 30, 30]
+    assert policy.delay(0) == 2.0
+    assert policy.delay(3, hint=5.0) == 5.0
 
 
 async def test_after_the_last_attempt_the_prescription_fails_with_the_last_reason(
@@ -334,15 +338,15 @@ async def test_ambiguous_failure_is_looked_up_instead_of_issued_again(
     pid = await _queued(session, erx.runtime)
     # Tokens in hand first, so the one dropped request is the issue itself.
     async with erx.runtime.sessionmaker() as s:
+        from rxroute.channels.erx.channel import prescriber_credentials
         from rxroute.prescriptions.repository import load_for_sending
-        from rxroute.prescriptions.sending import prescriber_credentials
 
         credentials = prescriber_credentials(erx.runtime.secret_box, await load_for_sending(s, pid))
     await erx.client.check_login(credentials)
     await erx.set_faults(drop_after_processing_rate=1.0)
 
     retries = RecordingRetries()
-    first = await send_via_erx(erx.runtime, erx.client, pid, schedule_retry=retries)
+    first = await send(erx.runtime, pid, schedule_retry=retries)
     assert first.result == "retry"
     assert "no answer after sending" in first.detail
     assert (await erx.stats())["issued_by_client_ref_id"] == {str(pid): 1}
@@ -350,7 +354,7 @@ async def test_ambiguous_failure_is_looked_up_instead_of_issued_again(
     assert prescription.status == "sending"  # not shown as sent before we know
 
     await erx.set_faults(drop_after_processing_rate=0.0)
-    second = await send_via_erx(erx.runtime, erx.client, pid, schedule_retry=retries)
+    second = await send(erx.runtime, pid, schedule_retry=retries)
     assert second.result == "found"
     prescription, statuses = await _state(erx.runtime, pid)
     assert prescription.status == "issued"
@@ -372,7 +376,12 @@ async def test_support_requeue_after_failure_looks_up_first(
     assert [o.result for o in await send_until_done(erx.runtime, pid)] == ["failed"]
 
     await erx.set_faults(error_rate=0.0)
-    await record_status(session, pid, Status.QUEUED, source=Source.SUPPORT)
+    prescription = await lock_prescription(session, pid)
+    delivery = await ledger.current_delivery(session, prescription)
+    assert delivery is not None
+    await ledger.start_series(
+        session, prescription, delivery, source=Source.SUPPORT, actor=None, detail="retried"
+    )
     await session.commit()
     assert [o.result for o in await send_until_done(erx.runtime, pid)] == ["issued"]
     attempts = await _attempts(erx.runtime, pid)

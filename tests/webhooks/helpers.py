@@ -19,12 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.models import InboundWebhookEvent, Pharmacy, Prescription, PrescriptionStatusEvent
 from rxroute.prescriptions.history import history, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
-from rxroute.prescriptions.sending import _record_issued
 from rxroute.runtime import Runtime
 from rxroute.seed.service import add_prescriptions, seed_demo
 from rxroute.webhooks.processing import process_event
 from rxroute.webhooks.signature import sign
-from tests.factories import make_patient, make_pharmacy, make_prescriber, make_prescription
+from tests.factories import (
+    make_patient,
+    make_pharmacy,
+    make_prescriber,
+    make_prescription,
+    observe_current,
+    queue_delivery,
+)
 
 EVENT_TYPE = "prescription.status_changed"
 
@@ -118,15 +124,16 @@ async def new_prescription(
                 break
             if step is Status.ISSUED:
                 await record_issued(session, pid, provider_id or provider_id_for(pid))
+            elif step is Status.QUEUED:
+                await queue_delivery(session, pid, source=Source.PATIENT)
             else:
-                source = Source.PATIENT if step is Status.QUEUED else Source.WORKER
-                await record_status(session, pid, step, source=source)
+                await record_status(session, pid, step, source=Source.WORKER)
     return pid
 
 
 async def record_issued(session: AsyncSession, pid: uuid.UUID, provider_id: str) -> None:
     """What the send job records once the platform has answered (its own helper)."""
-    await _record_issued(session, pid, provider_id, None, "issued")
+    await observe_current(session, pid, Status.ISSUED, ref=provider_id, raw_status="issued")
 
 
 def provider_id_for(pid: uuid.UUID) -> str:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import select, text, update
 
+from rxroute.deliveries.sending import RetryScheduler, send
 from rxroute.models import Prescription
 from rxroute.prescriptions.lifecycle import Source, Status
-from rxroute.prescriptions.sending import RetryScheduler, send_via_erx
 from rxroute.prescriptions.tasks import defer_send, send_lock
 from rxroute.runtime import Runtime
 from rxroute.webhooks.tasks import reconcile_erx, reconcile_once
@@ -25,9 +25,8 @@ from tests.webhooks.helpers import new_prescription, queued_region_b, status_and
 async def _issue(runtime: Runtime, count: int) -> dict[uuid.UUID, str]:
     """``count`` prescriptions issued on the sandbox through the real send job."""
     ids = await queued_region_b(runtime, count)
-    erx = runtime.services["erx"]
     for pid in ids:
-        outcome = await send_via_erx(runtime, erx, pid, schedule_retry=RetryScheduler())
+        outcome = await send(runtime, pid, schedule_retry=RetryScheduler())
         assert outcome.result == "issued", outcome
     async with runtime.sessionmaker() as session:
         rows = (

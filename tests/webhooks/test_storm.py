@@ -29,9 +29,9 @@ from sqlalchemy import select
 from rxroute.app import create_app
 from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.config import Settings
+from rxroute.deliveries.sending import RetryScheduler
 from rxroute.models import InboundWebhookEvent, Prescription
 from rxroute.prescriptions.lifecycle import Status, derive_status
-from rxroute.prescriptions.sending import RetryScheduler, send_via_erx
 from rxroute.runtime import Runtime
 from rxroute.sandbox import SandboxServer, load_config
 from rxroute.sandbox.config import SandboxConfig
@@ -252,7 +252,6 @@ async def test_storm_ends_true_to_the_platform(
     secret = db.settings.webhook_secret.get_secret_value()
     rng = random.Random(7)
     ids = await queued_region_b(db, COUNT)
-    erx = db.services["erx"]
 
     async with background_worker(), httpx.AsyncClient(trust_env=False) as outsider:
         # 1. Issue every prescription through the real client and send job.
@@ -260,7 +259,7 @@ async def test_storm_ends_true_to_the_platform(
 
         async def send(pid: uuid.UUID) -> str:
             async with gate:
-                outcome = await send_via_erx(db, erx, pid, schedule_retry=RetryScheduler())
+                outcome = await send(db, pid, schedule_retry=RetryScheduler())
                 return outcome.result
 
         assert await asyncio.gather(*(send(pid) for pid in ids)) == ["issued"] * COUNT

@@ -1,6 +1,7 @@
 """Tables, one module each. Importing this package registers them all on ``Base.metadata``."""
 
 from rxroute.models.clinic import Clinic
+from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
 from rxroute.models.patient import Patient
 from rxroute.models.pharmacy import Pharmacy
@@ -12,8 +13,11 @@ from rxroute.models.user import Role, User
 from rxroute.models.webhook_event import InboundWebhookEvent, WebhookEventState
 
 __all__ = [
+    "OPEN_STATES",
     "Clinic",
+    "Delivery",
     "DeliveryAttempt",
+    "DeliveryState",
     "InboundWebhookEvent",
     "Patient",
     "Pharmacy",

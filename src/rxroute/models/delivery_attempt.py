@@ -18,8 +18,13 @@ class DeliveryAttempt(IdMixin, Base):
     __tablename__ = "delivery_attempts"
 
     prescription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("deliveries.id"), default=None, index=True
+    )
+    #: The delivery's series this attempt belongs to (support's retry starts a new one).
+    series: Mapped[int] = mapped_column(Integer, default=1)
     channel: Mapped[str] = mapped_column(String(20))
-    #: issue, lookup, void, email ...
+    #: issue, lookup, void, email, resend, cancel ...
     action: Mapped[str] = mapped_column(String(20))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     #: succeeded, retryable, ambiguous, rejected, found, not_found

@@ -49,6 +49,11 @@ class Prescription(IdMixin, TimestampMixin, Base):
     last_provider_update_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), default=None
     )
+    #: The delivery the current status is derived from (the open one, else the latest). A
+    #: cache kept by :mod:`rxroute.deliveries.ledger` in the same transaction as the change.
+    current_delivery_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    #: When it was first queued: the issue date printed on the Region A PDF, on every copy.
+    first_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     items: Mapped[list[PrescriptionItem]] = relationship(
         back_populates="prescription",

@@ -7,7 +7,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin
-from rxroute.prescriptions.lifecycle import PROVIDER_STATUSES
+from rxroute.prescriptions.lifecycle import FAR_SIDE_STATUSES
 
 
 class PrescriptionStatusEvent(IdMixin, Base):
@@ -16,7 +16,7 @@ class PrescriptionStatusEvent(IdMixin, Base):
     A database trigger (see the first migration) refuses UPDATE and DELETE. ``occurred_at``
     is when it happened (the platform's time for webhooks), ``recorded_at`` when we learned
     it; ``seq`` is the order we learned things in, which the current status is derived from.
-    Each platform status is recorded at most once per prescription (partial unique index),
+    Each platform status is recorded at most once per delivery (partial unique index),
     so a duplicate webhook or a poll that repeats a webhook adds nothing.
     """
 
@@ -25,17 +25,23 @@ class PrescriptionStatusEvent(IdMixin, Base):
         Index("ix_prescription_status_events_prescription_seq", "prescription_id", "seq"),
         Index(
             "uq_prescription_status_events_provider_status_once",
-            "prescription_id",
+            "delivery_id",
             "status",
             unique=True,
             postgresql_where=text(
-                "status IN (" + ", ".join(f"'{s.value}'" for s in sorted(PROVIDER_STATUSES)) + ")"
+                "delivery_id IS NOT NULL AND status IN ("
+                + ", ".join(f"'{s.value}'" for s in sorted(FAR_SIDE_STATUSES))
+                + ")"
             ),
         ),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
     prescription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescriptions.id"))
+    #: The delivery this fact is about; empty for facts about the prescription itself (a
+    #: draft cancelled before any delivery). The current status is derived from the current
+    #: delivery's facts only.
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deliveries.id"), default=None)
     status: Mapped[str] = mapped_column(String(20))
     #: The provider's own word for it, unmapped (e.g. "dispensed"), when it came from them.
     provider_status: Mapped[str | None] = mapped_column(String(40), default=None)

@@ -14,12 +14,13 @@ from rxroute.prescriptions.schemas import (
     PrescriptionDetail,
     PrescriptionList,
     PrescriptionOut,
+    ReasonRequest,
+    RerouteRequest,
     SendAccepted,
     SendRequest,
     StatusEventOut,
 )
 from rxroute.prescriptions.tasks import defer_send
-from rxroute.prescriptions.voiding import void_prescription
 
 router = APIRouter(prefix="/api/v1/prescriptions", tags=["prescriptions"])
 
@@ -72,7 +73,7 @@ async def send(
     try:
         prescription = await service.request_send(
             session,
-            runtime.settings,
+            runtime,
             user,
             prescription_id,
             region=body.region,
@@ -81,8 +82,12 @@ async def send(
     except PrescriptionError as exc:
         raise _http(exc) from exc
     await defer_send(session, prescription.id)
-    status_url = f"/api/v1/prescriptions/{prescription.id}"
-    accepted = SendAccepted(id=prescription.id, status=prescription.status, status_url=status_url)
+    return _accepted(prescription.id, prescription.status)
+
+
+def _accepted(prescription_id: uuid.UUID, current_status: str) -> JSONResponse:
+    status_url = f"/api/v1/prescriptions/{prescription_id}"
+    accepted = SendAccepted(id=prescription_id, status=current_status, status_url=status_url)
     return JSONResponse(
         status_code=status.HTTP_202_ACCEPTED,
         content=accepted.model_dump(mode="json"),
@@ -90,11 +95,77 @@ async def send(
     )
 
 
-@router.post("/{prescription_id}/void", response_model=PrescriptionOut)
-async def void(prescription_id: uuid.UUID, runtime: RuntimeDep, user: StaffUser) -> PrescriptionOut:
-    """Cancel a prescription (on the platform too, for Region B). Support and admin only."""
+@router.post(
+    "/{prescription_id}/reroute",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SendAccepted,
+    responses={404: {}, 409: {}, 422: {}},
+)
+async def reroute(
+    prescription_id: uuid.UUID,
+    body: RerouteRequest,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: CurrentUser,
+) -> JSONResponse:
+    """Send it to another pharmacy or region instead, before it is dispensed.
+
+    Earlier deliveries are withdrawn first (the platform copy voided, or the pharmacy sent
+    a cancellation), then the new one goes out. Patients (their own prescriptions) and
+    support may call it; support must give a reason.
+    """
     try:
-        prescription = await void_prescription(runtime, user, prescription_id)
+        prescription = await service.reroute(
+            session,
+            runtime,
+            user,
+            prescription_id,
+            region=body.region,
+            pharmacy_id=body.pharmacy_id,
+            reason=body.reason,
+        )
+    except PrescriptionError as exc:
+        raise _http(exc) from exc
+    await defer_send(session, prescription.id)
+    return _accepted(prescription.id, prescription.status)
+
+
+@router.post(
+    "/{prescription_id}/cancel",
+    response_model=PrescriptionOut,
+    responses={404: {}, 409: {}, 422: {}, 503: {}},
+)
+async def cancel(
+    prescription_id: uuid.UUID, body: ReasonRequest, runtime: RuntimeDep, user: CurrentUser
+) -> PrescriptionOut:
+    """The patient cancels their own prescription before it is dispensed.
+
+    The platform copy is voided (or the pharmacy is emailed a cancellation) before the
+    answer says "cancelled".
+    """
+    return await _cancel(runtime, user, prescription_id, body.reason)
+
+
+@router.post(
+    "/{prescription_id}/void",
+    response_model=PrescriptionOut,
+    responses={404: {}, 409: {}, 422: {}, 503: {}},
+)
+async def void(
+    prescription_id: uuid.UUID,
+    runtime: RuntimeDep,
+    user: StaffUser,
+    body: ReasonRequest | None = None,
+) -> PrescriptionOut:
+    """Cancel a prescription (on the platform too, for Region B). Support and admin only."""
+    return await _cancel(runtime, user, prescription_id, body.reason if body else None)
+
+
+async def _cancel(
+    runtime: RuntimeDep, user: CurrentUser, prescription_id: uuid.UUID, reason: str | None
+) -> PrescriptionOut:
+    try:
+        prescription = await service.cancel(runtime, user, prescription_id, reason=reason)
     except PrescriptionError as exc:
         raise _http(exc) from exc
     return PrescriptionOut.of(prescription)

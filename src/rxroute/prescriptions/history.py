@@ -1,10 +1,11 @@
-"""Recording status changes: the only writer of a prescription's status.
+"""Recording status facts: the only writer of a prescription's status.
 
-Every change appends one row to ``prescription_status_events`` and, when the state machine
-allows it, moves the cached ``prescriptions.status`` in the same transaction. The row lock on
-the prescription serialises concurrent writers (a webhook and the send job, say), so the
-cached status always equals :func:`rxroute.prescriptions.lifecycle.derive_status` over the
-history.
+Every fact appends one row to ``prescription_status_events``, attached to the delivery it is
+about, and, when :func:`rxroute.prescriptions.lifecycle.decide` says so and the delivery is
+the prescription's current one, moves the cached ``prescriptions.status`` in the same
+transaction. The row lock on the prescription serialises concurrent writers (a webhook and
+the send job, say). A far-side fact already recorded for the delivery is not recorded again:
+the insert is ``ON CONFLICT DO NOTHING`` against the once-per-delivery unique index.
 """
 
 from __future__ import annotations
@@ -13,11 +14,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.models import Prescription, PrescriptionStatusEvent
-from rxroute.prescriptions.lifecycle import PROVIDER_STATUSES, Source, Status, decide
+from rxroute.prescriptions.lifecycle import (
+    FAR_SIDE_STATUSES,
+    LOCAL_STATUSES,
+    Source,
+    Status,
+    decide,
+)
 
 
 @dataclass(frozen=True)
@@ -40,51 +48,66 @@ async def lock_prescription(session: AsyncSession, prescription_id: uuid.UUID) -
     return result.scalar_one()
 
 
+_ONCE_PER_DELIVERY = text(
+    "delivery_id IS NOT NULL AND status IN ("
+    + ", ".join(f"'{s.value}'" for s in sorted(FAR_SIDE_STATUSES))
+    + ")"
+)
+
+
 async def record_status(
     session: AsyncSession,
     prescription_id: uuid.UUID,
     status: Status,
     *,
     source: Source,
+    delivery_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
     provider_status: str | None = None,
     provider_event_id: str | None = None,
     actor: str | None = None,
     detail: str | None = None,
+    prescription: Prescription | None = None,
 ) -> Recorded:
-    """Append ``status`` to the history and move the current status if allowed.
+    """Append a fact about ``delivery_id`` (default: the current delivery) and move the status.
 
-    A platform status already in the history is not recorded again (webhooks are delivered
-    at least once; polls repeat what webhooks said). A command the state machine forbids
-    raises :class:`~rxroute.prescriptions.lifecycle.InvalidTransition` and records nothing.
+    A far-side fact already in the delivery's history is not recorded again (webhooks are
+    delivered at least once; polls repeat what webhooks said). A local fact from our own
+    worker that no longer applies is dropped. A command the lifecycle forbids raises
+    :class:`~rxroute.prescriptions.lifecycle.InvalidTransition` and records nothing.
+    ``prescription``: the caller's already locked row, to save a round trip.
     """
-    prescription = await lock_prescription(session, prescription_id)
-    current = Status(prescription.status)
-    if status in PROVIDER_STATUSES:
-        already = await session.scalar(
-            select(PrescriptionStatusEvent.id).where(
-                PrescriptionStatusEvent.prescription_id == prescription_id,
-                PrescriptionStatusEvent.status == status.value,
-            )
+    locked = prescription or await lock_prescription(session, prescription_id)
+    current_delivery = locked.current_delivery_id
+    about = delivery_id if delivery_id is not None else current_delivery
+    is_current = about == current_delivery
+    current = Status(locked.status)
+    moved = decide(current, status, source) if is_current else False
+    if not moved and status in LOCAL_STATUSES:
+        return Recorded(appended=False, moved=False, status=current)
+    values = {
+        "id": uuid.uuid4(),
+        "prescription_id": prescription_id,
+        "delivery_id": about,
+        "status": status.value,
+        "provider_status": provider_status,
+        "source": source.value,
+        "actor": actor,
+        "provider_event_id": provider_event_id,
+        "detail": detail,
+        "occurred_at": occurred_at or datetime.now(UTC),
+    }
+    statement = insert(PrescriptionStatusEvent).values(**values)
+    if status in FAR_SIDE_STATUSES and about is not None:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=["delivery_id", "status"], index_where=_ONCE_PER_DELIVERY
         )
-        if already is not None:
-            return Recorded(appended=False, moved=False, status=current)
-    moved = decide(current, status, source)
-    session.add(
-        PrescriptionStatusEvent(
-            prescription_id=prescription_id,
-            status=status.value,
-            provider_status=provider_status,
-            source=source.value,
-            actor=actor,
-            provider_event_id=provider_event_id,
-            detail=detail,
-            occurred_at=occurred_at or datetime.now(UTC),
-        )
-    )
+    result = await session.execute(statement.returning(PrescriptionStatusEvent.seq))
+    if result.first() is None:
+        return Recorded(appended=False, moved=False, status=current)
     if moved:
-        prescription.status = status.value
-    await session.flush()
+        locked.status = status.value
+        await session.flush()
     return Recorded(appended=True, moved=moved, status=status if moved else current)
 
 
@@ -99,18 +122,15 @@ async def record_note(
     """A history line that moves nothing: an action that is not a status change.
 
     Support resending a Region A email changes no status, yet support must see who did it
-    and when. The line repeats the current status, which the fold ignores (no status has an
-    edge to itself), so the derived status is unchanged. Platform statuses are recorded once
-    each, so a note is refused while the prescription is in one.
+    and when. The line repeats the current status and belongs to no delivery, so neither the
+    derived status nor the once-per-delivery facts are touched.
     """
     prescription = await lock_prescription(session, prescription_id)
-    current = Status(prescription.status)
-    if current in PROVIDER_STATUSES:
-        raise ValueError(f"cannot add a note while the prescription is {current.value}")
     session.add(
         PrescriptionStatusEvent(
             prescription_id=prescription_id,
-            status=current.value,
+            delivery_id=None,
+            status=prescription.status,
             source=source.value,
             actor=actor,
             detail=detail,

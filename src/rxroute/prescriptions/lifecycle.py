@@ -1,14 +1,20 @@
-"""The prescription lifecycle: one explicit state machine.
+"""The prescription lifecycle: statuses, who reports them, and how the current one is derived.
 
 Region B: ``draft -> queued -> sending -> issued -> signed -> printed? -> dispensed``, or
-``-> expired`` / ``-> voided``. Region A: ``queued -> (sending ->) emailed -> dispensed``. A
-failed send is ``failed`` and support may queue it again.
+``-> expired`` / ``-> voided``. Region A: ``queued -> sending -> emailed -> dispensed``. A send
+that gave up is ``failed``; support may start a fresh series (``queued`` again).
 
-The history is append-only and the current status is a fold over it (:func:`derive_status`):
-an event moves the status only along an allowed edge. Facts reported by the platform
-(webhooks, polls) that arrive late - ``signed`` after ``dispensed`` - are still recorded at
-their true time but cannot move the status backwards. Commands (a patient sending, support
-retrying) that are not allowed from the current status are refused instead.
+Every fact is about one delivery (see :mod:`rxroute.models.delivery`), and the current status
+is derived from the *current* delivery's facts only. Facts come in two kinds:
+
+* **far-side facts** (issued, emailed, signed, printed, dispensed, expired, voided): what the
+  platform, the pharmacy or our own withdrawal established. The status is the furthest one
+  by rank, whatever order they arrive in (a ``signed`` seen while we still think we are
+  ``queued`` takes effect at once; a late ``signed`` after ``dispensed`` changes nothing).
+* **local facts** (queued, sending, failed): where our own sending stands. They count only
+  until something reached the far side, and follow a few local edges.
+
+So the status never moves backwards, and each real transition is in the history once.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class Status(enum.StrEnum):
     def label(self) -> str:
         return LABELS[self]
 
+    @property
+    def rank(self) -> int:
+        return RANK[self]
+
 
 class Source(enum.StrEnum):
     """Who told us about a status change."""
@@ -53,7 +63,8 @@ class Source(enum.StrEnum):
 
 FINAL_STATUSES = frozenset({Status.DISPENSED, Status.EXPIRED, Status.VOIDED})
 
-#: Statuses the platform (or the pharmacy) reports; each happens at most once per prescription.
+#: Statuses the platform (or the pharmacy) reports. Kept as it was when the history's
+#: once-per-delivery index was created (the index's predicate is built from it).
 PROVIDER_STATUSES = frozenset(
     {
         Status.ISSUED,
@@ -65,27 +76,37 @@ PROVIDER_STATUSES = frozenset(
     }
 )
 
+#: Facts about the far side: each is recorded at most once per delivery.
+FAR_SIDE_STATUSES = PROVIDER_STATUSES | {Status.EMAILED}
+
+#: Facts about our own sending.
+LOCAL_STATUSES = frozenset({Status.QUEUED, Status.SENDING, Status.FAILED})
+
 #: Sources reporting facts about the outside world rather than asking for a change.
 OBSERVING_SOURCES = frozenset({Source.WEBHOOK, Source.POLL, Source.PHARMACY})
 
-_AFTER_ISSUE = frozenset(
-    {Status.SIGNED, Status.PRINTED, Status.DISPENSED, Status.EXPIRED, Status.VOIDED}
-)
+#: How far along a prescription is. Equal ranks never replace each other (first one wins).
+RANK: dict[Status, int] = {
+    Status.DRAFT: 0,
+    Status.QUEUED: 1,
+    Status.SENDING: 2,
+    Status.FAILED: 3,
+    Status.ISSUED: 4,
+    Status.EMAILED: 4,
+    Status.SIGNED: 5,
+    Status.PRINTED: 6,
+    Status.DISPENSED: 7,
+    Status.EXPIRED: 7,
+    Status.VOIDED: 7,
+}
 
-TRANSITIONS: dict[Status, frozenset[Status]] = {
+#: Moves between local facts while nothing has reached the far side.
+LOCAL_EDGES: dict[Status, frozenset[Status]] = {
     Status.DRAFT: frozenset({Status.QUEUED}),
-    Status.QUEUED: frozenset({Status.SENDING, Status.EMAILED, Status.FAILED}),
-    # The platform may report a later status before our own job has recorded "issued".
-    Status.SENDING: frozenset({Status.ISSUED, Status.EMAILED, Status.FAILED} | _AFTER_ISSUE),
-    # A send we gave up on may turn out to have reached the platform after all: its word wins.
-    Status.FAILED: frozenset({Status.QUEUED, Status.ISSUED, Status.EMAILED} | _AFTER_ISSUE),
-    Status.ISSUED: _AFTER_ISSUE,
-    Status.SIGNED: frozenset({Status.PRINTED, Status.DISPENSED, Status.EXPIRED, Status.VOIDED}),
-    Status.PRINTED: frozenset({Status.DISPENSED, Status.EXPIRED, Status.VOIDED}),
-    Status.EMAILED: frozenset({Status.DISPENSED, Status.EXPIRED, Status.VOIDED}),
-    Status.DISPENSED: frozenset(),
-    Status.EXPIRED: frozenset(),
-    Status.VOIDED: frozenset(),
+    Status.QUEUED: frozenset({Status.SENDING, Status.FAILED}),
+    Status.SENDING: frozenset({Status.FAILED}),
+    # Support's retry (or the patient sending again) starts a fresh series.
+    Status.FAILED: frozenset({Status.QUEUED}),
 }
 
 LABELS: dict[Status, str] = {
@@ -105,9 +126,13 @@ LABELS: dict[Status, str] = {
 #: Statuses in which a send may not be requested (it is in flight or already happened).
 NOT_SENDABLE = frozenset(Status) - {Status.DRAFT, Status.FAILED}
 
+#: Statuses from which the patient or support may re-route or cancel: not yet dispensed,
+#: expired or voided.
+CHANGEABLE = frozenset(Status) - FINAL_STATUSES
+
 
 class InvalidTransition(ValueError):
-    """A command asked for a move the state machine does not allow."""
+    """A command asked for a move the lifecycle does not allow."""
 
     def __init__(self, current: Status, requested: Status) -> None:
         super().__init__(f"cannot move a prescription from {current} to {requested}")
@@ -115,15 +140,27 @@ class InvalidTransition(ValueError):
         self.requested = requested
 
 
+def advances(current: Status, new: Status) -> bool:
+    """Whether the fact ``new`` moves a delivery whose status is ``current``."""
+    if current.is_final:
+        return False
+    if new in FAR_SIDE_STATUSES:
+        return new.rank > current.rank
+    if current in FAR_SIDE_STATUSES:
+        return False  # something reached the far side: our own attempts no longer matter
+    return new in LOCAL_EDGES.get(current, frozenset())
+
+
 def can_transition(current: Status, new: Status) -> bool:
-    return new in TRANSITIONS[current]
+    """Kept for readability at call sites: the same rule as :func:`advances`."""
+    return advances(current, new)
 
 
 def derive_status(statuses: Iterable[Status]) -> Status:
-    """The current status implied by a history, in the order it was recorded."""
+    """The status implied by one delivery's facts, in the order they were recorded."""
     current = Status.DRAFT
     for status in statuses:
-        if can_transition(current, status):
+        if advances(current, status):
             current = status
     return current
 
@@ -131,13 +168,13 @@ def derive_status(statuses: Iterable[Status]) -> Status:
 def decide(current: Status, new: Status, source: Source) -> bool:
     """Whether recording ``new`` moves the current status.
 
-    Returns True to move, False to record without moving: an observed fact that is late or
-    out of order (anything a webhook, poll or pharmacy reports, and any platform status,
-    which is the platform's word even when our own worker relays it). Raises
-    :class:`InvalidTransition` for a command that is not allowed.
+    True to move; False to record without moving (a far-side fact that is late or out of
+    order, or a local fact from our own worker that is overtaken by events). Raises
+    :class:`InvalidTransition` for a command (a patient, support or the system asking for a
+    change) that is not allowed.
     """
-    if can_transition(current, new):
+    if advances(current, new):
         return True
-    if source in OBSERVING_SOURCES or new in PROVIDER_STATUSES:
+    if source in OBSERVING_SOURCES or source is Source.WORKER or new in FAR_SIDE_STATUSES:
         return False
     raise InvalidTransition(current, new)

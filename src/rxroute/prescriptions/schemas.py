@@ -15,6 +15,20 @@ class SendRequest(BaseModel):
     pharmacy_id: uuid.UUID | None = Field(default=None, description="rxroute's pharmacy id")
 
 
+class RerouteRequest(SendRequest):
+    reason: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Why (required for support; optional for the patient). Kept in the history.",
+    )
+
+
+class ReasonRequest(BaseModel):
+    reason: str | None = Field(
+        default=None, max_length=500, description="Why; kept in the history."
+    )
+
+
 class SendAccepted(BaseModel):
     id: uuid.UUID
     status: str
@@ -31,6 +45,7 @@ class ItemOut(BaseModel):
 
 class StatusEventOut(BaseModel):
     status: str
+    delivery_id: uuid.UUID | None
     label: str
     source: str
     provider_status: str | None
@@ -44,6 +59,7 @@ class StatusEventOut(BaseModel):
     def of(cls, event: PrescriptionStatusEvent) -> StatusEventOut:
         return cls(
             status=event.status,
+            delivery_id=event.delivery_id,
             label=Status(event.status).label,
             source=event.source,
             provider_status=event.provider_status,

@@ -1,8 +1,10 @@
-"""Background jobs for prescriptions: sending through the region's channel.
+"""Background jobs for prescriptions: delivering through the region's channel.
 
-Each job is safe to run twice (the stalled-job retrier may do exactly that): sending looks
-the prescription up on the platform before issuing whenever an earlier run may have got
-there first.
+One job for every channel (:func:`rxroute.deliveries.sending.send`): it withdraws earlier
+deliveries marked for it, then sends the current one. It is safe to run twice (the
+stalled-job retrier may do exactly that): it looks up before it would deliver again
+whenever an earlier run may have got there, and a fencing check stops a run that lost
+ownership of the delivery.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ import procrastinate
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.channels.registry import erx_channel
+from rxroute.deliveries.sending import RetryScheduler, send
 from rxroute.jobs import defer_in_session, queue
-from rxroute.models import Prescription
-from rxroute.prescriptions.sending import RetryScheduler, send_via_erx
 from rxroute.runtime import get_runtime
 
 log = structlog.get_logger(__name__)
@@ -32,26 +32,7 @@ def send_lock(prescription_id: uuid.UUID | str) -> str:
     retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2),
 )
 async def send_prescription(prescription_id: str) -> str:
-    runtime = get_runtime()
-    key = uuid.UUID(prescription_id)
-    async with runtime.sessionmaker() as session:
-        prescription = await session.get(Prescription, key)
-        channel = prescription.channel if prescription else None
-    if prescription is None:
-        log.warning("send_for_missing_prescription", prescription_id=prescription_id)
-        return "missing"
-    match channel:
-        case "erx":
-            outcome = await send_via_erx(
-                runtime, erx_channel(runtime), key, schedule_retry=RetryScheduler()
-            )
-        case "email":
-            from rxroute.prescriptions.email_sending import send_via_email
-
-            outcome = await send_via_email(runtime, key)
-        case _:
-            log.error("send_without_channel", prescription_id=prescription_id, channel=channel)
-            return "no-channel"
+    outcome = await send(get_runtime(), uuid.UUID(prescription_id), schedule_retry=RetryScheduler())
     return outcome.result
 
 

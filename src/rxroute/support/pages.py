@@ -13,8 +13,8 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
+from rxroute.deliveries.commands import cancel
 from rxroute.prescriptions.errors import NotFound, PrescriptionError
-from rxroute.prescriptions.voiding import void_prescription
 from rxroute.support import service
 from rxroute.web.deps import StaffPageUser
 from rxroute.web.security import require_csrf
@@ -98,10 +98,11 @@ async def void(
     user: StaffPageUser,
     prescription_id: uuid.UUID,
     csrf_token: CsrfField = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     require_csrf(runtime.settings, request, csrf_token)
     try:
-        await void_prescription(runtime, user, prescription_id)
+        await cancel(runtime, user, prescription_id, reason=reason)
     except PrescriptionError as exc:
         return await _refused(request, session, prescription_id, exc)
     return _done(prescription_id, "voided")

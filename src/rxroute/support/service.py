@@ -17,17 +17,20 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from rxroute.deliveries import commands, ledger
 from rxroute.models import (
+    Delivery,
     DeliveryAttempt,
     InboundWebhookEvent,
     Patient,
+    Pharmacy,
     Prescription,
     PrescriptionStatusEvent,
     User,
     WebhookEventState,
 )
 from rxroute.prescriptions.errors import Conflict, NotFound
-from rxroute.prescriptions.history import history, lock_prescription, record_note, record_status
+from rxroute.prescriptions.history import history, lock_prescription, record_note
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.tasks import defer_send
 
@@ -164,6 +167,10 @@ class PrescriptionView:
     history: list[PrescriptionStatusEvent]
     events: list[InboundWebhookEvent]
     attempts: list[DeliveryAttempt]
+    #: Every attempt to get it to a pharmacy, oldest first, with its state.
+    deliveries: list[Delivery]
+    #: Pharmacy names by id, for the deliveries table.
+    pharmacy_names: dict[str, str]
     #: User ids in the history, mapped to the email of who it was (staff and patients).
     actors: dict[str, str]
 
@@ -212,11 +219,20 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
             .order_by(DeliveryAttempt.started_at, DeliveryAttempt.finished_at)
         )
     )
+    deliveries = await ledger.deliveries_of(session, prescription_id)
+    pharmacy_names: dict[str, str] = {}
+    if deliveries:
+        for pharmacy_id, name in await session.execute(
+            select(Pharmacy.id, Pharmacy.name).where(
+                Pharmacy.id.in_({d.pharmacy_id for d in deliveries})
+            )
+        ):
+            pharmacy_names[str(pharmacy_id)] = name
     actor_ids: set[uuid.UUID] = set()
-    for event in events:
-        if event.actor:
+    for actor in [event.actor for event in events] + [d.actor for d in deliveries]:
+        if actor:
             try:
-                actor_ids.add(uuid.UUID(event.actor))
+                actor_ids.add(uuid.UUID(actor))
             except ValueError:
                 continue
     actors: dict[str, str] = {}
@@ -230,6 +246,8 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
         history=events,
         events=webhook_events,
         attempts=attempts,
+        deliveries=deliveries,
+        pharmacy_names=pharmacy_names,
         actors=actors,
     )
 
@@ -237,43 +255,20 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
 async def retry_failed_send(
     session: AsyncSession, user: User, prescription_id: uuid.UUID
 ) -> Prescription:
-    """Queue a failed prescription again, and its send job, in the caller's transaction."""
-    found = await session.get(Prescription, prescription_id)
-    if found is None:
-        raise NotFound("prescription not found")
-    prescription = await lock_prescription(session, prescription_id)
-    current = Status(prescription.status)
-    if current is not Status.FAILED:
-        raise Conflict(
-            f"only a failed send can be retried; this prescription is {current.value} "
-            f"({current.label.lower()})"
-        )
-    if prescription.channel is None or prescription.pharmacy_id is None:
-        raise Conflict("this prescription has no region and pharmacy chosen, so it cannot be sent")
-    previous_reason = prescription.failure_reason
-    prescription.failure_reason = None
-    await record_status(
-        session,
-        prescription_id,
-        Status.QUEUED,
-        source=Source.SUPPORT,
-        actor=str(user.id),
-        detail="send retried by support"
-        + (f" after: {previous_reason[:300]}" if previous_reason else ""),
-    )
+    """Queue a failed delivery again (a fresh series), and its send job, in one transaction."""
+    prescription = await commands.retry(session, user, prescription_id)
     await defer_send(session, prescription_id)
-    log.info("support_retry_send", prescription_id=str(prescription_id), actor=str(user.id))
     return prescription
 
 
 async def request_email_resend(
     session: AsyncSession, user: User, prescription_id: uuid.UUID
 ) -> DeliveryAttempt:
-    """Record the request as a delivery attempt and defer the resend job (same transaction).
+    """Record the request and defer the resend job (same transaction).
 
     The request goes into the history as a note (who asked, when; the status does not
-    move) and as a ``resend`` delivery attempt (outcome ``requested``); the job records its
-    own ``resend`` attempt with how it went.
+    move) and as a ``resend`` delivery attempt (outcome ``requested``) on the live delivery;
+    the job records its own ``resend`` attempt with how it went.
     """
     from rxroute.support.tasks import defer_resend
 
@@ -284,20 +279,19 @@ async def request_email_resend(
     current = Status(prescription.status)
     if prescription.channel != "email":
         raise Conflict("only a Region A (email) prescription can have its email resent")
-    if current is not Status.EMAILED:
+    delivery = await ledger.current_delivery(session, prescription)
+    if current is not Status.EMAILED or delivery is None or not delivery.is_open:
         raise Conflict(
             f"the email can be resent only while the prescription is emailed; it is "
             f"{current.value} ({current.label.lower()})"
         )
-    now = datetime.now(UTC)
-    attempt = DeliveryAttempt(
-        prescription_id=prescription_id,
-        channel="email",
-        action="resend",
+    attempt = ledger.attempt_row(
+        delivery,
+        "resend",
+        "requested",
+        datetime.now(UTC),
+        f"resend requested by support user {user.id}",
         attempt=0,
-        outcome="requested",
-        error=f"resend requested by support user {user.id}",
-        started_at=now,
     )
     session.add(attempt)
     await record_note(
@@ -305,7 +299,7 @@ async def request_email_resend(
         prescription_id,
         source=Source.SUPPORT,
         actor=str(user.id),
-        detail="email resent to the pharmacy by support",
+        detail="email resent to the pharmacy by support (marked as a copy)",
     )
     await defer_resend(session, prescription_id, requested_by=str(user.id))
     log.info("support_resend_email", prescription_id=str(prescription_id), actor=str(user.id))

@@ -245,7 +245,7 @@ async def send_form(
         try:
             queued = await service.request_send(
                 session,
-                runtime.settings,
+                runtime,
                 user,
                 prescription.id,
                 region=region_code or None,

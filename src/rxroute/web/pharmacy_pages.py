@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -22,9 +23,10 @@ from sqlalchemy.orm import selectinload
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.channels.email.links import LinkExpired, LinkInvalid, read_dispense_token
-from rxroute.models import Prescription
-from rxroute.prescriptions.history import lock_prescription, record_status
-from rxroute.prescriptions.lifecycle import Source, Status, can_transition
+from rxroute.deliveries import ledger
+from rxroute.models import Delivery, DeliveryState, Prescription
+from rxroute.prescriptions.history import lock_prescription
+from rxroute.prescriptions.lifecycle import Source, Status, advances
 from rxroute.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -78,20 +80,46 @@ def _invalid(request: Request) -> Response:
     )
 
 
-def _prescription_id(runtime: RuntimeDep, token: str) -> uuid.UUID:
+@dataclass(frozen=True)
+class _Link:
+    prescription_id: uuid.UUID
+    delivery_id: uuid.UUID
+    nonce: str
+
+
+def _read_link(runtime: RuntimeDep, token: str) -> _Link:
     """Raises LinkExpired or LinkInvalid."""
     if len(token) > MAX_TOKEN:
         raise LinkInvalid("the confirmation link is not valid")
     settings = runtime.settings
-    raw = read_dispense_token(
+    link = read_dispense_token(
         settings.session_secret.get_secret_value(),
         token,
         settings.pharmacy_link_ttl_hours * 3600,
     )
     try:
-        return uuid.UUID(raw)
+        return _Link(uuid.UUID(link.prescription_id), uuid.UUID(link.delivery_id), link.nonce)
     except ValueError:
         raise LinkInvalid("the confirmation link is not valid") from None
+
+
+async def _bound_delivery(session: AsyncSession, link: _Link) -> Delivery | None:
+    """The delivery the link was minted for, if it is still its prescription's live one."""
+    delivery = await session.get(Delivery, link.delivery_id)
+    if (
+        delivery is None
+        or delivery.prescription_id != link.prescription_id
+        or delivery.link_nonce is None
+        or not hmac.compare_digest(delivery.link_nonce.encode(), link.nonce.encode())
+    ):
+        return None
+    return delivery
+
+
+_NOT_LIVE = (
+    "This link belongs to a copy of the prescription that was cancelled or sent to another "
+    "pharmacy. Please do not dispense it; contact the clinic."
+)
 
 
 async def _load(session: AsyncSession, prescription_id: uuid.UUID) -> Prescription | None:
@@ -111,6 +139,7 @@ def _page(
     *,
     notice: str | None = None,
     status_code: int = 200,
+    closed: bool = False,
 ) -> Response:
     status = Status(prescription.status)
     page = render(
@@ -121,7 +150,7 @@ def _page(
             "token": token,
             "status": status,
             "dispensed": status is Status.DISPENSED,
-            "closed": _CLOSED.get(status),
+            "closed": _NOT_LIVE if closed else _CLOSED.get(status),
             "notice": notice,
         },
         status_code=status_code,
@@ -138,14 +167,17 @@ async def confirm_page(
     done: str | None = None,
 ) -> Response:
     try:
-        prescription_id = _prescription_id(runtime, token)
+        link = _read_link(runtime, token)
     except LinkExpired:
         return _expired(request)
     except LinkInvalid:
         return _invalid(request)
-    prescription = await _load(session, prescription_id)
-    if prescription is None:
+    prescription = await _load(session, link.prescription_id)
+    delivery = await _bound_delivery(session, link)
+    if prescription is None or delivery is None:
         return _invalid(request)
+    if delivery.state != DeliveryState.LIVE.value:
+        return _page(request, prescription, token, notice=_NOT_LIVE, closed=True)
     notice = "Thank you: recorded as dispensed." if done == "1" else None
     return _page(request, prescription, token, notice=notice)
 
@@ -159,11 +191,12 @@ async def confirm(
     nonce: Annotated[str, Form(max_length=8 * MAX_TOKEN)] = "",
 ) -> Response:
     try:
-        prescription_id = _prescription_id(runtime, token)
+        link = _read_link(runtime, token)
     except LinkExpired:
         return _expired(request)
     except LinkInvalid:
         return _invalid(request)
+    prescription_id = link.prescription_id
     if not hmac.compare_digest(nonce.encode(), token.encode()):
         return _link_problem(
             request,
@@ -174,12 +207,19 @@ async def confirm(
     if await _load(session, prescription_id) is None:
         return _invalid(request)
     locked = await lock_prescription(session, prescription_id)
+    delivery = await _bound_delivery(session, link)
+    if delivery is None:
+        return _invalid(request)
     current = Status(locked.status)
+    if delivery.state != DeliveryState.LIVE.value or locked.current_delivery_id != delivery.id:
+        prescription = await _load(session, prescription_id)
+        assert prescription is not None
+        return _page(request, prescription, token, notice=_NOT_LIVE, status_code=409, closed=True)
     if current is Status.DISPENSED:
         prescription = await _load(session, prescription_id)
         assert prescription is not None
         return _page(request, prescription, token, notice="This was already confirmed.")
-    if current in _CLOSED or not can_transition(current, Status.DISPENSED):
+    if current in _CLOSED or not advances(current, Status.DISPENSED):
         prescription = await _load(session, prescription_id)
         assert prescription is not None
         message = _CLOSED.get(current) or (
@@ -187,9 +227,10 @@ async def confirm(
             "Please contact the clinic."
         )
         return _page(request, prescription, token, notice=message, status_code=409)
-    await record_status(
+    await ledger.observe(
         session,
-        prescription_id,
+        locked,
+        delivery,
         Status.DISPENSED,
         source=Source.PHARMACY,
         actor=ACTOR,

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.erx.status import UnknownProviderStatus, from_provider
-from rxroute.models import InboundWebhookEvent, Prescription, WebhookEventState
-from rxroute.prescriptions.history import lock_prescription, record_status
+from rxroute.channels.registry import ERX
+from rxroute.deliveries import ledger
+from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
+from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.webhooks.registry import handlers
 
@@ -35,48 +37,51 @@ def _parse_time(raw: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-async def find_prescription(
+async def find_delivery(
     session: AsyncSession, provider_id: object, client_ref_id: object
-) -> Prescription | None:
-    """By the platform's id, else by ``client_ref_id`` (which is rxroute's own id).
+) -> tuple[Prescription | None, Delivery | None]:
+    """The delivery an event is about: by the platform's id, else by ``client_ref_id``.
 
-    A ``client_ref_id`` match that is already issued under a *different* platform id is not
-    ours to update: it is another copy of the prescription on the platform (an issue that
-    happened twice), and its voiding or expiry must not move the copy rxroute tracks.
+    ``client_ref_id`` is rxroute's prescription id, shared by every delivery of it. An
+    unknown platform id is attached only when exactly one Region B delivery of the
+    prescription has called the platform without learning its id (the answer to its issue
+    was lost); with more than one candidate the send job's lookup decides, by pharmacy.
     """
     if isinstance(provider_id, str) and provider_id:
-        found = await session.scalar(
-            select(Prescription).where(Prescription.provider_prescription_id == provider_id)
+        delivery = await session.scalar(
+            select(Delivery).where(Delivery.provider_ref == provider_id)
         )
-        if found is not None:
-            return found
-    if isinstance(client_ref_id, str):
-        try:
-            key = uuid.UUID(client_ref_id)
-        except ValueError:
-            return None
-        by_ref = await session.get(Prescription, key)
-        if (
-            by_ref is not None
-            and by_ref.provider_prescription_id is not None
-            and isinstance(provider_id, str)
-            and provider_id
-            and by_ref.provider_prescription_id != provider_id
-        ):
-            log.warning(
-                "webhook_for_other_platform_copy",
-                prescription_id=str(by_ref.id),
-                tracked=by_ref.provider_prescription_id,
-                event_platform_id=provider_id,
-            )
-            return None
-        return by_ref
-    return None
+        if delivery is not None:
+            return await session.get(Prescription, delivery.prescription_id), delivery
+    if not isinstance(client_ref_id, str):
+        return None, None
+    try:
+        key = uuid.UUID(client_ref_id)
+    except ValueError:
+        return None, None
+    prescription = await session.get(Prescription, key)
+    if prescription is None:
+        return None, None
+    candidates = [
+        d
+        for d in await ledger.deliveries_of(session, key)
+        if d.channel == ERX and d.provider_ref is None and d.reached_out
+    ]
+    if len(candidates) == 1:
+        return prescription, candidates[0]
+    log.warning(
+        "webhook_for_unmatched_platform_copy",
+        prescription_id=str(key),
+        candidates=len(candidates),
+    )
+    return prescription, None
 
 
 async def handle_status_changed(
     session: AsyncSession, event: InboundWebhookEvent, payload: dict[str, Any]
 ) -> str:
+    from rxroute.prescriptions.tasks import defer_send
+
     data = payload.get("data")
     if not isinstance(data, dict):
         event.error = "data: missing or not an object"
@@ -87,32 +92,41 @@ async def handle_status_changed(
     except UnknownProviderStatus:
         event.error = f"unknown provider status {str(raw_status)[:40]!r}"
         return WebhookEventState.UNKNOWN_TYPE.value
-    prescription = await find_prescription(
-        session, data.get("prescription_id"), data.get("client_ref_id")
-    )
+    provider_id = data.get("prescription_id")
+    prescription, delivery = await find_delivery(session, provider_id, data.get("client_ref_id"))
     if prescription is None:
         event.error = (
-            f"no prescription with platform id {str(data.get('prescription_id'))[:64]!r} "
-            "(nor an unissued one with this client_ref_id)"
+            f"no prescription with platform id {str(provider_id)[:64]!r} "
+            "(nor one with this client_ref_id)"
         )
         return WebhookEventState.UNKNOWN_PRESCRIPTION.value
     event.prescription_id = prescription.id
     locked = await lock_prescription(session, prescription.id)
-    provider_id = data.get("prescription_id")
-    if locked.provider_prescription_id is None and isinstance(provider_id, str):
-        # The webhook beat our own send job to recording the platform's id.
-        locked.provider_prescription_id = provider_id
-    locked.last_provider_update_at = datetime.now(UTC)
+    if delivery is None:
+        # A copy we cannot place: the send job looks the prescription up and adopts it
+        # (right pharmacy) or voids it (anything else).
+        event.error = (
+            f"platform copy {str(provider_id)[:64]!r} matches no delivery yet; "
+            "the send job will look it up"
+        )
+        await defer_send(session, prescription.id)
+        return WebhookEventState.PROCESSED.value
     occurred_at = _parse_time(data.get("occurred_at")) or _parse_time(payload.get("created_at"))
-    await record_status(
+    await ledger.observe(
         session,
-        prescription.id,
+        locked,
+        delivery,
         status,
         source=Source.WEBHOOK,
+        implies=Status.ISSUED,
+        mirror_ref=True,
+        ref=provider_id if isinstance(provider_id, str) and provider_id else None,
+        raw_status=str(raw_status),
         occurred_at=occurred_at,
-        provider_status=str(raw_status),
-        provider_event_id=event.provider_event_id,
+        event_id=event.provider_event_id,
     )
+    if delivery.needs_withdrawal:
+        await defer_send(session, prescription.id)
     return WebhookEventState.PROCESSED.value
 
 

@@ -17,18 +17,16 @@ import structlog
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.channels.erx.errors import ErxError
-from rxroute.channels.erx.status import UnknownProviderStatus
-from rxroute.channels.registry import erx_channel
-from rxroute.crypto import DecryptionError
+from rxroute.channels.base import DeliveryError, NotSendable, Purpose
+from rxroute.channels.registry import channel_names, get_channel
+from rxroute.deliveries import ledger
 from rxroute.jobs import defer_in_session, queue
 from rxroute.models import InboundWebhookEvent, Prescription, WebhookEventState
-from rxroute.prescriptions.history import lock_prescription, record_status
+from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.repository import load_for_sending
-from rxroute.prescriptions.sending import prescriber_credentials
 from rxroute.prescriptions.tasks import defer_send, send_lock
-from rxroute.runtime import get_runtime
+from rxroute.runtime import Runtime, get_runtime
 from rxroute.webhooks.processing import process_event
 
 log = structlog.get_logger(__name__)
@@ -57,6 +55,10 @@ async def defer_processing(session: AsyncSession, event_id: uuid.UUID, *, lock_k
 POLLABLE = (Status.ISSUED.value, Status.SIGNED.value, Status.PRINTED.value)
 
 
+def polling_channels(runtime: Runtime) -> list[str]:
+    return [name for name in channel_names() if get_channel(runtime, name).polls]
+
+
 async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
     """One reconciliation pass; returns counts for tests and logs."""
     runtime = get_runtime()
@@ -69,7 +71,7 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
             await session.scalars(
                 select(Prescription.id)
                 .where(
-                    Prescription.channel == "erx",
+                    Prescription.channel.in_(polling_channels(runtime)),
                     Prescription.status.in_(POLLABLE),
                     Prescription.provider_prescription_id.is_not(None),
                     func.coalesce(Prescription.last_provider_update_at, Prescription.updated_at)
@@ -79,34 +81,45 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
                 .limit(RECONCILE_BATCH)
             )
         )
-    channel = erx_channel(runtime)
     for prescription_id in candidates:
         async with runtime.sessionmaker() as session:
             prescription = await load_for_sending(session, prescription_id)
-            provider_id = prescription.provider_prescription_id
+            delivery = await ledger.current_delivery(session, prescription)
+            if delivery is None or delivery.provider_ref is None:
+                continue
+            channel = get_channel(runtime, delivery.channel)
+            delivery_id, ref = delivery.id, delivery.provider_ref
             try:
-                credentials = prescriber_credentials(runtime.secret_box, prescription)
-            except (ErxError, DecryptionError):
+                prepared = await channel.prepare(
+                    runtime, session, prescription, delivery, Purpose.POLL
+                )
+            except NotSendable:
                 counts["errors"] += 1
                 continue
-        assert provider_id is not None
         try:
-            remote = await channel.get(credentials, provider_id)
-            status = Status(remote.rxroute_status)
-        except (ErxError, UnknownProviderStatus) as exc:
+            copy = await channel.poll(runtime, prepared, ref)
+        except DeliveryError as exc:
             counts["errors"] += 1
-            log.warning("reconcile_failed", prescription_id=str(prescription_id), error=str(exc))
+            log.warning(
+                "reconcile_failed",
+                prescription_id=str(prescription_id),
+                error_type=type(exc).__name__,
+            )
             continue
         counts["polled"] += 1
         async with runtime.sessionmaker() as session, session.begin():
             locked = await lock_prescription(session, prescription_id)
             locked.last_provider_update_at = datetime.now(UTC)
-            recorded = await record_status(
+            target = await ledger.get_delivery(session, delivery_id, for_update=True)
+            recorded = await ledger.observe(
                 session,
-                prescription_id,
-                status,
+                locked,
+                target,
+                copy.status,
                 source=Source.POLL,
-                provider_status=remote.status,
+                implies=channel.delivered_status,
+                mirror_ref=True,
+                raw_status=copy.raw_status,
             )
             if recorded.appended:
                 counts["changed"] += 1

@@ -56,3 +56,6 @@ class PrescriptionDocument:
     notes: str | None = None
     #: Printed at the bottom so a pharmacist holding only the paper can still confirm.
     confirm_url: str | None = None
+    #: Set on a resend: the words that make a copy unmistakable ("COPY - do not dispense
+    #: twice"), printed at the top of the PDF and in the email.
+    copy_notice: str | None = None

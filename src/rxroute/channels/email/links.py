@@ -7,10 +7,13 @@ replayed here) and carries its issue time, so old emails stop working after the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 __all__ = [
     "DISPENSE_LINK_SALT",
+    "DispenseLink",
     "LinkError",
     "LinkExpired",
     "LinkInvalid",
@@ -40,14 +43,29 @@ def _serializer(secret: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=DISPENSE_LINK_SALT)
 
 
-def make_dispense_token(secret: str, prescription_id: str) -> str:
-    if not prescription_id:
-        raise ValueError("prescription_id is empty")
-    return _serializer(secret).dumps({"rx": prescription_id})
+@dataclass(frozen=True)
+class DispenseLink:
+    """What a confirmation link is bound to: one delivery of one prescription.
+
+    The link works only while that delivery is the prescription's live one, so an old email
+    cannot confirm a prescription that was since re-routed or cancelled.
+    """
+
+    prescription_id: str
+    delivery_id: str
+    nonce: str
 
 
-def read_dispense_token(secret: str, token: str, max_age_seconds: int) -> str:
-    """The prescription ID the token was issued for.
+def make_dispense_token(secret: str, link: DispenseLink) -> str:
+    if not (link.prescription_id and link.delivery_id and link.nonce):
+        raise ValueError("a dispense link needs the prescription, the delivery and a nonce")
+    return _serializer(secret).dumps(
+        {"rx": link.prescription_id, "d": link.delivery_id, "n": link.nonce}
+    )
+
+
+def read_dispense_token(secret: str, token: str, max_age_seconds: int) -> DispenseLink:
+    """The delivery the token was issued for.
 
     Raises :class:`LinkExpired` or :class:`LinkInvalid`; the messages never include the
     token, since it is a bearer credential.
@@ -60,7 +78,11 @@ def read_dispense_token(secret: str, token: str, max_age_seconds: int) -> str:
         raise LinkExpired("the confirmation link has expired") from None
     except BadData:
         raise LinkInvalid("the confirmation link is not valid") from None
-    prescription_id = payload.get("rx") if isinstance(payload, dict) else None
-    if not isinstance(prescription_id, str) or not prescription_id:
+    if not isinstance(payload, dict):
         raise LinkInvalid("the confirmation link is not valid")
-    return prescription_id
+    parts = (payload.get("rx"), payload.get("d"), payload.get("n"))
+    if not all(isinstance(part, str) and part for part in parts):
+        # Includes links minted before deliveries existed: not bound, so not honoured.
+        raise LinkInvalid("the confirmation link is not valid")
+    prescription_id, delivery_id, nonce = (str(part) for part in parts)
+    return DispenseLink(prescription_id, delivery_id, nonce)

@@ -14,7 +14,18 @@ from email.utils import format_datetime, make_msgid
 
 from rxroute.channels.email.document import PrescriptionDocument
 
-__all__ = ["attachment_filename", "build_prescription_email", "prescription_subject"]
+__all__ = [
+    "attachment_filename",
+    "build_cancellation_email",
+    "build_prescription_email",
+    "copy_notice",
+    "prescription_subject",
+]
+
+
+def copy_notice(reference: str) -> str:
+    """The words that mark a resend: same prescription, same reference, dispense once."""
+    return f"COPY - same prescription, reference {reference}; do not dispense twice"
 
 
 def prescription_subject(prescription_id: str) -> str:
@@ -49,7 +60,8 @@ def build_prescription_email(
         raise ValueError("pdf is not a PDF document")
 
     message = EmailMessage()
-    message["Subject"] = prescription_subject(doc.prescription_id)
+    subject = prescription_subject(doc.prescription_id)
+    message["Subject"] = f"COPY: {subject}" if doc.copy_notice else subject
     message["From"] = sender
     message["To"] = to
     if reply_to:
@@ -90,7 +102,8 @@ def _text_body(
     return (
         f"Hello {doc.pharmacy.name},\n"
         "\n"
-        f"Private prescription {doc.prescription_id} is attached as {filename}. It was issued "
+        + (f"{doc.copy_notice}.\n\n" if doc.copy_notice else "")
+        + f"Private prescription {doc.prescription_id} is attached as {filename}. It was issued "
         f"by {prescriber.name} (registration number {prescriber.registration_number}) on "
         f"{_long_date(doc.issued_on)}.\n"
         "\n"
@@ -118,7 +131,8 @@ def _html_body(
         "<!DOCTYPE html>\n"
         '<html><body style="font-family: Arial, sans-serif; font-size: 15px; color: #1b1b1b;">\n'
         f"<p>Hello {e(doc.pharmacy.name)},</p>\n"
-        f"<p>Private prescription <strong>{e(doc.prescription_id)}</strong> is attached as "
+        + (f"<p><strong>{e(doc.copy_notice)}.</strong></p>\n" if doc.copy_notice else "")
+        + f"<p>Private prescription <strong>{e(doc.prescription_id)}</strong> is attached as "
         f"<code>{e(filename)}</code>. It was issued by {e(prescriber.name)} (registration "
         f"number {e(prescriber.registration_number)}) on {e(_long_date(doc.issued_on))}.</p>\n"
         "<p>When you have dispensed it, please confirm:</p>\n"
@@ -134,3 +148,46 @@ def _html_body(
         "prescriber.</p>\n"
         "</body></html>\n"
     )
+
+
+def build_cancellation_email(
+    *, sender: str, to: str, pharmacy_name: str, reference: str, reason: str
+) -> EmailMessage:
+    """Tell a pharmacy not to dispense a prescription it was emailed.
+
+    Like the prescription email, it names only rxroute's reference: no patient details.
+    """
+    message = EmailMessage()
+    message["Subject"] = f"CANCELLED - do not dispense: {prescription_subject(reference)}"
+    message["From"] = sender
+    message["To"] = to
+    message["Date"] = format_datetime(datetime.now(UTC))
+    domain = sender.rpartition("@")[2].strip(" >") or None
+    message["Message-ID"] = make_msgid(idstring="rx-cancel", domain=domain)
+    message["X-Rxroute-Prescription-Id"] = reference
+    text = (
+        f"Hello {pharmacy_name},\n"
+        "\n"
+        f"Private prescription {reference} has been cancelled - do not dispense it.\n"
+        f"Reason: {reason}\n"
+        "\n"
+        "If you have already dispensed it, please contact the prescriber. The confirmation "
+        "link in the earlier email no longer works.\n"
+        "\n"
+        "-- \n"
+        "Sent by rxroute on behalf of the prescriber.\n"
+    )
+    message.set_content(text)
+    e = html.escape
+    message.add_alternative(
+        '<!DOCTYPE html>\n<html><body style="font-family: Arial, sans-serif;">\n'
+        f"<p>Hello {e(pharmacy_name)},</p>\n"
+        f"<p><strong>Private prescription {e(reference)} has been cancelled - do not "
+        "dispense it.</strong></p>\n"
+        f"<p>Reason: {e(reason)}</p>\n"
+        "<p>If you have already dispensed it, please contact the prescriber. The confirmation "
+        "link in the earlier email no longer works.</p>\n"
+        "</body></html>\n",
+        subtype="html",
+    )
+    return message

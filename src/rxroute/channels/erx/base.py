@@ -56,6 +56,8 @@ class RemotePrescription:
     client_ref_id: str | None
     token: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: The clinic contact (pharmacy) it is addressed to, when the platform says.
+    contact_id: str | None = None
 
     @property
     def rxroute_status(self) -> str:

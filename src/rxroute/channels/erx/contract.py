@@ -223,8 +223,10 @@ class PrescriptionRecord(_Lenient):
     status: str = Field(min_length=1)
     client_ref_id: str | None = None
     token: str | None = None
+    #: The pharmacy (clinic contact) it is addressed to, when the platform says.
+    contact_id: str | None = None
 
-    @field_validator("id", "client_ref_id", mode="before")
+    @field_validator("id", "client_ref_id", "contact_id", mode="before")
     @classmethod
     def _int_to_str(cls, value: object) -> object:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value

@@ -688,6 +688,7 @@ def _remote(record: c.PrescriptionRecord, raw: Any) -> RemotePrescription:
         status=record.status,
         client_ref_id=record.client_ref_id,
         token=record.token,
+        contact_id=record.contact_id,
         raw=raw if isinstance(raw, Mapping) else {},
     )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,44 @@ def test_secrets_hidden_from_repr() -> None:
     text = repr(settings)
     for secret in REAL_SECRETS.values():
         assert secret not in text
+
+
+def test_display_timezone_defaults_to_london_and_follows_the_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _settings().display_zone.key == "Europe/London"
+    monkeypatch.setenv("RXROUTE_DISPLAY_TIMEZONE", " America/New_York ")
+    settings = get_settings()
+    assert settings.display_timezone == "America/New_York"
+    assert settings.display_zone.key == "America/New_York"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "BST", "europe/london", ""])
+def test_unknown_display_timezone_refused(zone: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(display_timezone=zone)
+    assert caught.value.errors()[0]["loc"] == ("display_timezone",)
+    assert "IANA time zone" in _message(caught)
+
+
+def test_unknown_display_timezone_is_one_cli_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RXROUTE_")}
+    env.update(
+        COLUMNS="80",  # a long message must still be one line
+        RXROUTE_DISPLAY_TIMEZONE="Mars/Olympus_Mons",
+        RXROUTE_DATABASE_URL="postgresql://x@127.0.0.1:1/never-reached",
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "rxroute"), "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: RXROUTE_DISPLAY_TIMEZONE: 'Mars/Olympus_Mons' is not a")
+    assert "Traceback" not in result.stderr + result.stdout

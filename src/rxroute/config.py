@@ -12,9 +12,12 @@ from __future__ import annotations
 import enum
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rxroute.timezones import DEFAULT_DISPLAY_TIMEZONE, load_zone
 
 #: Values that mark a secret as "not really set". Refused outside development.
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
@@ -120,6 +123,10 @@ class Settings(BaseSettings):
     smtp_from: str = "prescriptions@rxroute.example.com"
     pharmacy_link_ttl_hours: int = Field(default=24 * 28, ge=1)
 
+    # --- display --------------------------------------------------------------------------
+    #: The IANA zone pages show times in (stored times are UTC); the zone is always named.
+    display_timezone: str = DEFAULT_DISPLAY_TIMEZONE
+
     # --- logging --------------------------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = True
@@ -141,6 +148,11 @@ class Settings(BaseSettings):
                 "postgresql://user@127.0.0.1:5432/rxroute (or unset it to use the embedded server)"
             )
         return value
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _check_display_timezone(cls, value: str) -> str:
+        return load_zone(value).key
 
     @field_validator("region_channels")
     @classmethod
@@ -197,6 +209,11 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return not self.database_url
+
+    @property
+    def display_zone(self) -> ZoneInfo:
+        """The loaded zone (already validated, and cached by ``ZoneInfo``) for display code."""
+        return load_zone(self.display_timezone)
 
     def channel_for_region(self, region: str) -> str | None:
         return self.region_channels.get(region.upper())

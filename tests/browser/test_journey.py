@@ -149,6 +149,10 @@ async def test_region_b_first_demo(browser: Any, stack: Stack, shots: Shots) -> 
     # Back on the patient's page, untouched since: the webhook moved it to dispensed.
     await expect(status).to_have_text("Dispensed", timeout=LIVE_TIMEOUT)
     await expect(timeline).to_contain_text("Dispensed")
+    # Drawn by the script from the server's display string: local time, the zone named.
+    await expect(timeline.locator("time").last).to_have_text(
+        re.compile(r"^\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} (GMT|BST)$")
+    )
     await _still_marked(page)
     assert (await stack.prescription(prescription_id)).status == "dispensed"
     await shots.take(page, "dispensed", key="06-dispensed-timeline", top="#status-panel")

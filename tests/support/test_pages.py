@@ -326,7 +326,7 @@ async def test_prescription_page_shows_timeline_events_attempts_and_minimal_pati
     for source in ("patient", "worker", "webhook"):
         assert f'<td class="source">{source}</td>' in timeline
     assert world.patient_user.email in timeline  # the patient's send, attributed
-    assert "05 Jan 2026, 10:00:00 UTC" in timeline  # the platform's time, not ours
+    assert "5 Jan 2026, 10:00:00 GMT" in timeline  # the platform's time, not ours
     assert "evt_signed_1" in page
     assert "prescription.status_changed" in page
     assert PAYLOAD_MARKER not in page

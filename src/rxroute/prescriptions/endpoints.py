@@ -43,7 +43,7 @@ async def list_prescriptions(
 
 @router.get("/{prescription_id}", response_model=PrescriptionDetail)
 async def get_prescription(
-    prescription_id: uuid.UUID, session: SessionDep, user: CurrentUser
+    prescription_id: uuid.UUID, session: SessionDep, user: CurrentUser, runtime: RuntimeDep
 ) -> PrescriptionDetail:
     """Current status and the whole history: what happened, when, and who said so."""
     prescription = await repository.get_visible(session, user, prescription_id)
@@ -52,7 +52,7 @@ async def get_prescription(
     events = await history(session, prescription_id)
     return PrescriptionDetail(
         **PrescriptionOut.of(prescription).model_dump(),
-        history=[StatusEventOut.of(event) for event in events],
+        history=[StatusEventOut.of(event, runtime.settings.display_zone) for event in events],
     )
 
 

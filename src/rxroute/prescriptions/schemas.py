@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
 from rxroute.models import Prescription, PrescriptionStatusEvent
 from rxroute.pharmacies.schemas import PharmacyOut
 from rxroute.prescriptions.lifecycle import Status
+from rxroute.timezones import format_display
 
 
 class SendRequest(BaseModel):
@@ -53,10 +55,13 @@ class StatusEventOut(BaseModel):
     actor: str | None
     detail: str | None
     occurred_at: datetime
+    #: ``occurred_at`` as people read it, in the configured display zone with the zone named;
+    #: the live timeline shows this, so browser and server apply one rule.
+    occurred_at_display: str = Field(examples=["1 Jul 2026, 13:00 BST"])
     recorded_at: datetime
 
     @classmethod
-    def of(cls, event: PrescriptionStatusEvent) -> StatusEventOut:
+    def of(cls, event: PrescriptionStatusEvent, zone: ZoneInfo) -> StatusEventOut:
         return cls(
             status=event.status,
             delivery_id=event.delivery_id,
@@ -67,6 +72,7 @@ class StatusEventOut(BaseModel):
             actor=event.actor,
             detail=event.detail,
             occurred_at=event.occurred_at,
+            occurred_at_display=format_display(event.occurred_at, zone),
             recorded_at=event.recorded_at,
         )
 

@@ -126,21 +126,16 @@
   const failure = document.getElementById("failure");
   const reason = document.getElementById("failure-reason");
   const retry = document.getElementById("failure-retry");
-  const pad = (n) => String(n).padStart(2, "0");
-  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-  function when(iso) {
-    const d = new Date(iso);
-    if (Number.isNaN(d.getTime())) return "";
-    return `${pad(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()}, ` +
-      `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC`;
-  }
+  // Times come formatted by the server (occurred_at_display: the configured zone, named), so
+  // the page and this script follow one rule; the exact UTC moment goes in datetime/title.
 
   function render(data) {
     if (statusEl.textContent !== data.status_label) statusEl.textContent = data.status_label;
     statusEl.className = `status status-${data.status}`;
     const items = data.history.map((event) => rx.el("li", {},
       rx.el("span", { class: "tl-label" }, event.label), " ",
-      rx.el("time", { class: "small muted", datetime: event.occurred_at }, when(event.occurred_at))));
+      rx.el("time", { class: "small muted", datetime: event.occurred_at, title: event.occurred_at },
+        event.occurred_at_display)));
     timeline.replaceChildren(...items);
     const failed = data.status === "failed";
     failure.hidden = !failed;

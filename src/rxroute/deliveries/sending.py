@@ -343,7 +343,12 @@ async def _after_retryable(
         delivery = await ledger.get_delivery(session, claimed.delivery_id, for_update=True)
         session.add(
             ledger.attempt_row(
-                delivery, claimed.channel.deliver_action, outcome, started, exc.message, attempt=claimed.attempt
+                delivery,
+                claimed.channel.deliver_action,
+                outcome,
+                started,
+                exc.message,
+                attempt=claimed.attempt,
             )
         )
         if delivery.state != DeliveryState.PENDING.value or delivery.claim != claimed.claim:
@@ -379,7 +384,12 @@ async def _after_rejection(
         delivery = await ledger.get_delivery(session, claimed.delivery_id, for_update=True)
         session.add(
             ledger.attempt_row(
-                delivery, claimed.channel.deliver_action, "rejected", started, reason, attempt=claimed.attempt
+                delivery,
+                claimed.channel.deliver_action,
+                "rejected",
+                started,
+                reason,
+                attempt=claimed.attempt,
             )
         )
         await ledger.fail(session, prescription, delivery, reason)

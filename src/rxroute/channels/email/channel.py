@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +42,7 @@ from rxroute.config import Settings
 from rxroute.models import Delivery, Pharmacy, Prescription
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.runtime import Runtime
+from rxroute.timezones import display_date, format_display
 
 
 def new_link_nonce() -> str:
@@ -54,10 +54,13 @@ def confirm_url(settings: Settings, link: DispenseLink) -> str:
     return f"{settings.public_url.rstrip('/')}/pharmacy/confirm/{token}"
 
 
-def issue_date(settings: Settings, prescription: Prescription, now: datetime) -> datetime:
-    """The day printed as the issue date: when it was first queued, in the display zone."""
-    zone = ZoneInfo(settings.display_timezone)
-    return (prescription.first_queued_at or now).astimezone(zone)
+def issue_date(settings: Settings, prescription: Prescription, now: datetime) -> date:
+    """The day printed as the issue date: when it was first queued, in the display zone.
+
+    The same on every copy and every re-route, so a pharmacy never sees one prescription
+    with two issue dates.
+    """
+    return display_date(prescription.first_queued_at or now, settings)
 
 
 def prescription_document(
@@ -73,7 +76,7 @@ def prescription_document(
     prescriber = prescription.prescriber
     return doc_types.PrescriptionDocument(
         prescription_id=str(prescription.id),
-        issued_on=issue_date(settings, prescription, now).date(),
+        issued_on=issue_date(settings, prescription, now),
         prescriber=doc_types.PrescriberDetails(
             name=prescriber.full_name,
             registration_number=prescriber.registration_number,
@@ -180,6 +183,9 @@ class EmailDeliveryChannel:
             pdf=render_prescription_pdf(document),
             confirm_url=url,
             link_expires_at=now + timedelta(hours=settings.pharmacy_link_ttl_hours),
+            link_expiry_text=format_display(
+                now + timedelta(hours=settings.pharmacy_link_ttl_hours), settings
+            ),
         )
         return EmailPrepared(message)
 

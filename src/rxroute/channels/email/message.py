@@ -48,6 +48,7 @@ def build_prescription_email(
     confirm_url: str,
     reply_to: str | None = None,
     link_expires_at: datetime | None = None,
+    link_expiry_text: str | None = None,
 ) -> EmailMessage:
     """Compose the message; raises ``ValueError`` on a confirmation URL that is not http(s).
 
@@ -73,8 +74,9 @@ def build_prescription_email(
     message["X-Rxroute-Prescription-Id"] = doc.prescription_id
 
     filename = attachment_filename(doc.prescription_id)
-    message.set_content(_text_body(doc, confirm_url, filename, link_expires_at))
-    message.add_alternative(_html_body(doc, confirm_url, filename, link_expires_at), subtype="html")
+    expiry = _expiry_sentence(link_expires_at, link_expiry_text)
+    message.set_content(_text_body(doc, confirm_url, filename, expiry))
+    message.add_alternative(_html_body(doc, confirm_url, filename, expiry), subtype="html")
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=filename)
     return message
 
@@ -83,10 +85,11 @@ def _long_date(value: date) -> str:
     return f"{value.day} {value:%B %Y}"
 
 
-def _expiry_sentence(link_expires_at: datetime | None) -> str:
+def _expiry_sentence(link_expires_at: datetime | None, shown_as: str | None) -> str:
+    """``shown_as``: the expiry in the reader's display zone, zone named; else UTC."""
     if link_expires_at is None:
         return "The link is unique to this prescription; please do not forward it."
-    when = link_expires_at.astimezone(UTC).strftime("%d %B %Y %H:%M UTC")
+    when = shown_as or link_expires_at.astimezone(UTC).strftime("%d %B %Y %H:%M UTC")
     return (
         f"The link is unique to this prescription and works until {when}; please do not forward it."
     )
@@ -96,7 +99,7 @@ def _text_body(
     doc: PrescriptionDocument,
     confirm_url: str,
     filename: str,
-    link_expires_at: datetime | None,
+    expiry: str,
 ) -> str:
     prescriber = doc.prescriber
     return (
@@ -110,7 +113,7 @@ def _text_body(
         "When you have dispensed it, please confirm by opening this link:\n"
         f"{confirm_url}\n"
         "\n"
-        f"{_expiry_sentence(link_expires_at)}\n"
+        f"{expiry}\n"
         "\n"
         f"Questions about the prescription: contact the prescriber at {prescriber.email}.\n"
         "\n"
@@ -123,7 +126,7 @@ def _html_body(
     doc: PrescriptionDocument,
     confirm_url: str,
     filename: str,
-    link_expires_at: datetime | None,
+    expiry: str,
 ) -> str:
     e = html.escape
     prescriber = doc.prescriber
@@ -141,7 +144,7 @@ def _html_body(
         "Confirm dispensed</a></p>\n"
         f'<p style="font-size: 13px;">Or copy this address into your browser:<br>'
         f"{e(confirm_url)}</p>\n"
-        f'<p style="font-size: 13px;">{e(_expiry_sentence(link_expires_at))}</p>\n'
+        f'<p style="font-size: 13px;">{e(expiry)}</p>\n'
         f"<p>Questions about the prescription: contact the prescriber at "
         f"{e(prescriber.email)}.</p>\n"
         '<p style="color: #666666; font-size: 12px;">Sent by rxroute on behalf of the '

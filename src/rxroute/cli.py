@@ -113,7 +113,8 @@ def require_encryption_keys(settings: Settings) -> None:
     SecretBox.from_settings(settings)
 
 
-def ensure_port_free(host: str, port: int, what: str) -> None:
+def ensure_port_free(host: str, port: int, what: str, flag: str | None = "--port") -> None:
+    """Fail with one line if ``port`` is taken; ``flag`` is the option that moves it, if any."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the servers themselves do: a just-closed connection (TIME_WAIT) is not "in use".
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -121,9 +122,9 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
+                fix = f" or pass another {flag}" if flag else ""
                 raise CliError(
-                    f"{what} port {host}:{port} is already in use; stop whatever uses it or "
-                    f"pass another --port"
+                    f"{what} port {host}:{port} is already in use; stop whatever uses it{fix}"
                 ) from exc
             raise CliError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}") from exc
 
@@ -346,11 +347,20 @@ def preflight(
 def demo(
     host: Annotated[str, typer.Option(help="Address for every demo service.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="rxroute's port.")] = 8000,
+    smtp_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="The mail catcher's SMTP port. Region A sends there unless "
+            "RXROUTE_SMTP_HOST/RXROUTE_SMTP_PORT are set in the environment.",
+        ),
+    ] = 8025,
 ) -> None:
     """Everything on this machine: database, app, worker, seeded data. Ctrl-C stops it all."""
     from rxroute.demo import run_demo
 
-    run_demo(host=host, port=port)
+    run_demo(host=host, port=port, smtp_port=smtp_port)
 
 
 def _register_service_commands() -> None:

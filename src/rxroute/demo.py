@@ -2,7 +2,8 @@
 
 One process tree: the embedded database, migrations, seeded data, the web app, a worker,
 the provider sandbox (Region B) and a mail catcher (Region A). rxroute's Region B settings
-point at the sandbox and the sandbox's webhooks point back at rxroute. Ctrl-C stops
+point at the sandbox and the sandbox's webhooks point back at rxroute; Region A mail goes to
+the catcher unless ``RXROUTE_SMTP_HOST``/``RXROUTE_SMTP_PORT`` say otherwise. Ctrl-C stops
 everything in order.
 """
 
@@ -10,15 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from typing import Any
 
 import uvicorn
 
-from rxroute.cli import console, ensure_port_free, load_settings, print_logins, run_worker
+from rxroute.cli import (
+    CliError,
+    console,
+    ensure_port_free,
+    load_settings,
+    print_logins,
+    run_worker,
+)
 from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.db.engine import resolve_database_url
 from rxroute.logging import configure_logging
 from rxroute.mailcatcher import MailCatcher
+from rxroute.mailcatcher.server import DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT
 from rxroute.sandbox import SandboxServer, load_config
 from rxroute.seed import data
 
@@ -56,26 +67,73 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
         await stop_runtime()
 
 
+#: Set in the process environment, these send the demo's Region A mail elsewhere.
+SMTP_OVERRIDES = ("RXROUTE_SMTP_HOST", "RXROUTE_SMTP_PORT")
+
+
+def smtp_overrides_in_environment() -> set[str]:
+    """Which of ``SMTP_OVERRIDES`` the process environment sets (names match any case,
+    as they do for the settings themselves)."""
+    present = {name.upper() for name in os.environ}
+    return {name for name in SMTP_OVERRIDES if name in present}
+
+
+def check_demo_ports(host: str, ports: dict[str, int]) -> None:
+    """Refuse two demo services on one port before anything starts, naming both flags."""
+    seen: dict[int, str] = {}
+    for flag, number in ports.items():
+        if number in seen:
+            raise CliError(
+                f"{seen[number]} and {flag} are both port {number} on {host}; give each demo "
+                "service its own port"
+            )
+        seen[number] = flag
+
+
+def demo_settings(*, host: str, port: int, sandbox_port: int, smtp_port: int) -> Settings:
+    """rxroute's settings for the demo: Region B at the sandbox, Region A at the catcher.
+
+    ``RXROUTE_SMTP_HOST``/``RXROUTE_SMTP_PORT`` set in the process environment win over the
+    mail catcher, so a Region A failure can be staged (a closed port, another server). Only
+    the environment counts, not ``.env``: a developer's ``.env`` pointing at a real relay must
+    not make the demo email real pharmacies.
+    """
+    overrides: dict[str, Any] = {
+        "public_url": f"http://{host}:{port}",
+        "erx_base_url": f"http://{host}:{sandbox_port}",
+        "erx_clinic_id": data.CLINIC_INTERNAL_ID,
+    }
+    from_environment = smtp_overrides_in_environment()
+    if "RXROUTE_SMTP_HOST" not in from_environment:
+        overrides["smtp_host"] = host
+    if "RXROUTE_SMTP_PORT" not in from_environment:
+        overrides["smtp_port"] = smtp_port
+    return load_settings(**overrides)
+
+
 def run_demo(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     sandbox_port: int = 8100,
-    smtp_port: int = 8025,
-    mail_web_port: int = 8026,
+    smtp_port: int = DEFAULT_SMTP_PORT,
+    mail_web_port: int = DEFAULT_WEB_PORT,
 ) -> None:
-    sandbox_url = f"http://{host}:{sandbox_port}"
-    settings = load_settings(
-        public_url=f"http://{host}:{port}",
-        erx_base_url=sandbox_url,
-        erx_clinic_id=data.CLINIC_INTERNAL_ID,
-        smtp_host=host,
-        smtp_port=smtp_port,
+    check_demo_ports(
+        host,
+        {
+            "--port": port,
+            "the sandbox port": sandbox_port,
+            "--smtp-port": smtp_port,
+            "the mail catcher web port": mail_web_port,
+        },
     )
+    settings = demo_settings(host=host, port=port, sandbox_port=sandbox_port, smtp_port=smtp_port)
+    sandbox_url = f"http://{host}:{sandbox_port}"
     ensure_port_free(host, port, "rxroute")
-    ensure_port_free(host, sandbox_port, "sandbox")
-    ensure_port_free(host, smtp_port, "mail catcher SMTP")
-    ensure_port_free(host, mail_web_port, "mail catcher web")
+    ensure_port_free(host, sandbox_port, "sandbox", flag=None)
+    ensure_port_free(host, smtp_port, "mail catcher SMTP", flag="--smtp-port")
+    ensure_port_free(host, mail_web_port, "mail catcher web", flag=None)
     configure_logging("WARNING", json=settings.log_json)
     url = resolve_database_url(settings)
     sandbox_config = load_config(None).with_overrides(webhook_url=settings.webhook_url)
@@ -88,6 +146,12 @@ def run_demo(
         print_logins(f"http://{host}:{port}")
         console.print(f"[bold]Provider sandbox[/]  {sandbox.url}  (portal, mailbox, webhooks)")
         console.print(f"[bold]Mail catcher[/]      {mail.web_url}  (Region A emails)")
+        if (settings.smtp_host, settings.smtp_port) != (host, smtp_port):
+            console.print(
+                f"[bold yellow]Region A SMTP[/]     {settings.smtp_host}:{settings.smtp_port} "
+                "(from RXROUTE_SMTP_*), not the mail catcher",
+                highlight=False,
+            )
         console.print("Press Ctrl-C to stop.")
         asyncio.run(_run(settings, url, host, port))
     finally:

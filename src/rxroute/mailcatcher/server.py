@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from aiosmtpd.controller import Controller
 
+from rxroute.mailcatcher.faults import MODES, FailurePlan
 from rxroute.mailcatcher.store import DEFAULT_CAPACITY, MessageStore, StoredMessage
 from rxroute.mailcatcher.web import create_app
 
@@ -32,12 +33,19 @@ _START_TIMEOUT_SECONDS = 10.0
 
 
 class _StoreHandler:
-    """aiosmtpd handler: accept everything and keep it."""
+    """aiosmtpd handler: keep every message, unless a failure was staged for it."""
 
-    def __init__(self, store: MessageStore) -> None:
+    def __init__(self, store: MessageStore, faults: FailurePlan) -> None:
         self._store = store
+        self._faults = faults
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        staged = self._faults.take()
+        if staged is not None:
+            # Answered at the end of DATA, as a relay that refuses a message (or loses it
+            # after saying 250) would; nothing is stored either way.
+            log.info("mail catcher staged failure: %s", staged)
+            return MODES[staged]
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "replace")
         stored = self._store.add(
@@ -75,6 +83,8 @@ class MailCatcher:
         self._requested_smtp_port = smtp_port
         self._requested_web_port = web_port
         self.store = MessageStore(capacity)
+        #: Failures staged for the next messages (``POST /api/faults`` arms them too).
+        self.faults = FailurePlan()
         self._controller: _PortReportingController | None = None
         self._web_server: uvicorn.Server | None = None
         self._web_thread: threading.Thread | None = None
@@ -86,7 +96,7 @@ class MailCatcher:
         if self._controller is not None:
             raise RuntimeError("mail catcher already started")
         controller = _PortReportingController(
-            _StoreHandler(self.store),
+            _StoreHandler(self.store, self.faults),
             hostname=self.host,
             port=self._requested_smtp_port,
             ready_timeout=_START_TIMEOUT_SECONDS,
@@ -109,7 +119,7 @@ class MailCatcher:
             sock.close()
             raise
         self._web_port = sock.getsockname()[1]
-        app = create_app(self.store, smtp_port=self.smtp_port)
+        app = create_app(self.store, smtp_port=self.smtp_port, faults=self.faults)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._web_server = server

@@ -8,6 +8,7 @@ Content-Security-Policy as a second fence.
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from typing import Any
@@ -19,6 +20,7 @@ from jinja2 import DictLoader, Environment, select_autoescape
 from markupsafe import Markup, escape
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from rxroute.mailcatcher.faults import FailureError, FailurePlan, parse_failure
 from rxroute.mailcatcher.store import MessageStore, StoredMessage
 
 __all__ = ["create_app", "message_json"]
@@ -50,6 +52,10 @@ _INDEX = """{% extends "layout.html" %}
 {% block body %}
 <h1>Mail catcher</h1>
 <p class="muted">{{ messages|length }} message(s), newest first. SMTP on port {{ smtp_port }}.</p>
+{% if armed %}<p><strong>Staged failures</strong> for the next messages:
+{% for f in armed %}{{ f.mode }} ({{ f.remaining }} left){{ ", " if not loop.last }}
+{%- endfor %}.
+<span class="muted">Clear with DELETE /api/faults.</span></p>{% endif %}
 {% if messages %}
 <table><thead><tr><th>#</th><th>Received (UTC)</th><th>From</th><th>To</th><th>Subject</th>
 <th>Attachments</th></tr></thead><tbody>
@@ -170,7 +176,11 @@ def _content_disposition(kind: str, filename: str) -> str:
     return f"{kind}; filename=\"{ascii_name or 'attachment'}\"; filename*=UTF-8''{quote(filename)}"
 
 
-def create_app(store: MessageStore, *, smtp_port: int | None = None) -> FastAPI:
+def create_app(
+    store: MessageStore, *, smtp_port: int | None = None, faults: FailurePlan | None = None
+) -> FastAPI:
+    """The web view and JSON API; ``faults`` is the plan the SMTP side consumes."""
+    plan = faults if faults is not None else FailurePlan()
     app = FastAPI(title="rxroute mail catcher", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Environment(
         loader=DictLoader({"layout.html": _LAYOUT, "index.html": _INDEX, "message.html": _MESSAGE}),
@@ -198,7 +208,9 @@ def create_app(store: MessageStore, *, smtp_port: int | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
         messages = list(reversed(store.all()))
-        page = templates.get_template("index.html").render(messages=messages, smtp_port=smtp_port)
+        page = templates.get_template("index.html").render(
+            messages=messages, smtp_port=smtp_port, armed=plan.armed()
+        )
         return HTMLResponse(page)
 
     @app.get("/messages/{message_id}", response_class=HTMLResponse)
@@ -248,6 +260,34 @@ def create_app(store: MessageStore, *, smtp_port: int | None = None) -> FastAPI:
     @app.delete("/api/messages", status_code=204)
     def api_clear() -> Response:
         store.clear()
+        return Response(status_code=204)
+
+    def faults_json() -> dict[str, Any]:
+        return {"armed": [f.as_dict() for f in plan.armed()], "fired": plan.fired()}
+
+    @app.get("/api/faults")
+    def api_faults() -> JSONResponse:
+        return JSONResponse(faults_json())
+
+    @app.post("/api/faults", status_code=201)
+    async def api_arm_fault(request: Request) -> JSONResponse:
+        try:
+            payload = json.loads(await request.body())
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return JSONResponse(
+                {"detail": 'malformed JSON; send {"mode": "refuse_permanent", "count": 1}'},
+                status_code=400,
+            )
+        try:
+            mode, count = parse_failure(payload)
+        except FailureError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        staged = plan.arm(mode, count)
+        return JSONResponse({"fault": staged.as_dict(), **faults_json()}, status_code=201)
+
+    @app.delete("/api/faults", status_code=204)
+    def api_clear_faults() -> Response:
+        plan.clear()
         return Response(status_code=204)
 
     return app

@@ -1,4 +1,6 @@
-"""The sandbox as an ASGI app: the platform's API, its pharmacy portal and a control API.
+"""The sandbox as an ASGI app: the platform's API, its pharmacy portal and its pages.
+
+The control API (``/_sandbox/*``) is added from ``control``.
 
 Faults and the body-size limit sit in ``SandboxApp.__call__``, outside FastAPI's own
 middleware, because dropping a connection needs the server's raw ``send`` (and its
@@ -13,16 +15,28 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
+from .aimed import DROP, ERROR, AimedSpec, operation_of
 from .config import Prescriber, SandboxConfig
+from .control import add_control_routes
+from .http import (
+    INVALID_DATA,
+    UNAUTHENTICATED,
+    BadRequest,
+    bearer,
+    fail,
+    form_body,
+    json_body,
+    json_response,
+    link_base,
+    session_token,
+)
 from .pages import render
 from .state import (
     DISPENSED,
@@ -39,32 +53,13 @@ from .validation import validate_issue
 
 logger = logging.getLogger("rxroute.sandbox.http")
 
-UNAUTHENTICATED = "Unauthenticated."
-INVALID_DATA = "The given data was invalid."
-
 
 class ConnectionDroppedError(ConnectionError):
     """Raised to the caller when no server transport is at hand to close (in-process tests)."""
 
 
-class _BadRequest(Exception):
-    def __init__(self, status_code: int, message: str, errors: dict[str, list[str]] | None = None):
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.errors = errors
-
-
 def _is_faultable(path: str) -> bool:
     return path == "/oauth/token" or path == "/api/v1" or path.startswith("/api/v1/")
-
-
-def _json(status_code: int, body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, status_code=status_code)
-
-
-def _fail(message: str, status_code: int = 200) -> JSONResponse:
-    return _json(status_code, {"success": False, "message": message})
 
 
 class SandboxApp(FastAPI):
@@ -85,16 +80,23 @@ class SandboxApp(FastAPI):
         if not _is_faultable(scope["path"]):
             await super().__call__(scope, buffered, send)
             return
+        # Taken on arrival, before any sleep, so concurrent calls meet armed faults in order.
+        aimed = sandbox.aimed.take(operation_of(scope["method"], scope["path"]))
         faults = sandbox.faults
         rng = sandbox.api_rng
         if faults.latency_ms:
             sandbox.counters.injected_latency += 1
             await asyncio.sleep(faults.latency_ms / 1000)
-        # Draw both numbers every time so one rate does not shift the other's sequence.
+        # Draw both numbers every time so one rate does not shift the other's sequence, and
+        # an aimed fault does not shift the random faults of the calls after it.
         error_draw, drop_draw = rng.random(), rng.random()
-        if error_draw < faults.error_rate:
+        error_status = rng.choice((500, 502, 503)) if error_draw < faults.error_rate else None
+        if aimed is not None:
+            await self._aimed_fault(aimed, scope, buffered, send)
+            return
+        if error_status is not None:
             sandbox.counters.injected_errors += 1
-            await self._injected_error(rng.choice((500, 502, 503)), send)
+            await self._injected_error(error_status, send)
             return
         if drop_draw < faults.drop_after_processing_rate:
             sandbox.counters.injected_drops += 1
@@ -110,7 +112,7 @@ class SandboxApp(FastAPI):
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _json(400, {"success": False, "message": "Bad Content-Length."})(
+                    await json_response(400, {"success": False, "message": "Bad Content-Length."})(
                         scope, receive, send
                     )
                     return None
@@ -146,8 +148,22 @@ class SandboxApp(FastAPI):
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.sandbox.config.max_body_bytes
-        response = _fail(f"Request body too large (limit {limit} bytes).", 413)
+        response = fail(f"Request body too large (limit {limit} bytes).", 413)
         await response(scope, receive, send)
+
+    async def _aimed_fault(
+        self, aimed: AimedSpec, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """An armed fault decides this call alone: no random error or drop on top of it."""
+        logger.info("aimed fault fired", extra={"operation": aimed.operation, "fault": aimed.fault})
+        if aimed.latency_ms:
+            await asyncio.sleep(aimed.latency_ms / 1000)
+        if aimed.fault == ERROR:
+            await self._injected_error(aimed.status_code, send)
+        elif aimed.fault == DROP:
+            await self._process_then_drop(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
     async def _injected_error(self, status_code: int, send: Send) -> None:
         # The platform's front door answers 502/503 in HTML, its app 500 in JSON: both happen.
@@ -189,62 +205,6 @@ class SandboxApp(FastAPI):
         raise ConnectionDroppedError("sandbox dropped the connection after processing")
 
 
-# --- request helpers --------------------------------------------------------------------------
-
-
-def _bearer(request: Request) -> str | None:
-    """The access token if the header is exactly ``Bearer <token>``; anything else is None."""
-    values = request.headers.getlist("authorization")
-    if len(values) != 1 or not values[0].startswith("Bearer "):
-        return None
-    token = values[0][len("Bearer ") :]
-    if not token or token != token.strip() or any(ch.isspace() for ch in token):
-        return None
-    return token
-
-
-def _session(request: Request) -> str | None:
-    values = request.headers.getlist("x-prescriber-token")
-    if len(values) != 1:
-        return None
-    value = values[0]
-    if not value or any(ch.isspace() for ch in value):
-        return None
-    return value
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise _BadRequest(415, "Unsupported Media Type: send application/json.")
-    raw = await request.body()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _BadRequest(400, "Malformed JSON body.") from None
-    if not isinstance(data, dict):
-        raise _BadRequest(422, INVALID_DATA, {"body": ["The request body must be a JSON object."]})
-    return data
-
-
-async def _form_body(request: Request) -> dict[str, str]:
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/x-www-form-urlencoded":
-        raise _BadRequest(415, "Unsupported Media Type: send a form.")
-    raw = await request.body()
-    try:
-        parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        raise _BadRequest(400, "Malformed form body.") from None
-    return {key: values[0] for key, values in parsed.items() if values}
-
-
-def _link_base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 # --- the app ---------------------------------------------------------------------------------
 
 
@@ -271,7 +231,7 @@ def create_app(config: SandboxConfig) -> SandboxApp:
     app.sandbox = sandbox
 
     def authed(request: Request) -> Prescriber:
-        access, session = _bearer(request), _session(request)
+        access, session = bearer(request), session_token(request)
         prescriber = (
             sandbox.authenticate(access, session) if access is not None and session else None
         )
@@ -289,38 +249,38 @@ def create_app(config: SandboxConfig) -> SandboxApp:
     async def platform_error(request: Request, exc: PlatformError) -> Response:
         if exc.status_code == 200:
             sandbox.counters.business_errors += 1
-        return _fail(exc.message, exc.status_code)
+        return fail(exc.message, exc.status_code)
 
-    @app.exception_handler(_BadRequest)
-    async def bad_request(request: Request, exc: _BadRequest) -> Response:
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> Response:
         body: dict[str, Any] = {"success": False, "message": exc.message}
         if exc.errors is not None:
             body["errors"] = exc.errors
-        return _json(exc.status_code, body)
+        return json_response(exc.status_code, body)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         messages = {404: "Not found.", 405: "Method not allowed."}
-        return _fail(messages.get(exc.status_code, str(exc.detail)), exc.status_code)
+        return fail(messages.get(exc.status_code, str(exc.detail)), exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(request: Request, exc: RequestValidationError) -> Response:
-        return _json(422, {"success": False, "message": INVALID_DATA})
+        return json_response(422, {"success": False, "message": INVALID_DATA})
 
     # --- OAuth and login ----------------------------------------------------------------------
 
     @app.post("/oauth/token")
     async def oauth_token(request: Request) -> Response:
         try:
-            form = await _form_body(request)
-        except _BadRequest:
-            return _json(400, {"error": "invalid_request"})
+            form = await form_body(request)
+        except BadRequest:
+            return json_response(400, {"error": "invalid_request"})
         if form.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type"})
+            return json_response(400, {"error": "unsupported_grant_type"})
         token = sandbox.grant_token(form.get("client_id", ""), form.get("client_secret", ""))
         if token is None:
-            return _json(401, {"error": "invalid_client"})
-        return _json(
+            return json_response(401, {"error": "invalid_client"})
+        return json_response(
             200,
             {
                 "access_token": token.value,
@@ -331,24 +291,24 @@ def create_app(config: SandboxConfig) -> SandboxApp:
 
     @app.post("/api/v1/login")
     async def login(request: Request) -> Response:
-        access_value = _bearer(request)
+        access_value = bearer(request)
         access = sandbox.valid_access(access_value) if access_value is not None else None
         if access is None:
             sandbox.counters.unauthenticated += 1
-            return _fail(UNAUTHENTICATED, 401)
-        payload = await _json_body(request)
+            return fail(UNAUTHENTICATED, 401)
+        payload = await json_body(request)
         errors: dict[str, list[str]] = {}
         for key in ("email", "password"):
             if not isinstance(payload.get(key), str) or not payload[key]:
                 errors[key] = [f"The {key} field is required."]
         if errors:
             sandbox.counters.validation_errors += 1
-            raise _BadRequest(422, INVALID_DATA, errors)
+            raise BadRequest(422, INVALID_DATA, errors)
         session = sandbox.login(access, payload["email"], payload["password"])
         if session is None:
             sandbox.counters.business_errors += 1
-            return _fail(INVALID_PRESCRIBER)
-        return _json(
+            return fail(INVALID_PRESCRIBER)
+        return json_response(
             200,
             {
                 "success": True,
@@ -368,7 +328,7 @@ def create_app(config: SandboxConfig) -> SandboxApp:
         listed = [
             sandbox.clinics[i].model_dump() for i in prescriber.clinic_ids if i in sandbox.clinics
         ]
-        return _json(200, {"success": True, "data": {"clinics": listed}})
+        return json_response(200, {"success": True, "data": {"clinics": listed}})
 
     @app.get("/api/v1/contacts")
     async def contacts(request: Request) -> Response:
@@ -380,18 +340,18 @@ def create_app(config: SandboxConfig) -> SandboxApp:
             if c.clinic_id in prescriber.clinic_ids
             and (wanted is None or str(c.clinic_id) == wanted)
         ]
-        return _json(200, {"success": True, "data": {"contacts": listed}})
+        return json_response(200, {"success": True, "data": {"contacts": listed}})
 
     @app.post("/api/v1/prescriptions")
     async def issue(request: Request) -> Response:
         prescriber = authed(request)
-        payload = await _json_body(request)
+        payload = await json_body(request)
         errors = validate_issue(payload)
         if errors:
             sandbox.counters.validation_errors += 1
-            raise _BadRequest(422, INVALID_DATA, errors)
-        prescription = sandbox.issue(prescriber, payload, _link_base(request))
-        return _json(
+            raise BadRequest(422, INVALID_DATA, errors)
+        prescription = sandbox.issue(prescriber, payload, link_base(request))
+        return json_response(
             200,
             {
                 "success": True,
@@ -405,20 +365,20 @@ def create_app(config: SandboxConfig) -> SandboxApp:
         prescriber = authed(request)
         found = sandbox.find_by_ref(prescriber, request.query_params.get("client_ref_id"))
         listed = [p.public(sandbox.clock, expire_after()) for p in found]
-        return _json(200, {"success": True, "data": {"prescriptions": listed}})
+        return json_response(200, {"success": True, "data": {"prescriptions": listed}})
 
     @app.get("/api/v1/prescriptions/{prescription_id}")
     async def show(request: Request, prescription_id: str) -> Response:
         prescription = sandbox.visible_to(authed(request), prescription_id)
         public = prescription.public(sandbox.clock, expire_after())
-        return _json(200, {"success": True, "data": {"prescription": public}})
+        return json_response(200, {"success": True, "data": {"prescription": public}})
 
     @app.post("/api/v1/prescriptions/{prescription_id}/void")
     async def void(request: Request, prescription_id: str) -> Response:
         prescription = sandbox.visible_to(authed(request), prescription_id)
         sandbox.void(prescription)
         public = prescription.public(sandbox.clock, expire_after())
-        return _json(
+        return json_response(
             200,
             {"success": True, "message": "Prescription voided.", "data": {"prescription": public}},
         )
@@ -481,8 +441,8 @@ def create_app(config: SandboxConfig) -> SandboxApp:
             return gone
         assert prescription is not None
         try:
-            form = await _form_body(request)
-        except _BadRequest as exc:
+            form = await form_body(request)
+        except BadRequest as exc:
             return portal_page(prescription, exc.status_code, exc.message)
         group = form.get("pharmacy_group", "")
         if group not in PHARMACY_GROUPS:
@@ -533,7 +493,12 @@ def create_app(config: SandboxConfig) -> SandboxApp:
     @app.get("/", response_class=HTMLResponse)
     async def index() -> Response:
         return render(
-            "index.html", 200, stats=sandbox.stats(), faults=sandbox.faults, webhook=sandbox.webhook
+            "index.html",
+            200,
+            stats=sandbox.stats(),
+            faults=sandbox.faults,
+            armed=sandbox.aimed.armed(),
+            webhook=sandbox.webhook,
         )
 
     @app.get("/mailbox", response_class=HTMLResponse)
@@ -545,136 +510,5 @@ def create_app(config: SandboxConfig) -> SandboxApp:
         attempts = [a.as_dict() for a in reversed(sandbox.dispatcher.attempts)]
         return render("deliveries.html", 200, attempts=attempts, webhook=sandbox.webhook)
 
-    # --- control API (never faulted) ----------------------------------------------------------
-
-    async def control_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        return await _json_body(request)
-
-    def settings_error(exc: ValidationError) -> Response:
-        errors: dict[str, list[str]] = {}
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "body"
-            errors.setdefault(key, []).append(error["msg"])
-        return _json(422, {"success": False, "message": INVALID_DATA, "errors": errors})
-
-    @app.get("/_sandbox/faults")
-    async def get_faults() -> Response:
-        return _json(200, sandbox.faults.model_dump())
-
-    @app.put("/_sandbox/faults")
-    async def put_faults(request: Request) -> Response:
-        try:
-            return _json(200, sandbox.update_faults(await control_json(request)).model_dump())
-        except ValidationError as exc:
-            return settings_error(exc)
-
-    @app.get("/_sandbox/timings")
-    async def get_timings() -> Response:
-        return _json(200, sandbox.timings.model_dump())
-
-    @app.put("/_sandbox/timings")
-    async def put_timings(request: Request) -> Response:
-        try:
-            return _json(200, sandbox.update_timings(await control_json(request)).model_dump())
-        except ValidationError as exc:
-            return settings_error(exc)
-
-    @app.get("/_sandbox/webhook")
-    async def get_webhook() -> Response:
-        return _json(200, sandbox.webhook.model_dump())
-
-    @app.put("/_sandbox/webhook")
-    async def put_webhook(request: Request) -> Response:
-        try:
-            return _json(200, sandbox.update_webhook(await control_json(request)).model_dump())
-        except ValidationError as exc:
-            return settings_error(exc)
-
-    @app.get("/_sandbox/clock")
-    async def get_clock() -> Response:
-        return _json(200, {"now": sandbox.clock.iso(), "offset_seconds": sandbox.clock.offset})
-
-    @app.post("/_sandbox/clock/advance")
-    async def advance_clock(request: Request) -> Response:
-        payload = await control_json(request)
-        seconds = payload.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise _BadRequest(422, INVALID_DATA, {"seconds": ["A number of seconds >= 0."]})
-        sandbox.clock.advance(float(seconds))
-        sandbox.tick()
-        return _json(200, {"now": sandbox.clock.iso(), "offset_seconds": sandbox.clock.offset})
-
-    @app.get("/_sandbox/stats")
-    async def stats() -> Response:
-        return _json(200, sandbox.stats())
-
-    @app.post("/_sandbox/reset")
-    async def reset() -> Response:
-        await sandbox.reset()
-        return _json(200, {"success": True, "message": "Sandbox state cleared."})
-
-    @app.get("/_sandbox/accounts")
-    async def accounts() -> Response:
-        return _json(200, sandbox.accounts())
-
-    @app.get("/_sandbox/mailbox")
-    async def mailbox_json() -> Response:
-        return _json(200, {"messages": [m.as_dict() for m in sandbox.mailbox]})
-
-    @app.get("/_sandbox/deliveries")
-    async def deliveries_json() -> Response:
-        return _json(
-            200,
-            {
-                "deliveries": [a.as_dict() for a in sandbox.dispatcher.attempts],
-                "pending": sandbox.dispatcher.pending,
-            },
-        )
-
-    @app.get("/_sandbox/events")
-    async def events_json() -> Response:
-        return _json(200, {"events": [e.summary() for e in sandbox.dispatcher.events]})
-
-    @app.post("/_sandbox/wait-idle")
-    async def wait_idle(request: Request) -> Response:
-        payload = await control_json(request)
-        timeout = payload.get("timeout", 10)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise _BadRequest(422, INVALID_DATA, {"timeout": ["A number of seconds >= 0."]})
-        idle = await sandbox.dispatcher.drain(min(float(timeout), 120.0))
-        return _json(200, {"idle": idle, "pending": sandbox.dispatcher.pending})
-
-    @app.get("/_sandbox/prescriptions")
-    async def all_prescriptions() -> Response:
-        listed = [p.public(sandbox.clock, expire_after()) for p in sandbox.prescriptions.values()]
-        return _json(200, {"prescriptions": listed})
-
-    @app.get("/_sandbox/prescriptions/{prescription_id}")
-    async def one_prescription(prescription_id: str) -> Response:
-        prescription = sandbox.get(prescription_id)
-        body = prescription.public(sandbox.clock, expire_after())
-        body["portal_url"] = sandbox.portal_link(prescription)
-        body["token_used"] = prescription.token_used
-        body["pharmacy_group"] = prescription.pharmacy_group
-        return _json(200, {"success": True, "data": {"prescription": body}})
-
-    @app.post("/_sandbox/prescriptions/{prescription_id}/{action}")
-    async def act(prescription_id: str, action: str) -> Response:
-        prescription = sandbox.get(prescription_id)
-        if action == "print":
-            sandbox.print_(prescription)
-        elif action == "dispense":
-            sandbox.dispense(prescription)
-        elif action == "expire":
-            sandbox.expire(prescription)
-        elif action == "void":
-            sandbox.void(prescription)
-        else:
-            return _fail("Unknown action; use print, dispense, expire or void.", 404)
-        public = prescription.public(sandbox.clock, expire_after())
-        return _json(200, {"success": True, "data": {"prescription": public}})
-
+    add_control_routes(app, sandbox)
     return app

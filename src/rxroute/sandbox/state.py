@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .aimed import AimedFaults
 from .config import (
     Clinic,
     Contact,
@@ -185,6 +186,7 @@ class Sandbox:
         self.prescriptions: dict[str, Prescription] = {}
         self.mailbox: list[MailMessage] = []
         self.counters = Counters()
+        self.aimed = AimedFaults()
         self.dispatcher = WebhookDispatcher(
             settings=lambda: self.webhook,
             timings=lambda: self.timings,
@@ -230,6 +232,7 @@ class Sandbox:
         self.prescriptions.clear()
         self.mailbox.clear()
         self.counters = Counters()
+        self.aimed = AimedFaults()
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -511,6 +514,7 @@ class Sandbox:
             "injected_errors": c.injected_errors,
             "injected_drops": c.injected_drops,
             "injected_latency": c.injected_latency,
+            **self.aimed.stats(),
             "clock_offset_seconds": self.clock.offset,
         }
 

@@ -306,11 +306,14 @@ async def test_problems_list_failed_stuck_and_flagged_events(
     assert f"/support/prescriptions/{failed.id}" in page
     assert f"/support/prescriptions/{stuck.id}" in page
     assert f"/support/prescriptions/{fresh.id}" not in page
+    assert "Webhook problems (3)" in page  # one failed, two flagged; listed on their own page
+    assert 'href="/support/webhooks"' in page
+    events_page = (await as_support.get("/support/webhooks")).text
     for event_id in ("evt_orphan", "evt_weird", "evt_broken"):
-        assert event_id in page
-    assert "evt_fine" not in page
-    assert "prescription.&lt;i&gt;odd&lt;/i&gt;" in page
-    assert PAYLOAD_MARKER not in page
+        assert event_id in events_page
+    assert "evt_fine" not in events_page
+    assert "prescription.&lt;i&gt;odd&lt;/i&gt;" in events_page
+    assert PAYLOAD_MARKER not in page + events_page
 
 
 # --- the prescription page --------------------------------------------------------------

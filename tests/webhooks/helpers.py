@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
+from procrastinate import JobContext
+from procrastinate.jobs import Job
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +35,22 @@ from tests.factories import (
 )
 
 EVENT_TYPE = "prescription.status_changed"
+
+
+def job_context(attempts: int = 0, job_id: int = 1) -> JobContext:
+    """What the worker passes ``process_webhook_event`` after ``attempts`` earlier runs."""
+    from rxroute.jobs import queue
+
+    queue.perform_import_paths()
+    job = Job(
+        id=job_id,
+        queue="default",
+        lock=None,
+        queueing_lock=None,
+        task_name="process_webhook_event",
+        attempts=attempts,
+    )
+    return JobContext(app=queue, job=job, start_timestamp=time.time(), abort_reason=lambda: None)
 
 
 def event_payload(

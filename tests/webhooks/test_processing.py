@@ -18,6 +18,7 @@ from rxroute.webhooks.tasks import process_webhook_event
 from tests.webhooks.helpers import (
     encode,
     event_payload,
+    job_context,
     new_prescription,
     provider_id_for,
     record_issued,
@@ -281,7 +282,7 @@ async def test_webhook_before_the_send_job_recorded_issued(db: Runtime) -> None:
 async def test_the_task_processes_the_event(db: Runtime) -> None:
     pid = await new_prescription(db)
     event_id = await _store(db, _for(pid, "printed"))
-    assert await process_webhook_event(event_id=str(event_id)) == "processed"
+    assert await process_webhook_event(job_context(), event_id=str(event_id)) == "processed"
     status, _ = await status_and_history(db, pid)
     assert status == "printed"
 

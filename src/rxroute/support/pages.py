@@ -19,6 +19,7 @@ from rxroute.support import service
 from rxroute.web.deps import StaffPageUser
 from rxroute.web.security import require_csrf
 from rxroute.web.templating import render
+from rxroute.webhooks import dead_letters
 
 router = APIRouter(prefix="/support", include_in_schema=False)
 
@@ -27,9 +28,11 @@ FLASHES = {
     "voided": "The prescription was voided.",
     "retried": "The send was queued again.",
     "resend": "The email will be resent to the pharmacy shortly.",
+    "reprocess": "The webhook event was queued to be processed again.",
 }
 
 CsrfField = Annotated[str, Form(max_length=200)]
+STALE_MINUTES = int(dead_letters.STALE_PENDING_AFTER.total_seconds() // 60)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -44,7 +47,12 @@ async def console(
     return render(
         request,
         "support/index.html",
-        {"q": q[: service.MAX_QUERY_LENGTH], "result": result, "problems": problems},
+        {
+            "q": q[: service.MAX_QUERY_LENGTH],
+            "result": result,
+            "problems": problems,
+            "stale_minutes": STALE_MINUTES,
+        },
     )
 
 
@@ -64,7 +72,13 @@ async def _page(
     return render(
         request,
         "support/prescription.html",
-        {"view": view, "p": view.prescription, "error": error, "flash": flash},
+        {
+            "view": view,
+            "p": view.prescription,
+            "error": error,
+            "flash": flash,
+            "stale_minutes": STALE_MINUTES,
+        },
         status_code=status_code,
     )
 
@@ -140,3 +154,59 @@ async def resend_email(
     except PrescriptionError as exc:
         return await _refused(request, session, prescription_id, exc)
     return _done(prescription_id, "resend")
+
+
+async def _webhooks_page(
+    request: Request, session: SessionDep, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    problems = await service.webhook_problems(session)
+    flash = FLASHES.get(request.query_params.get("done", ""))
+    return render(
+        request,
+        "support/webhooks.html",
+        {
+            "problems": problems,
+            "stale_minutes": STALE_MINUTES,
+            "error": error,
+            "flash": flash,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+async def webhook_problems(
+    request: Request, session: SessionDep, user: StaffPageUser
+) -> HTMLResponse:
+    return await _webhooks_page(request, session)
+
+
+@router.post("/webhooks/{event_id}/reprocess", response_model=None)
+async def reprocess_webhook_event(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: StaffPageUser,
+    event_id: uuid.UUID,
+    csrf_token: CsrfField = "",
+    prescription_id: Annotated[uuid.UUID | None, Form()] = None,
+) -> Response:
+    """Re-queue a failed or stale event; back to the page it was asked from.
+
+    ``prescription_id`` is set by the button on a prescription's page (only to return
+    there); the list's button leaves it out.
+    """
+    require_csrf(runtime.settings, request, csrf_token)
+    try:
+        await dead_letters.request_reprocess(session, user, event_id)
+    except PrescriptionError as exc:
+        if isinstance(exc, NotFound):
+            raise HTTPException(status_code=404, detail=exc.message) from exc
+        if prescription_id is not None:
+            return await _refused(request, session, prescription_id, exc)
+        return await _webhooks_page(
+            request, session, error=exc.message, status_code=exc.status_code
+        )
+    if prescription_id is not None:
+        return _done(prescription_id, "reprocess")
+    return RedirectResponse("/support/webhooks?done=reprocess", 303)

@@ -3,6 +3,9 @@
 Support sees a prescription's routing, timeline, webhook events and delivery attempts, and
 of the patient only what it needs to get in touch: name and email (no date of birth, no
 address). Raw webhook payloads are never shown: they may carry patient details.
+
+Webhook problems (failed processing, pending too long, events rxroute could not apply) have
+their own list; the rules for them live in :mod:`rxroute.webhooks.dead_letters`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -33,16 +37,17 @@ from rxroute.prescriptions.errors import Conflict, NotFound
 from rxroute.prescriptions.history import history, lock_prescription, record_note
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.tasks import defer_send
+from rxroute.webhooks import dead_letters
 
 log = structlog.get_logger(__name__)
 
 #: Queued or sending for longer than this without a status change is "stuck".
 STUCK_AFTER = timedelta(minutes=10)
-#: Webhook events support must look at: verified, kept, but not turned into history.
+#: Verified events rxroute could not apply (kept, never dropped); failed ones are listed
+#: apart, as dead letters.
 FLAGGED_EVENT_STATES = (
     WebhookEventState.UNKNOWN_PRESCRIPTION.value,
     WebhookEventState.UNKNOWN_TYPE.value,
-    WebhookEventState.FAILED.value,
 )
 MAX_QUERY_LENGTH = 320
 PROBLEM_LIMIT = 50
@@ -115,10 +120,21 @@ class StuckPrescription:
 
 
 @dataclass(frozen=True)
+class WebhookProblemCounts:
+    failed: int
+    stale: int
+    flagged: int
+
+    @property
+    def total(self) -> int:
+        return self.failed + self.stale + self.flagged
+
+
+@dataclass(frozen=True)
 class Problems:
     failed: list[Prescription]
     stuck: list[StuckPrescription]
-    flagged_events: list[InboundWebhookEvent]
+    webhooks: WebhookProblemCounts
 
 
 async def recent_problems(session: AsyncSession, now: datetime | None = None) -> Problems:
@@ -150,15 +166,57 @@ async def recent_problems(session: AsyncSession, now: datetime | None = None) ->
         .limit(PROBLEM_LIMIT)
     )
     stuck = [StuckPrescription(prescription=row[0], since=row[1]) for row in rows]
-    flagged = list(
-        await session.scalars(
-            select(InboundWebhookEvent)
-            .where(InboundWebhookEvent.state.in_(FLAGGED_EVENT_STATES))
-            .order_by(InboundWebhookEvent.received_at.desc())
-            .limit(PROBLEM_LIMIT)
+    return Problems(failed=failed, stuck=stuck, webhooks=await webhook_problem_counts(session))
+
+
+async def webhook_problem_counts(session: AsyncSession) -> WebhookProblemCounts:
+    now = await dead_letters.database_now(session)
+    state = InboundWebhookEvent.state
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(state == WebhookEventState.FAILED.value),
+                func.count().filter(dead_letters.stale_clause(now)),
+                func.count().filter(state.in_(FLAGGED_EVENT_STATES)),
+            ).where(state.in_(dead_letters.UNRESOLVED_STATES))
         )
+    ).one()
+    return WebhookProblemCounts(failed=row[0], stale=row[1], flagged=row[2])
+
+
+@dataclass(frozen=True)
+class WebhookProblems:
+    """The "Webhook problems" list: newest first, each part capped at PROBLEM_LIMIT."""
+
+    failed: list[InboundWebhookEvent]
+    stale: list[InboundWebhookEvent]
+    flagged: list[InboundWebhookEvent]
+    #: Event id -> the prescription it is about, where one is known.
+    prescriptions: dict[uuid.UUID, uuid.UUID]
+
+
+async def webhook_problems(session: AsyncSession) -> WebhookProblems:
+    now = await dead_letters.database_now(session)
+
+    async def listed(
+        condition: ColumnElement[bool], order: ColumnElement[Any]
+    ) -> list[InboundWebhookEvent]:
+        return list(
+            await session.scalars(
+                select(InboundWebhookEvent).where(condition).order_by(order).limit(PROBLEM_LIMIT)
+            )
+        )
+
+    failed = await listed(
+        InboundWebhookEvent.state == WebhookEventState.FAILED.value,
+        InboundWebhookEvent.failed_at.desc().nulls_last(),
     )
-    return Problems(failed=failed, stuck=stuck, flagged_events=flagged)
+    stale = await listed(dead_letters.stale_clause(now), InboundWebhookEvent.pending_since.asc())
+    flagged = await listed(
+        InboundWebhookEvent.state.in_(FLAGGED_EVENT_STATES), InboundWebhookEvent.received_at.desc()
+    )
+    links = await dead_letters.linked_prescriptions(session, [*failed, *stale, *flagged])
+    return WebhookProblems(failed=failed, stale=stale, flagged=flagged, prescriptions=links)
 
 
 @dataclass(frozen=True)
@@ -173,6 +231,14 @@ class PrescriptionView:
     pharmacy_names: dict[str, str]
     #: User ids in the history, mapped to the email of who it was (staff and patients).
     actors: dict[str, str]
+    #: The database's clock when the page was read, for the webhook events' rules.
+    now: datetime
+
+    def event_is_stale(self, event: InboundWebhookEvent) -> bool:
+        return dead_letters.is_stale(event, self.now)
+
+    def can_reprocess(self, event: InboundWebhookEvent) -> bool:
+        return dead_letters.reprocess_refusal(event, self.now) is None
 
     @property
     def can_retry(self) -> bool:
@@ -205,12 +271,8 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
     if prescription is None:
         raise NotFound("prescription not found")
     events = await history(session, prescription_id)
-    webhook_events = list(
-        await session.scalars(
-            select(InboundWebhookEvent)
-            .where(InboundWebhookEvent.prescription_id == prescription_id)
-            .order_by(InboundWebhookEvent.received_at)
-        )
+    webhook_events = await dead_letters.events_about(
+        session, prescription_id, prescription.provider_prescription_id
     )
     attempts = list(
         await session.scalars(
@@ -235,6 +297,7 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
                 actor_ids.add(uuid.UUID(actor))
             except ValueError:
                 continue
+    actor_ids.update(e.reprocess_requested_by for e in webhook_events if e.reprocess_requested_by)
     actors: dict[str, str] = {}
     if actor_ids:
         for user_id, email in await session.execute(
@@ -249,6 +312,7 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
         deliveries=deliveries,
         pharmacy_names=pharmacy_names,
         actors=actors,
+        now=await dead_letters.database_now(session),
     )
 
 

@@ -60,6 +60,16 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def processing_lock_key(document: dict[str, Any]) -> str:
+    """The lock serialising an event's processing: its platform prescription, else itself.
+
+    Also used when support reprocesses a stored event, so both take the same lock.
+    """
+    data = document.get("data")
+    provider_prescription_id = data.get("prescription_id") if isinstance(data, dict) else None
+    return str(provider_prescription_id or document.get("id"))
+
+
 def _has_nul(value: object) -> bool:
     """Whether any string (key or value) in a parsed JSON document holds U+0000."""
     if isinstance(value, str):
@@ -122,8 +132,6 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
         return _refuse(400, "id: missing or not a string of at most 200 characters", "no_id")
     if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
         return _refuse(400, "event: missing or not a string", "no_type")
-    data = document.get("data")
-    provider_prescription_id = data.get("prescription_id") if isinstance(data, dict) else None
 
     from rxroute.webhooks.tasks import defer_processing
 
@@ -140,9 +148,7 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
             .returning(InboundWebhookEvent.id)
         )
         if inserted is not None:
-            await defer_processing(
-                session, inserted, lock_key=str(provider_prescription_id or event_id)
-            )
+            await defer_processing(session, inserted, lock_key=processing_lock_key(document))
     if inserted is None:
         log.info("webhook_duplicate", event_id=event_id)
         return JSONResponse(content={"status": "duplicate", "id": event_id})

@@ -39,11 +39,24 @@ ORPHANED_SEND_AFTER = timedelta(minutes=5)
 @queue.task(
     name="process_webhook_event",
     retry=procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2),
+    pass_context=True,
 )
-async def process_webhook_event(event_id: str) -> str:
+async def process_webhook_event(context: procrastinate.JobContext, event_id: str) -> str:
+    """Process the event; when its last attempt fails too, it becomes a dead letter.
+
+    The retry strategy above is the only statement of how often processing is tried:
+    :func:`dead_letter_if_last` asks it whether this failure is the last.
+    """
+    from rxroute.webhooks.dead_letters import dead_letter_if_last
+
     runtime = get_runtime()
-    async with runtime.sessionmaker() as session, session.begin():
-        return await process_event(session, uuid.UUID(event_id))
+    key = uuid.UUID(event_id)
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            return await process_event(session, key)
+    except Exception as error:
+        await dead_letter_if_last(runtime.sessionmaker, context, key, error)
+        raise
 
 
 async def defer_processing(session: AsyncSession, event_id: uuid.UUID, *, lock_key: str) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +37,12 @@ async def test_a_new_region_served_by_email_routes_by_configuration_alone(
     pharmacy = await make_pharmacy(session, region="C", platform_contact_id=None)
 
     sent = await request_send(
-        session, settings, user, prescription.id, region="c", pharmacy_id=pharmacy.id
+        session,
+        dataclasses.replace(db, settings=settings),
+        user,
+        prescription.id,
+        region="c",
+        pharmacy_id=pharmacy.id,
     )
 
     assert (sent.region, sent.channel, sent.status) == ("C", "email", Status.QUEUED.value)
@@ -51,9 +58,7 @@ async def test_a_region_nobody_configured_is_refused_naming_the_field(
     pharmacy = await make_pharmacy(session, region="C")
 
     with pytest.raises(InvalidChoice) as refused:
-        await request_send(
-            session, db.settings, user, prescription.id, region="C", pharmacy_id=pharmacy.id
-        )
+        await request_send(session, db, user, prescription.id, region="C", pharmacy_id=pharmacy.id)
 
     assert refused.value.field == "region"
     assert "not served" in refused.value.message

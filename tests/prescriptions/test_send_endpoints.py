@@ -378,7 +378,11 @@ async def test_void_issued_prescription_voids_on_the_platform_and_in_history(
     )
     assert as_patient.status_code == 403
 
-    response = await client.post(f"/api/v1/prescriptions/{pid}/void", headers=world.support_headers)
+    response = await client.post(
+        f"/api/v1/prescriptions/{pid}/void",
+        headers=world.support_headers,
+        json={"reason": "duplicate of another prescription"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "voided"
     remote = await erx.control("GET", f"/_sandbox/prescriptions/{provider_id}")
@@ -398,13 +402,19 @@ async def test_void_dispensed_prescription_is_409_explaining_why(
     # The pharmacy dispensed it on the platform; rxroute has not heard yet (no webhook).
     await erx.control("POST", f"/_sandbox/prescriptions/{provider_id}/dispense")
 
-    response = await client.post(f"/api/v1/prescriptions/{pid}/void", headers=world.support_headers)
+    response = await client.post(
+        f"/api/v1/prescriptions/{pid}/void",
+        headers=world.support_headers,
+        json={"reason": "duplicate of another prescription"},
+    )
     assert response.status_code == 409
     detail = response.json()["detail"]
     assert "already dispensed" in detail
-    assert "Prescription already dispensed." in detail
+    assert provider_id in detail
     async with erx.runtime.sessionmaker() as check:
         statuses = [e.status for e in await history(check, pid)]
     assert "voided" not in statuses
+    # What the platform said is now the truth here too.
+    assert statuses[-1] == "dispensed"
     remote = await erx.control("GET", f"/_sandbox/prescriptions/{provider_id}")
     assert remote["data"]["prescription"]["status"] == "dispensed"

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.channels.erx.base import PrescriberCredentials, RemotePrescription
-from rxroute.channels.erx.errors import RejectedError, RejectReason
+from rxroute.channels.email.links import read_dispense_token
+from rxroute.deliveries import ledger
 from rxroute.mailcatcher import MailCatcher
 from rxroute.models import (
     DeliveryAttempt,
@@ -25,11 +25,14 @@ from rxroute.models import (
     Role,
     User,
 )
-from rxroute.prescriptions.history import history, record_status
-from rxroute.prescriptions.lifecycle import Source, Status, derive_status
+from rxroute.prescriptions.history import history, lock_prescription, record_status
+from rxroute.prescriptions.lifecycle import FAR_SIDE_STATUSES, Source, Status, derive_status
 from rxroute.runtime import Runtime
 from rxroute.support.tasks import resend_email
 from tests import factories
+from tests.erx_sandbox import Erx, queue_for_erx, send_until_done
+from tests.erx_sandbox import erx as erx  # a fixture
+from tests.erx_sandbox import sandbox as sandbox  # a fixture
 from tests.staff_pages import csrf_for, csrf_from, sign_in
 
 PAYLOAD_MARKER = "payload-marker-never-shown"
@@ -45,10 +48,22 @@ class World:
 
 
 async def _walk(
-    session: AsyncSession, prescription: Prescription, steps: list[tuple[Status, Source]], **kw: Any
+    session: AsyncSession, prescription: Prescription, steps: list[tuple[Status, Source]]
 ) -> None:
+    """Record ``steps`` as the ledger would: ``queued`` opens a delivery, far-side facts are
+    observed on it, ``failed`` gives its series up."""
     for status, source in steps:
-        await record_status(session, prescription.id, status, source=source, **kw)
+        if status is Status.QUEUED:
+            await factories.queue_delivery(session, prescription.id, source=source)
+        elif status is Status.FAILED:
+            locked = await lock_prescription(session, prescription.id)
+            assert locked.current_delivery_id is not None
+            delivery = await ledger.get_delivery(session, locked.current_delivery_id)
+            await ledger.fail(session, locked, delivery, "the mail server timed out")
+        elif status in FAR_SIDE_STATUSES:
+            await factories.observe_current(session, prescription.id, status, source=source)
+        else:
+            await record_status(session, prescription.id, status, source=source)
 
 
 @pytest.fixture
@@ -68,22 +83,21 @@ async def world(session: AsyncSession, db: Runtime) -> World:
         region="B",
         channel="erx",
         pharmacy_id=pharmacy.id,
-        provider_prescription_id="SRXC49F3D4F66A7",
     )
-    await record_status(
-        session, prescription.id, Status.QUEUED, source=Source.PATIENT, actor=str(patient_user.id)
+    delivery = await factories.queue_delivery(
+        session, prescription.id, source=Source.PATIENT, actor=str(patient_user.id)
     )
     await _walk(session, prescription, [(Status.SENDING, Source.WORKER)])
-    await record_status(
-        session, prescription.id, Status.ISSUED, source=Source.WORKER, provider_status="issued"
+    await factories.observe_current(
+        session, prescription.id, Status.ISSUED, ref="SRXC49F3D4F66A7", raw_status="issued"
     )
-    await record_status(
+    await factories.observe_current(
         session,
         prescription.id,
         Status.SIGNED,
         source=Source.WEBHOOK,
-        provider_status="signed",
-        provider_event_id="evt_signed_1",
+        raw_status="signed",
+        event_id="evt_signed_1",
         occurred_at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
     )
     session.add(
@@ -98,14 +112,7 @@ async def world(session: AsyncSession, db: Runtime) -> World:
         )
     )
     session.add(
-        DeliveryAttempt(
-            prescription_id=prescription.id,
-            channel="erx",
-            action="issue",
-            attempt=1,
-            outcome="succeeded",
-            started_at=datetime.now(UTC),
-        )
+        ledger.attempt_row(delivery, "issue", "succeeded", datetime.now(UTC), attempt=1)
     )
     await session.commit()
     return World(support, admin, patient_user, patient, prescription)
@@ -381,6 +388,11 @@ async def test_retry_requeues_a_failed_send_with_who_did_it(
     assert (last.status, last.source, last.actor) == ("queued", "support", str(world.support.id))
     current = await session.get(Prescription, failed.id, populate_existing=True)
     assert current is not None and current.status == "queued"
+    assert current.failure_reason is None
+    # The same delivery, pending again, as a fresh series with its counter at zero.
+    assert current.current_delivery_id is not None and last.delivery_id == current.current_delivery_id
+    delivery = await ledger.get_delivery(session, current.current_delivery_id)
+    assert (delivery.state, delivery.series, delivery.attempts_in_series) == ("pending", 2, 0)
     assert {"prescription_id": str(failed.id)} in await _jobs(session, "send_prescription")
 
     page = (await as_support.get(response.headers["location"])).text
@@ -410,78 +422,94 @@ async def test_retry_only_from_failed(
 # --- void -------------------------------------------------------------------------------
 
 
-class FakeErx:
-    """Just enough of ErxChannel for voiding."""
-
-    def __init__(self, *, dispensed: bool) -> None:
-        self.dispensed = dispensed
-        self.voided: list[str] = []
-
-    async def void(self, prescriber: PrescriberCredentials, prescription_id: str) -> Any:
-        self.voided.append(prescription_id)
-        if self.dispensed:
-            raise RejectedError(
-                "Prescription has already been dispensed",
-                reason=RejectReason.ALREADY_DISPENSED,
-                operation="void",
-            )
-        return RemotePrescription(provider_id=prescription_id, status="voided", client_ref_id=None)
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the void test did not expect a call to {name}")
+async def _issued_on_the_sandbox(session: AsyncSession, erx: Erx, world: World) -> Prescription:
+    """A Region B prescription of the world's patient, issued on the sandbox by the worker."""
+    prescriber = await factories.make_prescriber(session, erx.runtime.secret_box)
+    pharmacy = await factories.make_pharmacy(session, "B", platform_contact_id=5001)
+    prescription = await factories.make_prescription(session, world.patient, prescriber)
+    await queue_for_erx(session, prescription.id, pharmacy)
+    await session.commit()
+    outcomes = await send_until_done(erx.runtime, prescription.id)
+    assert outcomes[-1].result == "issued"
+    issued = await session.get(Prescription, prescription.id, populate_existing=True)
+    assert issued is not None and issued.provider_prescription_id
+    return issued
 
 
-@pytest.fixture
-def install_erx(db: Runtime) -> Iterator[Callable[[FakeErx], FakeErx]]:
-    """Put a fake platform client in ``runtime.services['erx']``; restore the real one after."""
-    previous = db.services.get("erx")
-
-    def install(fake: FakeErx) -> FakeErx:
-        db.services["erx"] = fake
-        return fake
-
-    yield install
-    if previous is None:
-        db.services.pop("erx", None)
-    else:
-        db.services["erx"] = previous
+async def _on_the_platform(erx: Erx, provider_id: str) -> str:
+    remote = await erx.control("GET", f"/_sandbox/prescriptions/{provider_id}")
+    status: str = remote["data"]["prescription"]["status"]
+    return status
 
 
-async def test_void_region_b_calls_the_platform_and_records_who(
-    as_support: httpx.AsyncClient,
-    world: World,
-    session: AsyncSession,
-    install_erx: Callable[[FakeErx], FakeErx],
+async def test_void_region_b_calls_the_platform_and_records_who_and_why(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, erx: Erx
 ) -> None:
-    fake = install_erx(FakeErx(dispensed=False))
-    path = f"/support/prescriptions/{world.prescription.id}"
+    issued = await _issued_on_the_sandbox(session, erx, world)
+    provider_id = issued.provider_prescription_id
+    assert provider_id is not None
+    path = f"/support/prescriptions/{issued.id}"
+    page = (await as_support.get(path)).text
+    assert 'name="reason"' in page  # the void form asks why
     token = await csrf_for(as_support, path)
-    response = await as_support.post(f"{path}/void", data={"csrf_token": token})
+    response = await as_support.post(
+        f"{path}/void", data={"csrf_token": token, "reason": "prescribed twice by mistake"}
+    )
     assert response.status_code == 303
-    assert fake.voided == ["SRXC49F3D4F66A7"]
-    last = (await _history(session, world.prescription.id))[-1]
+    assert await _on_the_platform(erx, provider_id) == "voided"
+    last = (await _history(session, issued.id))[-1]
     assert (last.status, last.source, last.actor) == ("voided", "support", str(world.support.id))
+    assert last.provider_status == "voided"
+    assert "prescribed twice by mistake" in (last.detail or "")
+    current = await session.get(Prescription, issued.id, populate_existing=True)
+    assert current is not None and current.status == "voided"
     page = (await as_support.get(response.headers["location"])).text
     assert "The prescription was voided." in page
 
 
-async def test_void_refused_by_the_platform_when_dispensed(
-    as_support: httpx.AsyncClient,
-    world: World,
-    session: AsyncSession,
-    install_erx: Callable[[FakeErx], FakeErx],
+async def test_void_without_a_reason_is_refused_naming_the_field(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, erx: Erx
 ) -> None:
-    install_erx(FakeErx(dispensed=True))
-    before = len(await _history(session, world.prescription.id))
-    path = f"/support/prescriptions/{world.prescription.id}"
+    issued = await _issued_on_the_sandbox(session, erx, world)
+    assert issued.provider_prescription_id is not None
+    before = len(await _history(session, issued.id))
+    path = f"/support/prescriptions/{issued.id}"
+    for reason in ("", "   "):
+        token = await csrf_for(as_support, path)
+        response = await as_support.post(
+            f"{path}/void", data={"csrf_token": token, "reason": reason}
+        )
+        assert response.status_code == 422
+        assert "reason: say why" in response.text
+    assert len(await _history(session, issued.id)) == before
+    assert await _on_the_platform(erx, issued.provider_prescription_id) != "voided"
+    current = await session.get(Prescription, issued.id, populate_existing=True)
+    assert current is not None and current.status == "issued"
+
+
+async def test_void_refused_by_the_platform_when_dispensed(
+    as_support: httpx.AsyncClient, world: World, session: AsyncSession, erx: Erx
+) -> None:
+    issued = await _issued_on_the_sandbox(session, erx, world)
+    provider_id = issued.provider_prescription_id
+    assert provider_id is not None
+    # The pharmacy dispensed it on the platform; rxroute has not heard yet (no webhook).
+    await erx.control("POST", f"/_sandbox/prescriptions/{provider_id}/dispense")
+    path = f"/support/prescriptions/{issued.id}"
     token = await csrf_for(as_support, path)
-    response = await as_support.post(f"{path}/void", data={"csrf_token": token})
+    response = await as_support.post(
+        f"{path}/void", data={"csrf_token": token, "reason": "patient changed their mind"}
+    )
     assert response.status_code == 409
-    assert "already dispensed this prescription, so it cannot be voided" in response.text
+    assert "already dispensed this prescription, so it cannot be cancelled" in response.text
     assert 'role="alert"' in response.text
-    assert len(await _history(session, world.prescription.id)) == before
-    current = await session.get(Prescription, world.prescription.id, populate_existing=True)
-    assert current is not None and current.status == "signed"
+    statuses = [e.status for e in await _history(session, issued.id)]
+    assert "voided" not in statuses
+    # What the platform said is now the truth here too.
+    assert statuses[-1] == "dispensed"
+    current = await session.get(Prescription, issued.id, populate_existing=True)
+    assert current is not None and current.status == "dispensed"
+    assert await _on_the_platform(erx, provider_id) == "dispensed"
 
 
 async def test_void_of_a_dispensed_prescription_is_refused_locally(
@@ -493,11 +521,14 @@ async def test_void_of_a_dispensed_prescription_is_refused_locally(
     path = f"/support/prescriptions/{prescription.id}"
     page = (await as_support.get(path)).text
     assert "/void" not in page  # no button for a final prescription
+    before = len(await _history(session, prescription.id))
     response = await as_support.post(
-        f"{path}/void", data={"csrf_token": await csrf_for(as_support, path)}
+        f"{path}/void",
+        data={"csrf_token": await csrf_for(as_support, path), "reason": "prescribed in error"},
     )
     assert response.status_code == 409
-    assert "already been dispensed, so it cannot be voided" in response.text
+    assert "already been dispensed, so it cannot be cancelled" in response.text
+    assert len(await _history(session, prescription.id)) == before
 
 
 # --- resend a Region A email ------------------------------------------------------------
@@ -546,9 +577,32 @@ async def test_resend_email_records_the_request_and_resends(
     )
     assert outcome == "succeeded"
     [message] = catcher.messages()
-    assert message.subject == f"Private prescription {prescription.id}"
+    # Visibly a copy, with the same reference, so the pharmacy does not dispense it twice.
+    assert message.subject == f"COPY: Private prescription {prescription.id}"
+    assert (
+        f"COPY - same prescription, reference {prescription.id}; do not dispense twice"
+        in (message.text_body or "")
+    )
     current = await session.get(Prescription, prescription.id, populate_existing=True)
     assert current is not None and current.status == "emailed"  # unchanged
+    # Its link is bound to the live delivery it copies.
+    assert current.current_delivery_id is not None
+    [url] = [w for w in (message.text_body or "").split() if "/pharmacy/confirm/" in w]
+    link = read_dispense_token(
+        db.settings.session_secret.get_secret_value(), url.rsplit("/", 1)[1], 3600
+    )
+    assert link.delivery_id == str(current.current_delivery_id)
+    resent = (
+        await session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.prescription_id == prescription.id)
+            .order_by(DeliveryAttempt.started_at)
+        )
+    ).all()
+    assert [(a.action, a.outcome) for a in resent] == [
+        ("resend", "requested"),
+        ("resend", "succeeded"),
+    ]
     page = (await as_support.get(path)).text
     assert "requested" in page and "succeeded" in page
 

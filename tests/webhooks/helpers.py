@@ -143,8 +143,11 @@ async def new_prescription(
             if step is Status.ISSUED:
                 await record_issued(session, pid, provider_id or provider_id_for(pid))
             elif step is Status.QUEUED:
-                await queue_delivery(session, pid, source=Source.PATIENT)
+                delivery = await queue_delivery(session, pid, source=Source.PATIENT)
             else:
+                # What the send job's claim records: it is about to call the platform.
+                delivery.reached_out = True
+                delivery.attempts_in_series = 1
                 await record_status(session, pid, step, source=Source.WORKER)
     return pid
 
@@ -284,5 +287,5 @@ async def queued_region_b(runtime: Runtime, count: int) -> list[uuid.UUID]:
                 .where(Prescription.id == pid)
                 .values(channel="erx", pharmacy_id=pharmacies[index % len(pharmacies)])
             )
-            await record_status(session, pid, Status.QUEUED, source=Source.PATIENT)
+            await queue_delivery(session, pid, source=Source.PATIENT)
     return ids

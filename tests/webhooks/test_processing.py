@@ -264,12 +264,14 @@ async def test_webhook_before_the_send_job_recorded_issued(db: Runtime) -> None:
         assert prescription is not None
         assert prescription.status == "signed"
         assert prescription.provider_prescription_id == provider_id
-    # Now the send job gets its answer and records issued: history yes, status no.
+    # "issued" is implied by "signed" and recorded with it, so the history skips nothing;
+    # the send job's own answer then adds nothing and moves nothing.
     async with db.sessionmaker() as session, session.begin():
         await record_issued(session, pid, provider_id)
     status, events = await status_and_history(db, pid)
     assert status == "signed"
-    assert [e.status for e in events] == ["queued", "sending", "signed", "issued"]
+    assert [e.status for e in events] == ["queued", "sending", "issued", "signed"]
+    assert events[2].detail == "implied by signed"
     # Later events find it by the platform id it learned from the webhook.
     dispensed = await _deliver(
         db, event_payload(status="dispensed", provider_id=provider_id, occurred_at=T0)

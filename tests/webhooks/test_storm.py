@@ -29,7 +29,7 @@ from sqlalchemy import select
 from rxroute.app import create_app
 from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.config import Settings
-from rxroute.deliveries.sending import RetryScheduler
+from rxroute.deliveries import sending
 from rxroute.models import InboundWebhookEvent, Prescription
 from rxroute.prescriptions.lifecycle import Status, derive_status
 from rxroute.runtime import Runtime
@@ -259,7 +259,7 @@ async def test_storm_ends_true_to_the_platform(
 
         async def send(pid: uuid.UUID) -> str:
             async with gate:
-                outcome = await send(db, pid, schedule_retry=RetryScheduler())
+                outcome = await sending.send(db, pid, schedule_retry=sending.RetryScheduler())
                 return outcome.result
 
         assert await asyncio.gather(*(send(pid) for pid in ids)) == ["issued"] * COUNT

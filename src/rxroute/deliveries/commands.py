@@ -229,7 +229,6 @@ async def cancel(
     from rxroute.prescriptions.tasks import defer_send
 
     source = source_for(user)
-    why = _reason(reason, required=source is not Source.PATIENT) or "cancelled by the patient"
     async with runtime.sessionmaker() as session, session.begin():
         prescription = await _visible_locked(session, user, prescription_id)
         current = Status(prescription.status)
@@ -239,6 +238,7 @@ async def cancel(
             )
         if current.is_final:
             raise Conflict(f"this prescription is already {current.value}")
+        why = _reason(reason, required=source is not Source.PATIENT) or "cancelled by the patient"
         delivery = await ledger.current_delivery(session, prescription)
         previous_state = delivery.state if delivery else None
         waits_for_far_side = False

@@ -77,6 +77,8 @@ class _Plan:
     keep_refs: frozenset[str]
     #: The current delivery's destination, when it may already have a copy there.
     keep_destination: str | None
+    #: The withdrawn delivery's own far-side reference, when known.
+    own_ref: str | None
 
 
 async def _plans(runtime: Runtime, prescription_id: uuid.UUID) -> list[_Plan]:
@@ -127,6 +129,7 @@ async def _plans(runtime: Runtime, prescription_id: uuid.UUID) -> list[_Plan]:
                     prepared,
                     frozenset(keep_refs),
                     keep_destination,
+                    delivery.provider_ref,
                 )
             )
         return plans
@@ -153,6 +156,13 @@ def _targets(plan: _Plan, copies: list[FarSideCopy]) -> list[FarSideCopy]:
     ]
 
 
+def _dispensed(plan: _Plan, copies: list[FarSideCopy]) -> FarSideCopy | None:
+    """A dispensed copy this withdrawal is about: too late to take it back."""
+    mine = [c for c in copies if c.status is Status.DISPENSED and c.ref not in plan.keep_refs]
+    exact = [c for c in mine if c.ref == plan.own_ref]
+    return (exact or mine or [None])[0]
+
+
 async def _withdraw(
     runtime: Runtime,
     prescription_id: uuid.UUID,
@@ -167,6 +177,12 @@ async def _withdraw(
             withdrawn = [await channel.withdraw(runtime, plan.prepared, None)]
             done: list[tuple[FarSideCopy | None, str | None]] = [(None, withdrawn[0].raw_status)]
         else:
+            dispensed = _dispensed(plan, copies)
+            if dispensed is not None:
+                raise DeliveryRejected(
+                    f"the platform says copy {dispensed.ref} was already dispensed",
+                    final_status=Status.DISPENSED,
+                )
             done = []
             for copy in _targets(plan, copies):
                 answer = await channel.withdraw(runtime, plan.prepared, copy)

@@ -77,6 +77,10 @@ async def find_delivery(
     return prescription, None
 
 
+def _sending(prescription: Prescription) -> bool:
+    return prescription.status in (Status.QUEUED.value, Status.SENDING.value)
+
+
 async def handle_status_changed(
     session: AsyncSession, event: InboundWebhookEvent, payload: dict[str, Any]
 ) -> str:
@@ -103,14 +107,20 @@ async def handle_status_changed(
     event.prescription_id = prescription.id
     locked = await lock_prescription(session, prescription.id)
     if delivery is None:
-        # A copy we cannot place: the send job looks the prescription up and adopts it
-        # (right pharmacy) or voids it (anything else).
+        copy = str(provider_id)[:64]
+        if _sending(locked):
+            # Sending now: the job's lookup adopts the copy (right pharmacy) or voids it.
+            event.error = (
+                f"platform copy {copy!r} matches no delivery yet; the send job looks it up"
+            )
+            await defer_send(session, prescription.id)
+            return WebhookEventState.PROCESSED.value
+        # Another copy of a prescription already delivered: not ours to apply. Support sees it.
         event.error = (
-            f"platform copy {str(provider_id)[:64]!r} matches no delivery yet; "
-            "the send job will look it up"
+            f"platform copy {copy!r} of this prescription is not the one rxroute tracks "
+            f"({locked.provider_prescription_id or 'none'}); void it if it is live"
         )
-        await defer_send(session, prescription.id)
-        return WebhookEventState.PROCESSED.value
+        return WebhookEventState.UNKNOWN_PRESCRIPTION.value
     occurred_at = _parse_time(data.get("occurred_at")) or _parse_time(payload.get("created_at"))
     await ledger.observe(
         session,

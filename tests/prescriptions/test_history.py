@@ -120,9 +120,7 @@ async def test_duplicate_platform_status_is_not_appended_twice(
     assert await _event_count(session, pid) == 4
 
 
-async def test_each_delivery_has_its_own_far_side_facts(
-    session: AsyncSession, db: Runtime
-) -> None:
+async def test_each_delivery_has_its_own_far_side_facts(session: AsyncSession, db: Runtime) -> None:
     """Once per delivery, not once per prescription: a re-routed copy is issued again."""
     pid, first = await _queued(session, db.secret_box)
     await record_status(session, pid, Status.SENDING, source=Source.WORKER)
@@ -339,9 +337,7 @@ async def test_a_note_is_history_that_moves_nothing(session: AsyncSession, db: R
     assert derive_status(Status(e.status) for e in events) is Status.EMAILED
 
 
-async def test_a_note_does_not_count_as_a_far_side_fact(
-    session: AsyncSession, db: Runtime
-) -> None:
+async def test_a_note_does_not_count_as_a_far_side_fact(session: AsyncSession, db: Runtime) -> None:
     """A note repeating "issued" belongs to no delivery, so it neither blocks nor fakes the
     delivery's own once-only facts."""
     pid, delivery = await _queued(session, db.secret_box)

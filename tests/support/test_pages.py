@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,9 +111,7 @@ async def world(session: AsyncSession, db: Runtime) -> World:
             processed_at=datetime.now(UTC),
         )
     )
-    session.add(
-        ledger.attempt_row(delivery, "issue", "succeeded", datetime.now(UTC), attempt=1)
-    )
+    session.add(ledger.attempt_row(delivery, "issue", "succeeded", datetime.now(UTC), attempt=1))
     await session.commit()
     return World(support, admin, patient_user, patient, prescription)
 
@@ -390,7 +388,9 @@ async def test_retry_requeues_a_failed_send_with_who_did_it(
     assert current is not None and current.status == "queued"
     assert current.failure_reason is None
     # The same delivery, pending again, as a fresh series with its counter at zero.
-    assert current.current_delivery_id is not None and last.delivery_id == current.current_delivery_id
+    assert (
+        current.current_delivery_id is not None and last.delivery_id == current.current_delivery_id
+    )
     delivery = await ledger.get_delivery(session, current.current_delivery_id)
     assert (delivery.state, delivery.series, delivery.attempts_in_series) == ("pending", 2, 0)
     assert {"prescription_id": str(failed.id)} in await _jobs(session, "send_prescription")
@@ -579,9 +579,8 @@ async def test_resend_email_records_the_request_and_resends(
     [message] = catcher.messages()
     # Visibly a copy, with the same reference, so the pharmacy does not dispense it twice.
     assert message.subject == f"COPY: Private prescription {prescription.id}"
-    assert (
-        f"COPY - same prescription, reference {prescription.id}; do not dispense twice"
-        in (message.text_body or "")
+    assert f"COPY - same prescription, reference {prescription.id}; do not dispense twice" in (
+        message.text_body or ""
     )
     current = await session.get(Prescription, prescription.id, populate_existing=True)
     assert current is not None and current.status == "emailed"  # unchanged

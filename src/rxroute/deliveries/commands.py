@@ -93,6 +93,15 @@ async def _visible_locked(
     return prescription
 
 
+async def _reloaded(
+    session: AsyncSession, user: User, prescription_id: uuid.UUID
+) -> Prescription:
+    """The row as committed (server-set columns included), safe to read after the session."""
+    loaded = await repository.get_visible(session, user, prescription_id)
+    assert loaded is not None
+    return loaded
+
+
 async def request_send(
     session: AsyncSession,
     runtime: Runtime,
@@ -263,7 +272,7 @@ async def cancel(
             if delivery is not None and delivery.needs_withdrawal:
                 await defer_send(session, prescription.id)
             log.info("prescription_cancelled", prescription_id=str(prescription_id))
-            return prescription
+            return await _reloaded(session, user, prescription_id)
         assert delivery is not None
         delivery_id = delivery.id
 
@@ -285,9 +294,7 @@ async def cancel(
                 prescription=prescription,
             )
             log.info("prescription_cancelled", prescription_id=str(prescription_id))
-            loaded = await repository.get_visible(session, user, prescription_id)
-            assert loaded is not None
-            return loaded
+            return await _reloaded(session, user, prescription_id)
         if delivery.state == DeliveryState.WITHDRAWN.value and previous_state is not None:
             # Nothing changed on the far side: put the delivery back as it was.
             delivery.state = previous_state

@@ -213,7 +213,13 @@ class _PrescriptionPDF(FPDF):
         self.cell(0, 9, "Private prescription", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         if doc.copy_notice:
             self.set_font(self._family, "B", self._size + 2)
-            self.multi_cell(0, self._line_h(1.3), self._clean(doc.copy_notice), new_x=XPos.LMARGIN)
+            self.multi_cell(
+                0,
+                self._line_h(1.3),
+                self._clean(doc.copy_notice),
+                align=Align.L,
+                new_x=XPos.LMARGIN,
+            )
         self.set_font(self._family, "", self._size)
         self.cell(
             0,

@@ -103,8 +103,16 @@ RESTART_DELAY_CAP_SECONDS = 30.0
 RESTART_HEALTHY_AFTER_SECONDS = 60.0
 #: Seconds between polls for new jobs when no notification arrives.
 FETCH_POLLING_SECONDS = 2.0
-#: How long a stopping worker waits for its running jobs.
-SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def shutdown_grace_seconds(settings: Settings) -> float:
+    """How long a stopping worker waits for its running jobs before cancelling them.
+
+    procrastinate stops the heartbeat first, so the jobs must be over (or cancelled and
+    recorded) before their last heartbeat is old enough to count as stalled; otherwise
+    another worker would start them again while they still run here.
+    """
+    return settings.stalled_job_seconds - 2 * settings.worker_heartbeat_seconds
 
 
 def restart_delay(failures: int) -> float:
@@ -223,7 +231,7 @@ async def run_worker(
                 queue,
                 concurrency=concurrency,
                 install_signal_handlers=False,
-                shutdown_graceful_timeout=SHUTDOWN_GRACE_SECONDS,
+                shutdown_graceful_timeout=shutdown_grace_seconds(settings),
                 fetch_job_polling_interval=FETCH_POLLING_SECONDS,
                 update_heartbeat_interval=settings.worker_heartbeat_seconds,
                 # Workers silent this long are pruned at start-up, and their jobs then count

@@ -156,3 +156,18 @@ def test_help_as_a_real_process(tmp_path: Path) -> None:
     result = _run(["--help"], tmp_path)
     assert result.returncode == 0
     assert "migrate" in result.stdout
+
+
+def test_worker_refuses_a_platform_deadline_too_close_to_the_stalled_interval(
+    tmp_path: Path,
+) -> None:
+    result = _run(
+        ["worker"],
+        tmp_path,
+        RXROUTE_DATABASE_URL="postgresql://x@127.0.0.1:1/db",
+        RXROUTE_STALLED_JOB_SECONDS="20",
+        RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS="18",
+    )
+    line = _one_error_line(result)
+    assert "RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS (18)" in line
+    assert "RXROUTE_STALLED_JOB_SECONDS (20)" in line

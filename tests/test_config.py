@@ -213,3 +213,64 @@ def test_unknown_display_timezone_is_one_cli_line_naming_the_variable(tmp_path: 
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: RXROUTE_DISPLAY_TIMEZONE: 'Mars/Olympus_Mons' is not a")
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_stalled_job_defaults_recover_a_killed_worker_within_a_minute() -> None:
+    settings = _settings()
+    assert settings.stalled_job_seconds == 30
+    assert settings.worker_heartbeat_seconds == 5
+    assert settings.platform_call_deadline_seconds == 20
+
+
+def test_stalled_interval_must_span_three_heartbeats() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(
+            stalled_job_seconds=12, worker_heartbeat_seconds=5, platform_call_deadline_seconds=5
+        )
+    message = _message(caught)
+    assert "RXROUTE_STALLED_JOB_SECONDS (12)" in message
+    assert "RXROUTE_WORKER_HEARTBEAT_SECONDS (5)" in message
+    accepted = _settings(
+        stalled_job_seconds=15, worker_heartbeat_seconds=5, platform_call_deadline_seconds=5
+    )
+    assert accepted.stalled_job_seconds == 15
+
+
+@pytest.mark.parametrize(("stalled", "deadline"), [(30, 25.5), (30, 30), (20, 40)])
+def test_platform_deadline_must_end_well_before_a_job_counts_as_stalled(
+    stalled: int, deadline: float
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(stalled_job_seconds=stalled, platform_call_deadline_seconds=deadline)
+    message = _message(caught)
+    assert f"RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS ({deadline:g})" in message
+    assert f"RXROUTE_STALLED_JOB_SECONDS ({stalled})" in message
+    assert "5 s below" in message
+
+
+def test_platform_deadline_five_seconds_below_stalled_is_accepted() -> None:
+    settings = _settings(stalled_job_seconds=60, platform_call_deadline_seconds=55)
+    assert settings.platform_call_deadline_seconds == 55
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stalled_job_seconds", 5),
+        ("worker_heartbeat_seconds", 0),
+        ("platform_call_deadline_seconds", 0),
+    ],
+)
+def test_worker_timings_out_of_range_name_the_field(field: str, value: float) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(**{field: value})
+    assert caught.value.errors()[0]["loc"] == (field,)
+
+
+def test_worker_timings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RXROUTE_STALLED_JOB_SECONDS", "12")
+    monkeypatch.setenv("RXROUTE_WORKER_HEARTBEAT_SECONDS", "2.5")
+    monkeypatch.setenv("RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS", "7")
+    settings = get_settings()
+    assert (settings.stalled_job_seconds, settings.worker_heartbeat_seconds) == (12, 2.5)
+    assert settings.platform_call_deadline_seconds == 7

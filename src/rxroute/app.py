@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from procrastinate.exceptions import ConnectorException
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,7 +25,7 @@ from rxroute.admin.pages import router as admin_pages_router
 from rxroute.auth.endpoints import router as auth_router
 from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
-from rxroute.db.engine import resolve_database_url
+from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
@@ -108,6 +110,40 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+#: Seconds a client is asked to wait while the database is out of reach.
+RETRY_AFTER_SECONDS = 5
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """503 with ``Retry-After`` while the database is out of reach.
+
+    Any other database error is a bug: re-raised, it reaches the catch-all 500 handler.
+    """
+    reason = outage_reason(exc)
+    if reason is None:
+        raise exc
+    log.warning(
+        "database_unavailable",
+        request_id=getattr(request.state, "request_id", ""),
+        path=loggable_path(request.url.path),
+        reason=reason,
+    )
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    message = "The service cannot reach its database right now; please try again shortly."
+    if _wants_html(request):
+        from rxroute.web.templating import render
+
+        page = render(
+            request,
+            "error.html",
+            {"status_code": 503, "heading": "Temporarily unavailable", "message": message},
+            status_code=503,
+        )
+        page.headers.update(headers)
+        return page
+    return JSONResponse(status_code=503, content={"detail": message}, headers=headers)
+
+
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
     log.error("unhandled_error", request_id=request_id, error_type=type(exc).__name__)
@@ -148,6 +184,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled_error)
+    for database_error in (SQLAlchemyError, psycopg.Error, ConnectorException):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(LoginRequired, _login_required)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
@@ -194,12 +232,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     else None
                 )
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            why = outage_reason(exc) or type(exc).__name__
             return JSONResponse(
                 status_code=503,
-                content={
-                    "status": "unavailable",
-                    "reason": f"database unreachable ({type(exc).__name__})",
-                },
+                content={"status": "unavailable", "reason": f"database unreachable ({why})"},
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         head = migrate.head_revision()
         if current != head:

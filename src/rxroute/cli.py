@@ -252,23 +252,14 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
-async def run_worker(concurrency: int, *, install_signal_handlers: bool = True) -> None:
-    from rxroute.jobs import queue
-
-    await queue.run_worker_async(
-        concurrency=concurrency,
-        install_signal_handlers=install_signal_handlers,
-        shutdown_graceful_timeout=30,
-        fetch_job_polling_interval=2.0,
-    )
-
-
 async def _worker(settings: Settings, url: str, concurrency: int) -> None:
+    from rxroute.jobs import run_worker
     from rxroute.runtime import start_runtime, stop_runtime
 
     await start_runtime(settings, url)
     try:
-        await run_worker(concurrency)
+        # Reconnects with backoff through database outages; returns on SIGINT/SIGTERM.
+        await run_worker(settings, concurrency)
     finally:
         await stop_runtime()
 

@@ -30,6 +30,12 @@ DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
 DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
 
 
+#: The stalled-job interval spans at least this many heartbeats.
+STALLED_HEARTBEATS = 3
+#: A platform call's deadline ends at least this long before its job could count as stalled.
+DEADLINE_MARGIN_SECONDS = 5
+
+
 class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
     STAGING = "staging"
@@ -99,9 +105,6 @@ class Settings(BaseSettings):
     erx_send_backoff_cap_seconds: float = Field(default=300.0, gt=0)
     #: The caller's IP the platform records for the prescriber.
     erx_prescriber_ip: str = "203.0.113.7"
-    #: TEMP-LEDGER: the total time one platform call (token refreshes and retries included)
-    #: may take.
-    platform_call_deadline_seconds: float = Field(default=20.0, gt=0)
 
     # --- webhooks -------------------------------------------------------------------------
     webhook_secret: SecretStr = SecretStr(DEMO_WEBHOOK_SECRET)
@@ -133,8 +136,15 @@ class Settings(BaseSettings):
 
     # --- worker ---------------------------------------------------------------------------
     worker_concurrency: int = Field(default=4, ge=1, le=64)
-    #: A job whose worker sent no heartbeat for this long is considered stalled and retried.
-    stalled_job_seconds: int = Field(default=120, ge=30)
+    #: Every worker records that it is alive this often.
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: A job whose worker sent no heartbeat for this long is considered stalled and retried:
+    #: a SIGKILLed worker's job runs again within about 4/3 of this plus 2 s (42 s by
+    #: default; see maintenance/tasks.py).
+    stalled_job_seconds: int = Field(default=30, ge=6, le=3600)
+    #: Upper bound on one whole call to the platform (every request and retry inside it), so
+    #: a call always ends before its job can be taken for stalled and run by another worker.
+    platform_call_deadline_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -191,6 +201,25 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RXROUTE_ERX_CAPTURE records full platform traffic and is refused outside "
                 "development; unset it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stalled_detection_has_margin(self) -> Settings:
+        heartbeat, stalled = self.worker_heartbeat_seconds, self.stalled_job_seconds
+        if stalled < STALLED_HEARTBEATS * heartbeat:
+            raise ValueError(
+                f"RXROUTE_STALLED_JOB_SECONDS ({stalled}) must be at least {STALLED_HEARTBEATS} "
+                f"x RXROUTE_WORKER_HEARTBEAT_SECONDS ({heartbeat:g}), so a live worker whose "
+                f"heartbeat is late is not taken for dead; raise the first or lower the second"
+            )
+        deadline = self.platform_call_deadline_seconds
+        if deadline > stalled - DEADLINE_MARGIN_SECONDS:
+            raise ValueError(
+                f"RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS ({deadline:g}) must be at least "
+                f"{DEADLINE_MARGIN_SECONDS} s below RXROUTE_STALLED_JOB_SECONDS ({stalled}), so "
+                f"a platform call ends before its job can be retried as stalled; lower the "
+                f"first or raise the second"
             )
         return self
 

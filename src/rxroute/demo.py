@@ -16,17 +16,11 @@ from typing import Any
 
 import uvicorn
 
-from rxroute.cli import (
-    CliError,
-    console,
-    ensure_port_free,
-    load_settings,
-    print_logins,
-    run_worker,
-)
+from rxroute.cli import CliError, console, ensure_port_free, load_settings, print_logins
 from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.db.engine import resolve_database_url
+from rxroute.jobs import run_worker
 from rxroute.logging import configure_logging
 from rxroute.mailcatcher import MailCatcher
 from rxroute.mailcatcher.server import DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT
@@ -48,10 +42,12 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
         )
-        worker = asyncio.create_task(run_worker(2, install_signal_handlers=False))
+        # Survives database outages by itself (reconnecting with backoff); uvicorn owns the
+        # signals, and cancelling the task stops the worker gracefully.
+        worker = asyncio.create_task(run_worker(settings, 2, install_signal_handlers=False))
 
         def worker_stopped(task: asyncio.Task[None]) -> None:
-            # A dead worker means nothing gets sent: stop the demo loudly, not silently.
+            # Only a bug ends the worker: stop the demo loudly, not silently.
             if not task.cancelled() and task.exception() is not None:
                 console.print(f"[bold red]worker stopped:[/] {task.exception()!r}")
                 server.should_exit = True

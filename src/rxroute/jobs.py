@@ -3,15 +3,34 @@
 Tasks live next to their feature (``<feature>/tasks.py``) and register on :data:`queue`.
 Jobs are deferred inside the caller's transaction (:func:`defer_in_session`), so a job exists
 exactly when the state it acts on was committed.
+
+The worker outlives the database: procrastinate's own worker stops (it raises, or a side task
+such as the LISTEN connection or the heartbeat fails and it stops itself) as soon as one query
+meets a dead connection. :func:`run_worker` wraps it in a loop that starts a fresh worker
+after such an outage, with backoff, and logs one line per restart.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
+import structlog
+from procrastinate import utils as procrastinate_utils
+from procrastinate import worker as procrastinate_worker
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.db.engine import outage_reason, session_options
+
+if TYPE_CHECKING:
+    from rxroute.config import Settings
+
+log = structlog.get_logger(__name__)
 
 TASK_MODULES = [
     "rxroute.maintenance.tasks",
@@ -26,8 +45,27 @@ queue = procrastinate.App(
 )
 
 
+#: How long a queue operation waits for a pooled connection before failing (during an outage
+#: the worker restarts after this instead of hanging on a pool that cannot connect).
+POOL_TIMEOUT_SECONDS = 10.0
+
+
 def make_pool(libpq_url: str, *, max_size: int = 10) -> AsyncConnectionPool:
-    return AsyncConnectionPool(libpq_url, min_size=1, max_size=max_size, open=False)
+    """The job queue's connection pool.
+
+    ``check`` pings a connection before handing it out, so one the server dropped is
+    replaced instead of failing the worker's next query (procrastinate does the same for
+    pools it creates itself, but uses a pool it is given as it is).
+    """
+    return AsyncConnectionPool(
+        libpq_url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"options": session_options(libpq_url)},
+        timeout=POOL_TIMEOUT_SECONDS,
+    )
 
 
 async def raw_connection(session: AsyncSession) -> Any:
@@ -53,3 +91,177 @@ async def defer_in_session(
         options["schedule_in"] = {"seconds": delay_seconds}
     job_id: int = await task.configure(**options).defer_async(**kwargs)
     return job_id
+
+
+# --- the supervised worker ----------------------------------------------------------------
+
+#: Restart delays: doubling from the first to the cap, each with jitter so that many workers
+#: cut off together do not all reconnect in the same instant.
+RESTART_DELAY_FIRST_SECONDS = 0.5
+RESTART_DELAY_CAP_SECONDS = 30.0
+#: A worker that ran this long before stopping starts the backoff from the beginning again.
+RESTART_HEALTHY_AFTER_SECONDS = 60.0
+#: Seconds between polls for new jobs when no notification arrives.
+FETCH_POLLING_SECONDS = 2.0
+
+
+def shutdown_grace_seconds(settings: Settings) -> float:
+    """How long a stopping worker waits for its running jobs before cancelling them.
+
+    procrastinate stops the heartbeat first, so the jobs must be over (or cancelled and
+    recorded) before their last heartbeat is old enough to count as stalled; otherwise
+    another worker would start them again while they still run here.
+    """
+    return settings.stalled_job_seconds - 2 * settings.worker_heartbeat_seconds
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds to wait before the ``failures``-th restart in a row (0-based)."""
+    ceiling = min(RESTART_DELAY_CAP_SECONDS, RESTART_DELAY_FIRST_SECONDS * 2.0**failures)
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+class _QuietOutages(logging.Filter):
+    """procrastinate logs a database outage with a full traceback; keep one line instead.
+
+    A side task's failure is logged twice (when it stops the worker, and again as the worker
+    shuts down): both records are dropped, the supervisor logs the restart with the reason
+    kept here. Any other record about an outage (a job that failed on a dead connection)
+    keeps its line, with the reason in place of the traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.side_task_outage: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        reason = outage_reason(error) if error is not None else None
+        if reason is None:
+            return True
+        action = str(getattr(record, "action", ""))
+        if action == "side_task_failed":
+            self.side_task_outage = f"{getattr(record, 'task_name', 'a side task')}: {reason}"
+            return False
+        if record.name == procrastinate_utils.logger.name and action.endswith("_error"):
+            return False
+        record.msg = f"{record.getMessage()} (database unavailable: {reason})"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+    def take_side_task_outage(self) -> str | None:
+        reason, self.side_task_outage = self.side_task_outage, None
+        return reason
+
+
+_QUIET_OUTAGES = _QuietOutages()
+
+
+def _quiet_procrastinate_outages() -> None:
+    # A logger's filters see only the records it creates itself.
+    worker_logger = procrastinate_worker.logger.name
+    for name in (worker_logger, f"{worker_logger}.worker", procrastinate_utils.logger.name):
+        logger = logging.getLogger(name)
+        if _QUIET_OUTAGES not in logger.filters:
+            logger.addFilter(_QUIET_OUTAGES)
+
+
+class _Worker(procrastinate_worker.Worker):
+    """procrastinate's worker, which stops when it cannot record a job's outcome.
+
+    procrastinate lets that error end the job's task unseen: the job would stay ``doing``
+    under a live worker, never stalled, never retried. Stopping unregisters this worker (or
+    lets its heartbeat age), so the retrier puts the job back and it runs again.
+    """
+
+    #: Why this worker stopped itself, when it did.
+    stopped_for: str | None = None
+
+    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super()._persist_job_status(*args, **kwargs)
+        except Exception as exc:
+            reason = outage_reason(exc)
+            if reason is None:
+                raise
+            job = kwargs.get("job")
+            log.warning(
+                "job_outcome_not_recorded",
+                job_id=getattr(job, "id", None),
+                task=getattr(job, "task_name", None),
+                reason=reason,
+            )
+            self.stopped_for = f"a job's outcome could not be recorded: {reason}"
+            self.stop()  # type: ignore[no-untyped-call]
+
+
+async def run_worker(
+    settings: Settings, concurrency: int, *, install_signal_handlers: bool = True
+) -> None:
+    """Run jobs until asked to stop (SIGINT/SIGTERM, or cancellation), surviving outages.
+
+    Each round runs one procrastinate worker. When it stops on its own, or raises because
+    the database is out of reach, a fresh one starts after :func:`restart_delay`; any other
+    error is a bug and propagates. Jobs a cut-off worker was running are left ``doing`` and
+    retried as stalled (``retry_stalled_jobs``), which every job tolerates.
+    """
+    from procrastinate import signals
+
+    from rxroute.maintenance.tasks import schedule_stalled_job_retrier
+
+    queue.perform_import_paths()  # type: ignore[no-untyped-call]
+    schedule_stalled_job_retrier(settings)
+    _quiet_procrastinate_outages()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    current: _Worker | None = None
+
+    def request_stop() -> None:
+        stopping.set()
+        if current is not None:
+            current.stop()  # type: ignore[no-untyped-call]
+
+    on_signal = signals.on_stop(request_stop) if install_signal_handlers else None
+    failures = 0
+    with on_signal or contextlib.nullcontext():
+        while not stopping.is_set():
+            current = _Worker(
+                queue,
+                concurrency=concurrency,
+                install_signal_handlers=False,
+                shutdown_graceful_timeout=shutdown_grace_seconds(settings),
+                fetch_job_polling_interval=FETCH_POLLING_SECONDS,
+                update_heartbeat_interval=settings.worker_heartbeat_seconds,
+                # Workers silent this long are pruned at start-up, and their jobs then count
+                # as stalled: the same bound as the retrier's.
+                stalled_worker_timeout=settings.stalled_job_seconds,
+            )
+            started = loop.time()
+            try:
+                await current.run()  # type: ignore[no-untyped-call]
+                reason = (
+                    current.stopped_for
+                    or _QUIET_OUTAGES.take_side_task_outage()
+                    or "the worker stopped itself"
+                )
+            except Exception as exc:
+                found = outage_reason(exc)
+                if found is None:
+                    raise
+                reason = found
+            if stopping.is_set():
+                break
+            if loop.time() - started >= RESTART_HEALTHY_AFTER_SECONDS:
+                failures = 0
+            delay = restart_delay(failures)
+            failures += 1
+            log.warning(
+                "worker_restarting",
+                reason=reason,
+                restart=failures,
+                retry_in_seconds=round(delay, 2),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)

@@ -2,7 +2,10 @@
 
 Request handlers and jobs own their transaction (``session.begin()``); services only add and
 flush. ``resolve_database_url`` turns settings into a URL, starting the embedded server when
-none is configured.
+none is configured. Every connection runs its session in UTC, whatever the server's default
+zone, so a time read back is the instant that was stored. :func:`outage_reason` is the one
+rule for "the database is out of reach" (as opposed to "the code is wrong"): the API answers
+503 on it and the worker reconnects on it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
+import sqlalchemy.exc
+from psycopg_pool import PoolTimeout
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
@@ -49,12 +55,30 @@ def sqlalchemy_url(libpq_url: str) -> str:
     return "postgresql+psycopg://" + libpq_url.removeprefix("postgresql://")
 
 
+#: libpq ``options`` that make every session's ``TimeZone`` UTC.
+UTC_SESSION_OPTION = "-c TimeZone=UTC"
+
+
+def session_options(libpq_url: str) -> str:
+    """The URL's own libpq ``options`` (if any) with the session time zone forced to UTC.
+
+    Passed as a connect argument it replaces the URL's ``options``, so those are kept here.
+    """
+    existing = make_url(sqlalchemy_url(libpq_url)).query.get("options")
+    if isinstance(existing, tuple):
+        existing = " ".join(existing)
+    return f"{existing} {UTC_SESSION_OPTION}" if existing else UTC_SESSION_OPTION
+
+
 def create_engine(libpq_url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(libpq_url),
         pool_size=pool_size,
         max_overflow=pool_size,
+        # A connection the server dropped (restart, failover, pg_terminate_backend) is
+        # noticed at checkout and replaced, instead of failing the request that drew it.
         pool_pre_ping=True,
+        connect_args={"options": session_options(libpq_url)},
     )
 
 
@@ -69,3 +93,63 @@ async def transaction(
     """One unit of work: commit on success, roll back on any error."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+#: SQLSTATE classes and codes that mean the server or the connection is gone, not the query:
+#: connection exceptions (08), operator intervention (57P01 admin shutdown, 57P02 crash
+#: shutdown, 57P03 cannot connect now, 57P04 database dropped), too many connections (53300).
+_OUTAGE_SQLSTATE_PREFIXES = ("08", "57P")
+_OUTAGE_SQLSTATES = {"53300"}
+
+
+def _psycopg_outage(error: psycopg.Error) -> str | None:
+    if isinstance(error, PoolTimeout):
+        return "no database connection within the pool timeout"
+    if isinstance(error, psycopg.InterfaceError):
+        return "the database connection is closed"
+    if not isinstance(error, psycopg.OperationalError):
+        return None
+    state = error.sqlstate
+    if state is None:  # raised by the client: the connection failed or was lost
+        message = str(error)
+        if "Connection refused" in message:
+            return "connection refused"
+        if "not currently accepting connections" in message:
+            return "the database is not accepting connections"
+        return "connection failed or lost"
+    if state in _OUTAGE_SQLSTATES:
+        return "too many connections"
+    if state.startswith("57P"):
+        return "the server terminated the connection"
+    if state.startswith(_OUTAGE_SQLSTATE_PREFIXES):
+        return "connection failed or lost"
+    return None
+
+
+def outage_reason(error: BaseException) -> str | None:
+    """Why the database is out of reach, if ``error`` says so; ``None`` for any other error.
+
+    Follows SQLAlchemy's ``orig`` and the exception chain (procrastinate wraps psycopg errors
+    in its own ``ConnectorException``). The reason names no host, user or query: it is shown
+    on ``/readyz`` and in logs.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.TimeoutError):
+            return "no database connection within the pool timeout"
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return "connection failed or lost"
+        if isinstance(current, psycopg.Error):
+            reason = _psycopg_outage(current)
+            if reason is not None:
+                return reason
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            pending.append(orig)
+        pending.extend([current.__cause__, current.__context__])
+    return None

@@ -160,7 +160,8 @@ def _dispensed(plan: _Plan, copies: list[FarSideCopy]) -> FarSideCopy | None:
     """A dispensed copy this withdrawal is about: too late to take it back."""
     mine = [c for c in copies if c.status is Status.DISPENSED and c.ref not in plan.keep_refs]
     exact = [c for c in mine if c.ref == plan.own_ref]
-    return (exact or mine or [None])[0]
+    chosen = exact or mine
+    return chosen[0] if chosen else None
 
 
 async def _withdraw(

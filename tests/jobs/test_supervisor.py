@@ -1,0 +1,87 @@
+"""The supervising loop as the demo uses it in-process, and its one-line outage logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import pytest
+from procrastinate.exceptions import ConnectorException
+from psycopg import errors
+from sqlalchemy import text
+
+from rxroute.jobs import _QuietOutages, restart_delay, run_worker
+from rxroute.runtime import Runtime
+from tests.jobs.conftest import wait_until
+
+
+async def _registered_workers(db: Runtime) -> int:
+    async with db.engine.connect() as connection:
+        count = await connection.scalar(text("SELECT count(*) FROM procrastinate_workers"))
+    return int(count or 0)
+
+
+async def test_in_process_worker_runs_until_cancelled(db: Runtime) -> None:
+    task = asyncio.create_task(run_worker(db.settings, 1, install_signal_handlers=False))
+
+    async def registered() -> bool:
+        assert not task.done(), task
+        return await _registered_workers(db) == 1
+
+    await wait_until(registered, "the worker to register", timeout=10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert await _registered_workers(db) == 0, "a cancelled worker unregisters"
+
+
+def test_restart_delays_grow_to_a_cap_with_jitter() -> None:
+    delays = [restart_delay(n) for n in range(12)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert 2.0 <= delays[3] <= 4.0
+    assert all(15.0 <= d <= 30.0 for d in delays[7:])
+
+
+def _record(
+    action: str, error: BaseException | None, name: str = "procrastinate.worker"
+) -> logging.LogRecord:
+    exc_info = (type(error), error, error.__traceback__) if error is not None else None
+    record = logging.LogRecord(name, logging.ERROR, __file__, 1, "job %s failed", ("7",), exc_info)
+    record.action = action
+    record.task_name = "listener"
+    return record
+
+
+def _outage() -> ConnectorException:
+    try:
+        raise ConnectorException from errors.AdminShutdown("terminating connection")
+    except ConnectorException as exc:
+        return exc
+
+
+def test_a_side_task_outage_is_left_to_the_supervisors_line() -> None:
+    quiet = _QuietOutages()
+    assert quiet.filter(_record("side_task_failed", _outage())) is False
+    assert quiet.take_side_task_outage() == "listener: the server terminated the connection"
+    assert quiet.take_side_task_outage() is None
+    shutdown = _record("listener_error", _outage(), name="procrastinate.utils")
+    assert quiet.filter(shutdown) is False
+
+
+def test_a_job_outage_keeps_its_line_without_the_traceback() -> None:
+    record = _record("job_error_retry", _outage())
+    assert _QuietOutages().filter(record) is True
+    assert record.exc_info is None
+    assert record.getMessage() == (
+        "job 7 failed (database unavailable: the server terminated the connection)"
+    )
+
+
+def test_other_errors_keep_their_traceback() -> None:
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        record = _record("side_task_failed", sys.exc_info()[1])
+    assert _QuietOutages().filter(record) is True
+    assert record.exc_info is not None

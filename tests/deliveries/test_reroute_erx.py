@@ -283,3 +283,38 @@ async def test_reroute_rules(erx: Erx, world: World, client: httpx.AsyncClient) 
         [(5003, "issued")],
         [(5003, "signed")],
     )
+
+
+async def test_a_withdrawal_left_without_a_job_is_requeued_by_reconciliation(
+    erx: Erx, world: World, client: httpx.AsyncClient
+) -> None:
+    """A possibly live old copy is never forgotten: reconciliation re-queues its withdrawal."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text, update
+
+    from rxroute.webhooks.tasks import requeue_orphaned_sends
+
+    pid = world.prescription_id
+    sent = await client.post(
+        f"/api/v1/prescriptions/{pid}/send",
+        json={"region": "B", "pharmacy_id": str(world.pharmacy_x.id)},
+        headers=world.patient,
+    )
+    assert sent.status_code == 202
+    assert (await send_until_done(erx.runtime, pid))[-1].result == "issued"
+    async with erx.runtime.sessionmaker() as s, s.begin():
+        await s.execute(
+            update(Delivery).where(Delivery.prescription_id == pid).values(needs_withdrawal=True)
+        )
+        await s.execute(text("DELETE FROM procrastinate_jobs"))
+
+    assert await requeue_orphaned_sends(datetime.now(UTC)) == 0  # not stale yet
+    assert await requeue_orphaned_sends(datetime.now(UTC) + timedelta(minutes=10)) == 1
+    async with erx.runtime.engine.connect() as connection:
+        locks = (
+            await connection.execute(
+                text("SELECT lock FROM procrastinate_jobs WHERE status = 'todo'")
+            )
+        ).scalars()
+        assert list(locks) == [f"prescription:{pid}"]

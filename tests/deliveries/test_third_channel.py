@@ -194,3 +194,7 @@ async def test_a_test_only_channel_sends_reroutes_and_cancels_end_to_end(
             ["queued", "sending", "issued", "voided"],
         ]
         assert detail["status"] == "voided"
+        assert [(d["number"], d["state"], d["channel"]) for d in detail["deliveries"]] == [
+            (1, "superseded", "fax"),
+            (2, "withdrawn", "fax"),
+        ]

@@ -7,10 +7,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep, StaffUser
+from rxroute.deliveries.ledger import deliveries_of
 from rxroute.prescriptions import repository, service
 from rxroute.prescriptions.errors import PrescriptionError
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.schemas import (
+    DeliveryOut,
     PrescriptionDetail,
     PrescriptionList,
     PrescriptionOut,
@@ -53,6 +55,7 @@ async def get_prescription(
     return PrescriptionDetail(
         **PrescriptionOut.of(prescription).model_dump(),
         history=[StatusEventOut.of(event, runtime.settings.display_zone) for event in events],
+        deliveries=[DeliveryOut.of(d) for d in await deliveries_of(session, prescription_id)],
     )
 
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-from rxroute.models import Prescription, PrescriptionStatusEvent
+from rxroute.models import Delivery, Prescription, PrescriptionStatusEvent
 from rxroute.pharmacies.schemas import PharmacyOut
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.timezones import format_display
@@ -119,8 +119,32 @@ class PrescriptionOut(BaseModel):
         )
 
 
+class DeliveryOut(BaseModel):
+    """One attempt to get the prescription to a pharmacy, and where it stands."""
+
+    id: uuid.UUID
+    number: int
+    state: str
+    region: str
+    channel: str
+    pharmacy_id: uuid.UUID
+    #: The platform's prescription ID, or the email's Message-ID.
+    provider_ref: str | None
+    series: int
+    attempts_in_series: int
+    reason: str | None
+    closed_reason: str | None
+    created_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryOut:
+        return cls.model_validate(delivery, from_attributes=True)
+
+
 class PrescriptionDetail(PrescriptionOut):
     history: list[StatusEventOut]
+    deliveries: list[DeliveryOut]
 
 
 class PrescriptionList(BaseModel):

@@ -14,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import procrastinate
 import structlog
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import and_, delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.base import DeliveryError, NotSendable, Purpose
 from rxroute.channels.registry import channel_names, get_channel
 from rxroute.deliveries import ledger
 from rxroute.jobs import defer_in_session, queue
-from rxroute.models import InboundWebhookEvent, Prescription, WebhookEventState
+from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
 from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.repository import load_for_sending
@@ -141,18 +141,32 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
 
 
 async def requeue_orphaned_sends(now: datetime) -> int:
-    """Queued or sending prescriptions whose send job is gone get a new one."""
+    """Prescriptions whose send job is gone get a new one.
+
+    Queued or sending ones (nothing will send them), and any with an earlier delivery still
+    waiting to be withdrawn (nothing would take a possibly live copy back).
+    """
     runtime = get_runtime()
     stale_before = now - ORPHANED_SEND_AFTER
     requeued = 0
     async with runtime.sessionmaker() as session, session.begin():
+        waiting_withdrawal = (
+            select(Delivery.prescription_id)
+            .where(Delivery.needs_withdrawal, Delivery.updated_at < stale_before)
+            .scalar_subquery()
+        )
         orphans = list(
             await session.scalars(
                 select(Prescription.id)
                 .where(
-                    Prescription.status.in_((Status.QUEUED.value, Status.SENDING.value)),
-                    Prescription.updated_at < stale_before,
-                    Prescription.channel.is_not(None),
+                    or_(
+                        and_(
+                            Prescription.status.in_((Status.QUEUED.value, Status.SENDING.value)),
+                            Prescription.updated_at < stale_before,
+                            Prescription.channel.is_not(None),
+                        ),
+                        Prescription.id.in_(waiting_withdrawal),
+                    )
                 )
                 .limit(RECONCILE_BATCH)
             )

@@ -93,9 +93,7 @@ async def _visible_locked(
     return prescription
 
 
-async def _reloaded(
-    session: AsyncSession, user: User, prescription_id: uuid.UUID
-) -> Prescription:
+async def _reloaded(session: AsyncSession, user: User, prescription_id: uuid.UUID) -> Prescription:
     """The row as committed (server-set columns included), safe to read after the session."""
     loaded = await repository.get_visible(session, user, prescription_id)
     assert loaded is not None
@@ -199,8 +197,13 @@ async def reroute(
     return prescription
 
 
-async def retry(session: AsyncSession, user: User, prescription_id: uuid.UUID) -> Prescription:
-    """Support: send a failed delivery again, as a fresh series of attempts."""
+async def retry(
+    session: AsyncSession, user: User, prescription_id: uuid.UUID, *, reason: str | None = None
+) -> Prescription:
+    """Support: send a failed delivery again, as a fresh series of attempts.
+
+    ``reason`` (what support changed or checked first) goes into the history with the retry.
+    """
     found = await session.get(Prescription, prescription_id)
     if found is None:
         raise NotFound("prescription not found")
@@ -215,6 +218,7 @@ async def retry(session: AsyncSession, user: User, prescription_id: uuid.UUID) -
     if delivery is None:
         raise Conflict("this prescription has no region and pharmacy chosen, so it cannot be sent")
     previous_reason = prescription.failure_reason
+    why = _reason(reason, required=False)
     await ledger.start_series(
         session,
         prescription,
@@ -222,7 +226,8 @@ async def retry(session: AsyncSession, user: User, prescription_id: uuid.UUID) -
         source=Source.SUPPORT,
         actor=str(user.id),
         detail="send retried by support"
-        + (f" after: {previous_reason[:300]}" if previous_reason else ""),
+        + (f": {why}" if why else "")
+        + (f" (after: {previous_reason[:300]})" if previous_reason else ""),
     )
     log.info("support_retry_send", prescription_id=str(prescription_id), actor=str(user.id))
     return prescription

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.models import Delivery, DeliveryAttempt, DeliveryState, Pharmacy, Prescription
-from rxroute.prescriptions.history import Recorded, record_status
+from rxroute.prescriptions.history import Recorded, lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import FINAL_STATUSES, PROVIDER_STATUSES, Source, Status
 
 #: Far-side facts that mean the far side holds a copy someone could still dispense.
@@ -35,6 +35,14 @@ async def get_delivery(
     if for_update:
         statement = statement.with_for_update()
     return (await session.scalars(statement)).one()
+
+
+async def lock_both(
+    session: AsyncSession, prescription_id: uuid.UUID, delivery_id: uuid.UUID
+) -> tuple[Prescription, Delivery]:
+    """The prescription and one of its deliveries, locked in that order (the one lock order)."""
+    prescription = await lock_prescription(session, prescription_id)
+    return prescription, await get_delivery(session, delivery_id, for_update=True)
 
 
 async def current_delivery(session: AsyncSession, prescription: Prescription) -> Delivery | None:

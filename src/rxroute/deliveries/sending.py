@@ -222,8 +222,9 @@ async def _look_up(
         answer = await claimed.channel.withdraw(runtime, claimed.prepared, stray)
         voided.append((stray, answer.raw_status))
     async with runtime.sessionmaker() as session, session.begin():
-        prescription = await lock_prescription(session, prescription_id)
-        delivery = await ledger.get_delivery(session, claimed.delivery_id, for_update=True)
+        prescription, delivery = await ledger.lock_both(
+            session, prescription_id, claimed.delivery_id
+        )
         for stray, _raw in voided:
             session.add(
                 ledger.attempt_row(
@@ -287,8 +288,9 @@ async def _record_delivered(
 ) -> SendOutcome:
     channel = claimed.channel
     async with runtime.sessionmaker() as session, session.begin():
-        prescription = await lock_prescription(session, prescription_id)
-        delivery = await ledger.get_delivery(session, claimed.delivery_id, for_update=True)
+        prescription, delivery = await ledger.lock_both(
+            session, prescription_id, claimed.delivery_id
+        )
         session.add(
             ledger.attempt_row(
                 delivery,
@@ -339,8 +341,9 @@ async def _after_retryable(
     policy = claimed.channel.retry_policy(runtime.settings)
     outcome = "ambiguous" if exc.ambiguous else "retryable"
     async with runtime.sessionmaker() as session, session.begin():
-        prescription = await lock_prescription(session, prescription_id)
-        delivery = await ledger.get_delivery(session, claimed.delivery_id, for_update=True)
+        prescription, delivery = await ledger.lock_both(
+            session, prescription_id, claimed.delivery_id
+        )
         session.add(
             ledger.attempt_row(
                 delivery,
@@ -380,8 +383,9 @@ async def _after_rejection(
     reason: str,
 ) -> SendOutcome:
     async with runtime.sessionmaker() as session, session.begin():
-        prescription = await lock_prescription(session, prescription_id)
-        delivery = await ledger.get_delivery(session, claimed.delivery_id, for_update=True)
+        prescription, delivery = await ledger.lock_both(
+            session, prescription_id, claimed.delivery_id
+        )
         session.add(
             ledger.attempt_row(
                 delivery,

@@ -195,8 +195,7 @@ async def _withdraw(
             return await _record_dispensed_elsewhere(runtime, prescription_id, plan, exc)
         return await _record_refused(runtime, prescription_id, plan, started, exc)
     async with runtime.sessionmaker() as session, session.begin():
-        prescription = await lock_prescription(session, prescription_id)
-        delivery = await ledger.get_delivery(session, plan.delivery_id, for_update=True)
+        prescription, delivery = await ledger.lock_both(session, prescription_id, plan.delivery_id)
         for withdrawn_copy, raw_status in done:
             what = (
                 f"voided platform copy {withdrawn_copy.ref} (was {withdrawn_copy.raw_status})"
@@ -279,8 +278,7 @@ async def _record_dispensed_elsewhere(
     """An old copy was dispensed: it is the live delivery again, and the new one stops."""
     reason = f"the earlier delivery {plan.number} was already dispensed ({exc.message})"
     async with runtime.sessionmaker() as session, session.begin():
-        prescription = await lock_prescription(session, prescription_id)
-        old = await ledger.get_delivery(session, plan.delivery_id, for_update=True)
+        prescription, old = await ledger.lock_both(session, prescription_id, plan.delivery_id)
         current = await ledger.current_delivery(session, prescription)
         if current is not None and current.id != old.id and current.is_open:
             ledger.close(current, DeliveryState.SUPERSEDED, reason)

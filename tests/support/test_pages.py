@@ -378,12 +378,15 @@ async def test_retry_requeues_a_failed_send_with_who_did_it(
     failed = await _new_prescription(session, db, world, "B", FAILED_STEPS)
     path = f"/support/prescriptions/{failed.id}"
     token = await csrf_for(as_support, path)
-    response = await as_support.post(f"{path}/retry", data={"csrf_token": token})
+    response = await as_support.post(
+        f"{path}/retry", data={"csrf_token": token, "reason": "mail server fixed"}
+    )
     assert response.status_code == 303
     assert response.headers["location"] == f"{path}?done=retried"
 
     last = (await _history(session, failed.id))[-1]
     assert (last.status, last.source, last.actor) == ("queued", "support", str(world.support.id))
+    assert "mail server fixed" in (last.detail or "")
     current = await session.get(Prescription, failed.id, populate_existing=True)
     assert current is not None and current.status == "queued"
     assert current.failure_reason is None
@@ -412,7 +415,9 @@ async def test_retry_only_from_failed(
     before = len(await _history(session, prescription.id))
     path = f"/support/prescriptions/{prescription.id}"
     token = await csrf_for(as_support, path)
-    response = await as_support.post(f"{path}/retry", data={"csrf_token": token})
+    response = await as_support.post(
+        f"{path}/retry", data={"csrf_token": token, "reason": "checked the pharmacy"}
+    )
     assert response.status_code == 409
     assert "only a failed send can be retried" in response.text
     assert len(await _history(session, prescription.id)) == before
@@ -449,8 +454,8 @@ async def test_void_region_b_calls_the_platform_and_records_who_and_why(
     provider_id = issued.provider_prescription_id
     assert provider_id is not None
     path = f"/support/prescriptions/{issued.id}"
-    page = (await as_support.get(path)).text
-    assert 'name="reason"' in page  # the void form asks why
+    page = (await as_support.get(f"{path}/void")).text
+    assert 'name="reason"' in page  # the void's confirm step asks why
     token = await csrf_for(as_support, path)
     response = await as_support.post(
         f"{path}/void", data={"csrf_token": token, "reason": "prescribed twice by mistake"}

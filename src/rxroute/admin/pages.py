@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
 
 from rxroute.admin import service
+from rxroute.admin.pharmacy_confirm import list_query
+from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.models import Pharmacy, Prescriber, Prescription
 from rxroute.web.deps import AdminPageUser
@@ -294,8 +296,11 @@ async def set_active(
     active = form.get("active") == "1"
     await service.set_pharmacy_active(session, pharmacy, active)
     done = "pharmacy-reactivated" if active else "pharmacy-deactivated"
-    back = "/admin/pharmacies" if form.get("back") == "list" else f"/admin/pharmacies/{pharmacy_id}"
-    return RedirectResponse(f"{back}?done={done}", 303)
+    if form.get("back") == "list":
+        # Back to the list as it was filtered (deactivating asks first: pharmacy_confirm).
+        kept = list_query(form.get("back_query", ""))
+        return RedirectResponse(f"/admin/pharmacies?{kept + '&' if kept else ''}done={done}", 303)
+    return RedirectResponse(f"/admin/pharmacies/{pharmacy_id}?done={done}", 303)
 
 
 # --- prescribers ------------------------------------------------------------------------
@@ -414,3 +419,7 @@ async def regions(
     rows = await service.region_overview(session, runtime.settings)
     env_value = json.dumps(dict(_regions(runtime)), separators=(",", ":"))
     return render(request, "admin/regions.html", {"rows": rows, "env_value": env_value})
+
+
+#: The confirm step before deactivating a pharmacy, under the same prefix.
+router.include_router(confirm_router)

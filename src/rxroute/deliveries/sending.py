@@ -83,6 +83,9 @@ class _Claimed:
     destination: str | None
     #: Platform references of the prescription's other deliveries: never ours to adopt.
     other_refs: frozenset[str]
+    #: Another delivery of the prescription reached out to the same pharmacy: a voided or
+    #: expired copy there may be its (voided when it was replaced), not ours.
+    shares_destination: bool
     prepared: Any
 
 
@@ -189,6 +192,12 @@ async def _claim(runtime: Runtime, prescription_id: uuid.UUID) -> _Claimed | Sen
             other_refs=frozenset(
                 d.provider_ref for d in others if d.id != delivery.id and d.provider_ref
             ),
+            shares_destination=any(
+                d.id != delivery.id
+                and d.reached_out
+                and (d.pharmacy_id, d.channel) == (delivery.pharmacy_id, delivery.channel)
+                for d in others
+            ),
             prepared=prepared,
         )
 
@@ -215,7 +224,14 @@ async def _look_up(
         return None
     candidates = [c for c in copies if c.ref not in claimed.other_refs]
     ours = [c for c in candidates if c.destination in (None, claimed.destination)]
-    adopted = next((c for c in ours if c.is_live), ours[0] if ours else None)
+    # A live copy first; then a dispensed one (the truth, whichever delivery it was); a
+    # voided or expired one only if no earlier delivery went to this pharmacy.
+    preferred = (
+        [c for c in ours if c.is_live]
+        or [c for c in ours if c.status is Status.DISPENSED]
+        or ([] if claimed.shares_destination else ours)
+    )
+    adopted = preferred[0] if preferred else None
     strays = [c for c in candidates if c is not adopted and c.is_live]
     voided: list[tuple[FarSideCopy, str | None]] = []
     for stray in strays:
@@ -301,7 +317,16 @@ async def _record_delivered(
                 attempt=claimed.attempt,
             )
         )
-        still_wanted = delivery.state in (DeliveryState.PENDING.value, DeliveryState.FAILED.value)
+        # Already live with this very copy: the platform's webhook (or a run that looked it up)
+        # got here before our own answer did. That is the copy we wanted, not a stray one.
+        heard_first = delivery.state == DeliveryState.LIVE.value and delivery.provider_ref in (
+            None,
+            ref,
+        )
+        still_wanted = heard_first or delivery.state in (
+            DeliveryState.PENDING.value,
+            DeliveryState.FAILED.value,
+        )
         await ledger.observe(
             session,
             prescription,

@@ -37,7 +37,7 @@ from rxroute.models import (
     Prescription,
     PrescriptionStatusEvent,
 )
-from rxroute.prescriptions.history import lock_prescription
+from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status, derive_status
 from rxroute.prescriptions.repository import load_for_sending
 from rxroute.runtime import Runtime
@@ -220,6 +220,23 @@ async def _withdraw(
                     delivery, "withdraw", "not_found", started, "no live copy on the platform"
                 )
             )
+        if (
+            delivery.id == prescription.current_delivery_id
+            and delivery.state == DeliveryState.WITHDRAWN.value
+            and not Status(prescription.status).is_final
+        ):
+            # A cancel whose request died after (or before) taking the copy back: nothing live
+            # is left now, so the cancel is complete and the prescription says so.
+            await record_status(
+                session,
+                prescription.id,
+                Status.VOIDED,
+                source=requested_by.source if requested_by else Source.WORKER,
+                delivery_id=delivery.id,
+                actor=requested_by.actor if requested_by else None,
+                detail=f"delivery {plan.number} withdrawn: {delivery.closed_reason or 'cancelled'}",
+                prescription=prescription,
+            )
         delivery.needs_withdrawal = False
         if delivery.state == DeliveryState.LIVE.value:
             ledger.close(delivery, DeliveryState.WITHDRAWN, "withdrawn")
@@ -297,6 +314,9 @@ async def _record_dispensed_elsewhere(
             old,
             Status.DISPENSED,
             source=Source.WORKER,
+            # A copy we never heard was delivered (its answer lost, its worker killed) was:
+            # the history must not skip that transition.
+            implies=get_channel(runtime, plan.channel).delivered_status,
             detail=reason,
         )
     log.warning(

@@ -1,7 +1,9 @@
 """Support console: find a prescription, see what happened, act on it.
 
 Every action is a POST form carrying the CSRF token; success redirects (POST/redirect/GET)
-with a fixed flash message, a refusal re-renders the page with the reason.
+with a fixed flash message, a refusal re-renders the page with the reason. Void, retry and
+re-route go through a confirm step that asks for a reason (:mod:`.change_pages`); a missing
+reason comes back on that step.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.deliveries.commands import cancel
 from rxroute.prescriptions.errors import NotFound, PrescriptionError
+from rxroute.prescriptions.lifecycle import Status
+from rxroute.runtime import get_runtime
 from rxroute.support import service
+from rxroute.support.change_pages import (
+    REASON_REQUIRED,
+    can_reroute,
+    reason_given,
+    render_confirm,
+)
+from rxroute.support.change_pages import router as change_router
 from rxroute.web.deps import StaffPageUser
 from rxroute.web.security import require_csrf
 from rxroute.web.templating import render
@@ -27,6 +38,7 @@ router = APIRouter(prefix="/support", include_in_schema=False)
 FLASHES = {
     "voided": "The prescription was voided.",
     "retried": "The send was queued again.",
+    "rerouted": "Re-routed: the earlier delivery is withdrawn first, then the new one is sent.",
     "resend": "The email will be resent to the pharmacy shortly.",
     "reprocess": "The webhook event was queued to be processed again.",
 }
@@ -78,6 +90,8 @@ async def _page(
             "error": error,
             "flash": flash,
             "stale_minutes": STALE_MINUTES,
+            "can_reroute": can_reroute(Status(view.prescription.status)),
+            "regions": sorted(get_runtime().settings.region_channels.items()),
         },
         status_code=status_code,
     )
@@ -118,6 +132,17 @@ async def void(
     try:
         await cancel(runtime, user, prescription_id, reason=reason)
     except PrescriptionError as exc:
+        if exc.field == "reason":
+            return await render_confirm(
+                request,
+                session,
+                runtime,
+                user,
+                prescription_id,
+                "void",
+                error=exc.message,
+                status_code=exc.status_code,
+            )
         return await _refused(request, session, prescription_id, exc)
     return _done(prescription_id, "voided")
 
@@ -130,10 +155,22 @@ async def retry(
     user: StaffPageUser,
     prescription_id: uuid.UUID,
     csrf_token: CsrfField = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     require_csrf(runtime.settings, request, csrf_token)
+    if not reason_given(reason):
+        return await render_confirm(
+            request,
+            session,
+            runtime,
+            user,
+            prescription_id,
+            "retry",
+            error=REASON_REQUIRED,
+            status_code=422,
+        )
     try:
-        await service.retry_failed_send(session, user, prescription_id)
+        await service.retry_failed_send(session, user, prescription_id, reason=reason)
     except PrescriptionError as exc:
         return await _refused(request, session, prescription_id, exc)
     return _done(prescription_id, "retried")
@@ -210,3 +247,7 @@ async def reprocess_webhook_event(
     if prescription_id is not None:
         return _done(prescription_id, "reprocess")
     return RedirectResponse("/support/webhooks?done=reprocess", 303)
+
+
+#: The confirm steps (void, retry, re-route) under the same prefix.
+router.include_router(change_router)

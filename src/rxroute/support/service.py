@@ -317,10 +317,10 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
 
 
 async def retry_failed_send(
-    session: AsyncSession, user: User, prescription_id: uuid.UUID
+    session: AsyncSession, user: User, prescription_id: uuid.UUID, *, reason: str | None = None
 ) -> Prescription:
     """Queue a failed delivery again (a fresh series), and its send job, in one transaction."""
-    prescription = await commands.retry(session, user, prescription_id)
+    prescription = await commands.retry(session, user, prescription_id, reason=reason)
     await defer_send(session, prescription_id)
     return prescription
 

@@ -7,7 +7,9 @@
   document.documentElement.classList.add("js");
 
   // ---- pharmacy search ------------------------------------------------------------------
-  const form = document.getElementById("send-form");
+  // The send form, or the change form once it is on its way: the same region choice and
+  // search, marked data-pharmacy-picker (at most one of them is on the page).
+  const form = document.querySelector("form[data-pharmacy-picker]");
   if (form) {
     const input = document.getElementById("pharmacy-search");
     const list = document.getElementById("pharmacy-results");
@@ -129,13 +131,22 @@
   // Times come formatted by the server (occurred_at_display: the configured zone, named), so
   // the page and this script follow one rule; the exact UTC moment goes in datetime/title.
 
+  // Delivery id -> pharmacy name, when the prescription has been to more than one pharmacy:
+  // each step then says which pharmacy it was about, as the server-rendered list does.
+  let pharmacies = {};
+  try { pharmacies = JSON.parse(timeline.dataset.pharmacies || "{}"); } catch (e) { pharmacies = {}; }
+
   function render(data) {
     if (statusEl.textContent !== data.status_label) statusEl.textContent = data.status_label;
     statusEl.className = `status status-${data.status}`;
-    const items = data.history.map((event) => rx.el("li", {},
-      rx.el("span", { class: "tl-label" }, event.label), " ",
-      rx.el("time", { class: "small muted", datetime: event.occurred_at, title: event.occurred_at },
-        event.occurred_at_display)));
+    const items = data.history.map((event) => {
+      const where = event.delivery_id ? pharmacies[event.delivery_id] : "";
+      return rx.el("li", {},
+        rx.el("span", { class: "tl-label" }, event.label),
+        ...(where ? [rx.el("span", { class: "tl-where small" }, ` \u00b7 ${where}`)] : []), " ",
+        rx.el("time", { class: "small muted", datetime: event.occurred_at, title: event.occurred_at },
+          event.occurred_at_display));
+    });
     timeline.replaceChildren(...items);
     const failed = data.status === "failed";
     failure.hidden = !failed;

@@ -16,12 +16,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from procrastinate.exceptions import ConnectorException
+from pydantic import BaseModel
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rxroute import __version__
 from rxroute.admin.pages import router as admin_pages_router
+from rxroute.api_docs import ASSETS_URL, install_docs, operation_id
+from rxroute.api_errors import FieldError, error_body
 from rxroute.auth.endpoints import router as auth_router
 from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
@@ -61,19 +65,19 @@ def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field_name(error.get("loc", ())), "message": error.get("msg", "invalid")}
+        FieldError(field=_field_name(error.get("loc", ())), message=error.get("msg", "invalid"))
         for error in exc.errors()
     ]
-    summary = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+    summary = "; ".join(f"{error.field}: {error.message}" for error in errors)
     return JSONResponse(
-        status_code=422, content={"detail": f"invalid request: {summary}", "errors": errors}
+        status_code=422, content=error_body(f"invalid request: {summary}", errors=errors)
     )
 
 
 def _wants_html(request: Request) -> bool:
     """Pages get HTML error pages; the API and webhooks always get JSON."""
     path = request.url.path
-    if path.startswith(("/api/", "/webhooks/", "/healthz", "/readyz", "/static/")):
+    if path.startswith(("/api/", "/webhooks/", "/healthz", "/readyz", "/static/", ASSETS_URL)):
         return False
     return "text/html" in request.headers.get("accept", "")
 
@@ -105,7 +109,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
     return JSONResponse(
         status_code=exc.status_code,
-        content={"detail": exc.detail},
+        content=error_body(str(exc.detail), errors=getattr(exc, "errors", None)),
         headers=getattr(exc, "headers", None),
     )
 
@@ -141,7 +145,7 @@ async def _database_error(request: Request, exc: Exception) -> Response:
         )
         page.headers.update(headers)
         return page
-    return JSONResponse(status_code=503, content={"detail": message}, headers=headers)
+    return JSONResponse(status_code=503, content=error_body(message), headers=headers)
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
@@ -159,6 +163,14 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 async def _login_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)
     return RedirectResponse(login_url(exc.next_url), status_code=303)
+
+
+class Readiness(BaseModel):
+    """``/readyz``'s answer, 200 or 503 (a probe's, not an API error)."""
+
+    status: str
+    migration: str | SkipJsonSchema[None] = None
+    reason: str | SkipJsonSchema[None] = None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -180,6 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Route prescriptions to pharmacies by region and track them until dispensed.",
         lifespan=lifespan,
+        # Served from installed files by install_docs: FastAPI's own pages need a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -188,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(LoginRequired, _login_required)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    install_docs(app)
 
     @app.middleware("http")
     async def request_log(
@@ -212,12 +230,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return response
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], name="live", summary="Liveness")
     async def healthz() -> dict[str, str]:
         """The process is alive (says nothing about the database)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        name="ready",
+        summary="Readiness",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready; `reason` says why."}},
+    )
     async def readyz() -> JSONResponse:
         """Ready to serve: the database answers and its schema is at the latest migration."""
         runtime = get_runtime()

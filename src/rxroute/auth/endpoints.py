@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from rxroute.api_docs import bearer_auth
+from rxroute.api_errors import error_responses
 from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep
 from rxroute.auth.passwords import verify_password
 from rxroute.auth.tokens import issue_token
@@ -33,7 +35,7 @@ class Me(BaseModel):
     role: str
 
 
-@router.post("/token", response_model=TokenResponse)
+@router.post("/token", response_model=TokenResponse, responses=error_responses(401, 422, 503))
 async def create_token(
     body: TokenRequest, session: SessionDep, runtime: RuntimeDep
 ) -> TokenResponse:
@@ -49,6 +51,11 @@ async def create_token(
     )
 
 
-@router.get("/me", response_model=Me)
+@router.get(
+    "/me",
+    response_model=Me,
+    dependencies=[Depends(bearer_auth)],
+    responses=error_responses(401, 503),
+)
 async def me(user: CurrentUser) -> Me:
     return Me(id=str(user.id), email=user.email, role=user.role)

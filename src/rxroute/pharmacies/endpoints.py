@@ -2,16 +2,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
+from rxroute.api_docs import bearer_auth
+from rxroute.api_errors import ApiError, error_responses
 from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep
 from rxroute.pharmacies import repository
 from rxroute.pharmacies.schemas import PharmacyList, PharmacyOut
 
-router = APIRouter(prefix="/api/v1/pharmacies", tags=["pharmacies"])
+router = APIRouter(
+    prefix="/api/v1/pharmacies", tags=["pharmacies"], dependencies=[Depends(bearer_auth)]
+)
 
 
-@router.get("", response_model=PharmacyList)
+@router.get(
+    "",
+    name="search",
+    summary="Search pharmacies",
+    response_model=PharmacyList,
+    responses=error_responses(401, 422, 503),
+)
 async def search_pharmacies(
     session: SessionDep,
     runtime: RuntimeDep,
@@ -24,7 +34,7 @@ async def search_pharmacies(
     code = region.strip().upper()
     if runtime.settings.channel_for_region(code) is None:
         served = ", ".join(sorted(runtime.settings.region_channels))
-        raise HTTPException(422, detail=f"region: {code!r} is not served; use one of {served}")
+        raise ApiError(422, f"region: {code!r} is not served; use one of {served}", field="region")
     found = await repository.search(session, code, q, limit=limit)
     return PharmacyList(
         region=code, query=repository.normalise_query(q), results=[PharmacyOut.of(p) for p in found]

@@ -3,9 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import JSONResponse
 
+from rxroute.api_docs import bearer_auth
+from rxroute.api_errors import ApiError, error_responses
 from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep, StaffUser
 from rxroute.deliveries.ledger import deliveries_of
 from rxroute.prescriptions import repository, service
@@ -24,33 +26,55 @@ from rxroute.prescriptions.schemas import (
 )
 from rxroute.prescriptions.tasks import defer_send
 
-router = APIRouter(prefix="/api/v1/prescriptions", tags=["prescriptions"])
+router = APIRouter(
+    prefix="/api/v1/prescriptions",
+    tags=["prescriptions"],
+    dependencies=[Depends(bearer_auth)],
+    # Every operation here authenticates, takes a parameter and reads the database.
+    responses=error_responses(401, 422, 503),
+)
+
+#: Past this, OFFSET makes PostgreSQL walk and discard that many rows for each page; and an
+#: unbounded value (beyond bigint) reached the database as an error instead of a 422.
+MAX_OFFSET = 1_000_000
+
+#: Answers of the operations that change a prescription: 403 covers a cookie-authenticated
+#: call without its CSRF header, and a role that may not do it.
+_CHANGE_ERRORS = error_responses(403, 404, 409)
 
 
-def _http(error: PrescriptionError) -> HTTPException:
-    return HTTPException(status_code=error.status_code, detail=error.message)
+def _http(error: PrescriptionError) -> ApiError:
+    return ApiError(error.status_code, error.message, field=error.field)
 
 
-@router.get("", response_model=PrescriptionList)
+@router.get("", name="list", summary="List prescriptions", response_model=PrescriptionList)
 async def list_prescriptions(
     session: SessionDep,
     user: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="How many to skip, newest first.")
+    ] = 0,
 ) -> PrescriptionList:
     """The caller's own prescriptions (support and admin: everyone's), newest first."""
     found = await repository.list_visible(session, user, limit=limit, offset=offset)
     return PrescriptionList(results=[PrescriptionOut.of(p) for p in found])
 
 
-@router.get("/{prescription_id}", response_model=PrescriptionDetail)
+@router.get(
+    "/{prescription_id}",
+    name="get",
+    summary="Get a prescription",
+    response_model=PrescriptionDetail,
+    responses=error_responses(404),
+)
 async def get_prescription(
     prescription_id: uuid.UUID, session: SessionDep, user: CurrentUser, runtime: RuntimeDep
 ) -> PrescriptionDetail:
     """Current status and the whole history: what happened, when, and who said so."""
     prescription = await repository.get_visible(session, user, prescription_id)
     if prescription is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="prescription not found")
+        raise ApiError(status.HTTP_404_NOT_FOUND, "prescription not found")
     events = await history(session, prescription_id)
     return PrescriptionDetail(
         **PrescriptionOut.of(prescription).model_dump(),
@@ -63,7 +87,7 @@ async def get_prescription(
     "/{prescription_id}/send",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SendAccepted,
-    responses={404: {}, 409: {}, 422: {}},
+    responses=_CHANGE_ERRORS,
 )
 async def send(
     prescription_id: uuid.UUID,
@@ -102,7 +126,7 @@ def _accepted(prescription_id: uuid.UUID, current_status: str) -> JSONResponse:
     "/{prescription_id}/reroute",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SendAccepted,
-    responses={404: {}, 409: {}, 422: {}},
+    responses=_CHANGE_ERRORS,
 )
 async def reroute(
     prescription_id: uuid.UUID,
@@ -136,7 +160,7 @@ async def reroute(
 @router.post(
     "/{prescription_id}/cancel",
     response_model=PrescriptionOut,
-    responses={404: {}, 409: {}, 422: {}, 503: {}},
+    responses=_CHANGE_ERRORS,
 )
 async def cancel(
     prescription_id: uuid.UUID, body: ReasonRequest, runtime: RuntimeDep, user: CurrentUser
@@ -152,7 +176,7 @@ async def cancel(
 @router.post(
     "/{prescription_id}/void",
     response_model=PrescriptionOut,
-    responses={404: {}, 409: {}, 422: {}, 503: {}},
+    responses=_CHANGE_ERRORS,
 )
 async def void(
     prescription_id: uuid.UUID,

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.dialects.postgresql import insert
 
+from rxroute.api_errors import error_responses
 from rxroute.auth.dependencies import RuntimeDep
 from rxroute.models import InboundWebhookEvent
 from rxroute.webhooks.signature import (
@@ -89,7 +90,13 @@ def webhook_secrets(runtime: Any) -> list[str]:
     return [secret for secret in secrets if secret]
 
 
-@router.post("/webhooks/erx", status_code=200)
+@router.post(
+    "/webhooks/erx",
+    status_code=200,
+    name="receive_erx",
+    summary="Receive a platform webhook",
+    responses=error_responses(400, 401, 413, 503),
+)
 async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Receive a platform status webhook. Answers 2xx at once; processing happens in a job."""
     settings = runtime.settings

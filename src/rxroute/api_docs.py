@@ -1,10 +1,14 @@
-"""The API's documentation: ``/docs`` and ``/redoc`` served offline, stable operation ids.
+"""The API's documentation: ``/docs`` served offline, stable operation ids.
 
-FastAPI's own ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from a CDN, so they are
-blank pages on a network without internet (a hospital's, a CI runner's). Here their files
-come from the installed ``fastapi-offline`` package, mounted at :data:`ASSETS_URL`, and
-``/docs`` starts Swagger UI from a static file rather than an inline script, so the page
-also works under a Content-Security-Policy that forbids inline script.
+FastAPI's own ``/docs`` loads Swagger UI from a CDN, so it is a blank page on a network
+without internet (a hospital's, a CI runner's). Here Swagger UI's files come from the
+installed ``fastapi-offline`` package, mounted at :data:`ASSETS_URL`, and the page starts
+Swagger UI from a static file rather than an inline script, so it also works under a
+Content-Security-Policy that forbids inline script and inline style. Swagger UI's online
+validator badge is off: it would send the document's URL to a third party.
+
+``/redoc`` only redirects to ``/docs``: ReDoc needs inline styles (a CSP exception) and loads
+its logo from Redocly's CDN, and Swagger UI already shows every operation and schema.
 
 Operation ids are ``<tag>-<route name>`` (e.g. ``prescriptions-send``): generated clients
 name their methods after them, so they must not change when a path or method does.
@@ -18,14 +22,14 @@ from pathlib import Path
 
 import fastapi_offline
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, swagger_ui_default_parameters
-from fastapi.responses import HTMLResponse
+from fastapi.openapi.docs import swagger_ui_default_parameters
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.utils import generate_unique_id
 
-#: Swagger UI's and ReDoc's files, as the installed package ships them.
+#: Swagger UI's files, as the installed package ships them.
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/docs-assets"
 #: The script that starts Swagger UI (in rxroute's own static files).
@@ -60,6 +64,7 @@ def _swagger_html(request: Request, app: FastAPI) -> HTMLResponse:
         **swagger_ui_default_parameters,
         **(app.swagger_ui_parameters or {}),
         "url": f"{root}{app.openapi_url}",
+        "validatorUrl": None,
     }
     title = html.escape(f"{app.title} API")
     page = f"""<!DOCTYPE html>
@@ -82,8 +87,11 @@ def _swagger_html(request: Request, app: FastAPI) -> HTMLResponse:
 
 
 def install_docs(app: FastAPI) -> None:
-    """Serve ``/docs`` and ``/redoc`` from local files; the app must be created with
-    ``docs_url=None, redoc_url=None`` so FastAPI's CDN-loading pages are not registered."""
+    """Serve ``/docs`` from local files, and send ``/redoc`` there.
+
+    The app must be created with ``docs_url=None, redoc_url=None`` so that FastAPI's
+    CDN-loading pages are not registered.
+    """
     app.mount(ASSETS_URL, StaticFiles(directory=str(ASSETS_DIR)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -91,12 +99,5 @@ def install_docs(app: FastAPI) -> None:
         return _swagger_html(request, app)
 
     @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} API",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
-        )
+    async def redoc(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/docs", status_code=308)

@@ -35,7 +35,12 @@ class Me(BaseModel):
     role: str
 
 
-@router.post("/token", response_model=TokenResponse, responses=error_responses(401, 422, 503))
+@router.post(
+    "/token",
+    summary="Get an access token",
+    response_model=TokenResponse,
+    responses=error_responses(401, 422, 503),
+)
 async def create_token(
     body: TokenRequest, session: SessionDep, runtime: RuntimeDep
 ) -> TokenResponse:
@@ -53,6 +58,7 @@ async def create_token(
 
 @router.get(
     "/me",
+    summary="Who is signed in",
     response_model=Me,
     dependencies=[Depends(bearer_auth)],
     responses=error_responses(401, 503),

@@ -43,8 +43,8 @@ PROVIDER = "signaturerx"
 #: Python's default cap on int <-> str conversion (``sys.int_info.default_max_str_digits``):
 #: a longer integer could not be written back out as JSON to store it.
 MAX_INTEGER_DIGITS = 4300
-#: An event is three levels deep; far deeper bodies are refused before they are walked or
-#: re-encoded for storage (where a deep stack ends in a RecursionError, a 500).
+#: An event is three levels deep. A far deeper body is refused at this stated depth, not at
+#: whatever depth Python's stack happens to give out while parsing or re-encoding it.
 MAX_DEPTH = 32
 
 #: Refusals by reason, for the support console and the benchmark; per process.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,9 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from rxroute.config import Environment, Settings, get_settings
+from rxroute.config import (
+    DEMO_WEBHOOK_SECRET,
+    OPTIONAL_SECRETS,
+    PUBLISHED_DEMO_SECRETS,
+    Environment,
+    Settings,
+    get_settings,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REAL_SECRETS: dict[str, str] = {
     "encryption_keys": "kWm0bnM6S0v7hI1b0oS5zYdCq8m0x3yQ2tQh8a4JfVg=",
@@ -76,13 +86,8 @@ def test_placeholder_refused_outside_development(
     assert variable in message
     assert "placeholder" in message
     # Every other secret is real: only this variable is named.
-    others = {
-        "RXROUTE_ENCRYPTION_KEYS",
-        "RXROUTE_SESSION_SECRET",
-        "RXROUTE_WEBHOOK_SECRET",
-        "RXROUTE_ERX_CLIENT_SECRET",
-    } - {variable}
-    assert not any(other in message for other in others)
+    others = {f"RXROUTE_{name.upper()}" for name in Settings.secret_settings()} - {variable}
+    assert not any(re.search(rf"{other}\b", message) for other in others)
 
 
 def test_demo_defaults_refused_in_production() -> None:
@@ -274,3 +279,194 @@ def test_worker_timings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     settings = get_settings()
     assert (settings.stalled_job_seconds, settings.worker_heartbeat_seconds) == (12, 2.5)
     assert settings.platform_call_deadline_seconds == 7
+
+
+# --- every secret setting, including ones added later -------------------------------------
+
+
+def _secret_fields_by_type() -> set[str]:
+    """Secret settings found independently of the validator: by the field's declared type."""
+    return {
+        name
+        for name, field in Settings.model_fields.items()
+        if "SecretStr" in repr(field.annotation)
+    }
+
+
+#: Settings whose names look secret but are not secrets (paths, durations).
+NOT_SECRETS = {"erx_token_path", "access_token_ttl_seconds", "erx_token_refresh_margin_seconds"}
+SECRET_LOOKING = re.compile(r"secret|password|passphrase|credential|token|(^|_)keys?(_|$)")
+
+
+def _published_values() -> set[str]:
+    """Every secret value rxroute publishes: its demo constants, the README's account table,
+    and the secret defaults ``.env.example`` shows."""
+    values = set(PUBLISHED_DEMO_SECRETS) | {"change-me", "CHANGEME-in-production"}
+    readme = (ROOT / "README.md").read_text()
+    for line in readme.splitlines():
+        if line.startswith(("| OAuth client |", "| webhook secret |")):
+            values.add(re.findall(r"`([^`]+)`", line)[-1])
+    env_example = (ROOT / ".env.example").read_text()
+    for name in _secret_fields_by_type():
+        found = re.search(rf"^# RXROUTE_{name.upper()}=(.+)$", env_example, re.MULTILINE)
+        if found:
+            values.add(found.group(1).strip())
+    return values
+
+
+def test_published_values_were_found() -> None:
+    values = _published_values()
+    assert "demo-only-sandbox-client-secret" in values  # the README's table
+    assert DEMO_WEBHOOK_SECRET in values
+
+
+def test_the_validator_checks_every_secretstr_field() -> None:
+    """A new ``SecretStr`` setting is checked without anyone listing it anywhere."""
+    assert set(Settings.secret_settings()) == _secret_fields_by_type()
+    assert {
+        "encryption_keys",
+        "session_secret",
+        "webhook_secret",
+        "webhook_secret_previous",
+        "erx_client_secret",
+        "smtp_password",
+    } <= set(Settings.secret_settings())
+    assert set(OPTIONAL_SECRETS) <= set(Settings.secret_settings()), "stale optional name"
+
+
+def test_settings_that_look_secret_are_secretstr() -> None:
+    """A secret declared as a plain ``str`` would escape the check (and show in reprs)."""
+    secret_typed = _secret_fields_by_type()
+    looking = {name for name in Settings.model_fields if SECRET_LOOKING.search(name)}
+    assert looking - NOT_SECRETS - secret_typed == set()
+    assert set(Settings.model_fields) >= NOT_SECRETS, "stale NOT_SECRETS name"
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize("field", sorted(_secret_fields_by_type()))
+@pytest.mark.parametrize("value", sorted(_published_values()))
+def test_every_secret_refuses_every_published_value(
+    environment: str, field: str, value: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(environment=environment, **{**REAL_SECRETS, field: value})
+    message = _message(caught)
+    variable = f"RXROUTE_{field.upper()}"
+    assert f"{variable} still holds a placeholder or published demo value" in message
+    others = {f"RXROUTE_{name.upper()}" for name in Settings.secret_settings()} - {variable}
+    assert not any(re.search(rf"{other}\b", message) for other in others)
+    for secret in (value, *REAL_SECRETS.values()):
+        assert secret not in message, "the refusal must not echo a secret"
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_previous_webhook_secret_set_to_the_readme_demo_value_is_refused(
+    environment: str,
+) -> None:
+    """The issue's case: production started with the published previous secret."""
+    with pytest.raises(ValidationError) as caught:
+        _settings(
+            environment=environment,
+            **REAL_SECRETS,
+            webhook_secret_previous=DEMO_WEBHOOK_SECRET,
+        )
+    assert "RXROUTE_WEBHOOK_SECRET_PREVIOUS still holds" in _message(caught)
+    # A real previous secret (mid-rotation) is fine.
+    rotating = _settings(
+        environment=environment, **REAL_SECRETS, webhook_secret_previous="7e6d5c-old-secret"
+    )
+    assert rotating.webhook_secret_previous is not None
+
+
+@pytest.mark.parametrize("field", sorted(_secret_fields_by_type() - OPTIONAL_SECRETS))
+@pytest.mark.parametrize("value", ["", "   "])
+def test_every_required_secret_refuses_empty(field: str, value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(environment="production", **{**REAL_SECRETS, field: value})
+    assert f"RXROUTE_{field.upper()} is empty" in _message(caught)
+
+
+@pytest.mark.parametrize("field", sorted(OPTIONAL_SECRETS))
+def test_optional_secrets_may_be_unset(field: str) -> None:
+    settings = _settings(environment="production", **REAL_SECRETS)
+    assert getattr(settings, field) in (None, "") or not getattr(settings, field).get_secret_value()
+    _settings(environment="production", **{**REAL_SECRETS, field: ""})
+
+
+def test_a_published_key_hidden_in_a_key_list_is_refused() -> None:
+    keys = REAL_SECRETS["encryption_keys"] + ",demo-only-encryption-key-000000000000000000="
+    with pytest.raises(ValidationError, match="RXROUTE_ENCRYPTION_KEYS still holds"):
+        _settings(environment="production", **{**REAL_SECRETS, "encryption_keys": keys})
+
+
+def test_all_bad_secrets_are_named_in_one_message() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(
+            environment="production",
+            **{**REAL_SECRETS, "session_secret": "", "smtp_password": "change-me"},
+            webhook_secret_previous=DEMO_WEBHOOK_SECRET,
+        )
+    message = caught.value.errors()[0]["msg"]
+    assert "\n" not in message
+    for expected in (
+        "RXROUTE_SESSION_SECRET is empty",
+        "RXROUTE_WEBHOOK_SECRET_PREVIOUS still holds",
+        "RXROUTE_SMTP_PASSWORD still holds",
+    ):
+        assert expected in message
+
+
+def test_a_secret_setting_added_later_is_checked_without_listing_it() -> None:
+    """What a future ``SecretStr`` field gets: required, and refused when demo or empty."""
+
+    class Extended(Settings):
+        audit_signing_key: SecretStr = SecretStr("demo-only-audit-key")
+        link_keys_previous: list[SecretStr] = []
+
+    with pytest.raises(ValidationError, match="RXROUTE_AUDIT_SIGNING_KEY still holds"):
+        Extended(environment="production", **REAL_SECRETS, _env_file=None)  # type: ignore[call-arg]
+    real = {**REAL_SECRETS, "audit_signing_key": "5b4a39-real-audit-key"}
+    with pytest.raises(ValidationError, match="RXROUTE_LINK_KEYS_PREVIOUS is empty"):
+        Extended(environment="production", **real, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="RXROUTE_LINK_KEYS_PREVIOUS still holds"):
+        Extended(
+            environment="production",
+            **real,
+            link_keys_previous=["a1b2c3-real", "change-me"],
+            _env_file=None,  # type: ignore[call-arg]
+        )
+    accepted = Extended(
+        environment="production",
+        **real,
+        link_keys_previous=["a1b2c3-real"],
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert accepted.environment is Environment.PRODUCTION
+
+
+def test_demo_previous_webhook_secret_is_one_cli_line_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RXROUTE_")}
+    env.update({f"RXROUTE_{name.upper()}": value for name, value in REAL_SECRETS.items()})
+    env.update(
+        COLUMNS="80",
+        RXROUTE_ENVIRONMENT="production",
+        RXROUTE_WEBHOOK_SECRET_PREVIOUS=DEMO_WEBHOOK_SECRET,
+        RXROUTE_DATABASE_URL="postgresql://x@127.0.0.1:1/never-reached",
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "rxroute"), "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: RXROUTE_WEBHOOK_SECRET_PREVIOUS still holds a placeholder")
+    assert DEMO_WEBHOOK_SECRET not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout

@@ -10,6 +10,7 @@ reach production.
 from __future__ import annotations
 
 import enum
+import typing
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,6 +30,21 @@ DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
 DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
 
+#: Every secret value rxroute publishes (README, ``.env.example``, the sandbox's accounts):
+#: known to anyone, so refused outside development even if no placeholder marker matched.
+PUBLISHED_DEMO_SECRETS = (
+    DEMO_ENCRYPTION_KEY,
+    DEMO_SESSION_SECRET,
+    DEMO_WEBHOOK_SECRET,
+    DEMO_ERX_CLIENT_SECRET,
+)
+
+#: Secret settings that may stay empty (unset) outside development: rotation slots and
+#: credentials only some deployments use. A value they do hold is checked like any other.
+#: Every other secret setting is required; a new ``SecretStr`` field is required unless it
+#: is added here on purpose.
+OPTIONAL_SECRETS = frozenset({"webhook_secret_previous", "smtp_password"})
+
 
 #: The stalled-job interval spans at least this many heartbeats.
 STALLED_HEARTBEATS = 3
@@ -46,9 +62,46 @@ class ConfigError(ValueError):
     """A setting is missing or unsafe; the message names the variable and the fix."""
 
 
-def _is_placeholder(value: str) -> bool:
+def is_placeholder(value: str) -> bool:
+    """Whether a secret's text is a placeholder or contains a value rxroute publishes.
+
+    A substring match, so a published value hidden in a comma-separated list of keys (or
+    with a suffix added) is caught too.
+    """
     lowered = value.lower()
-    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+    return any(marker in lowered for marker in PLACEHOLDER_MARKERS) or any(
+        published.lower() in lowered for published in PUBLISHED_DEMO_SECRETS
+    )
+
+
+def _holds_secret(annotation: object) -> bool:
+    """Whether a field's type is, or contains (``| None``, ``list[...]``), ``SecretStr``."""
+    if annotation is SecretStr:
+        return True
+    return any(_holds_secret(argument) for argument in typing.get_args(annotation))
+
+
+def _secret_texts(value: object) -> list[str] | None:
+    """The raw text(s) of a secret setting's value; None when it is unset."""
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [text for item in value for text in (_secret_texts(item) or [])]
+    raise TypeError(f"unexpected secret value of type {type(value).__name__}")
+
+
+def _secret_problem(name: str, texts: list[str] | None) -> str | None:
+    """What is wrong with one secret setting outside development, or None."""
+    variable = f"RXROUTE_{name.upper()}"
+    if not texts or not any(text.strip() for text in texts):
+        return None if name in OPTIONAL_SECRETS else f"{variable} is empty"
+    if any(not text.strip() for text in texts):
+        return f"{variable} has an empty entry"
+    if any(is_placeholder(text) for text in texts):
+        return f"{variable} still holds a placeholder or published demo value"
+    return None
 
 
 class Settings(BaseSettings):
@@ -57,6 +110,9 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # A refusal's text must not carry the other settings' values: they include secrets,
+        # and a start-up traceback ends up in logs.
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -178,25 +234,31 @@ class Settings(BaseSettings):
                 )
         return {region.upper(): channel for region, channel in value.items()}
 
+    @classmethod
+    def secret_settings(cls) -> list[str]:
+        """Every secret setting's field name: each field whose type holds ``SecretStr``."""
+        return [name for name, field in cls.model_fields.items() if _holds_secret(field.annotation)]
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
+        """Outside development, refuse every secret that is empty (unless optional) or known.
+
+        Walks every ``SecretStr`` field rather than a list of names, so a secret added
+        later is checked without anyone remembering to add it here. All problems are named
+        in one line, so an operator fixes them in one go.
+        """
         if self.environment is Environment.DEVELOPMENT:
             return self
-        secrets = {
-            "RXROUTE_ENCRYPTION_KEYS": self.encryption_keys,
-            "RXROUTE_SESSION_SECRET": self.session_secret,
-            "RXROUTE_WEBHOOK_SECRET": self.webhook_secret,
-            "RXROUTE_ERX_CLIENT_SECRET": self.erx_client_secret,
-        }
-        for name, secret in secrets.items():
-            raw = secret.get_secret_value()
-            if not raw.strip():
-                raise ValueError(f"{name} is empty: set it to a real secret")
-            if _is_placeholder(raw):
-                raise ValueError(
-                    f"{name} still holds a placeholder value; set a real secret "
-                    f"(placeholders are allowed only with RXROUTE_ENVIRONMENT=development)"
-                )
+        problems = [
+            problem
+            for name in self.secret_settings()
+            if (problem := _secret_problem(name, _secret_texts(getattr(self, name))))
+        ]
+        if problems:
+            raise ValueError(
+                "; ".join(problems) + ": set a real secret (placeholders and demo values are "
+                "allowed only with RXROUTE_ENVIRONMENT=development)"
+            )
         if self.erx_capture:
             raise ValueError(
                 "RXROUTE_ERX_CAPTURE records full platform traffic and is refused outside "

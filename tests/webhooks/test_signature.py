@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from rxroute.webhooks.signature import (
     HEADER_SIGNATURE,
     HEADER_SIGNATURE_TIMESTAMP,
+    DuplicateSignatureHeader,
     MalformedSignatureHeader,
     MissingSignatureHeader,
     SignatureConfigError,
@@ -19,6 +21,7 @@ from rxroute.webhooks.signature import (
     SignatureMismatch,
     StaleTimestamp,
     sign,
+    single_header,
     verify,
 )
 
@@ -52,8 +55,40 @@ def test_now_may_be_a_callable() -> None:
     verify(BODY, sign(SECRET, NOW, BODY), str(NOW), [SECRET], now=lambda: float(NOW + 10))
 
 
-def test_upper_case_hex_and_surrounding_spaces_are_tolerated() -> None:
-    verify(BODY, " " + sign(SECRET, NOW, BODY).upper() + " ", f" {NOW} ", [SECRET], now=NOW)
+def test_surrounding_http_whitespace_is_not_part_of_the_value() -> None:
+    verify(BODY, " " + sign(SECRET, NOW, BODY) + "\t", f" {NOW}\t", [SECRET], now=NOW)
+
+
+@pytest.mark.parametrize(
+    "recase",
+    [
+        str.upper,
+        lambda hexed: hexed[:32].upper() + hexed[32:],
+        lambda hexed: "".join(ch.upper() if i % 2 else ch for i, ch in enumerate(hexed)),
+    ],
+    ids=["upper", "half upper", "alternating"],
+)
+def test_only_lower_case_hex_is_the_platform_signature(recase: Callable[[str], str]) -> None:
+    """The platform sends ``hexdigest()``: exactly that is accepted, nothing case-folded."""
+    signature = sign(SECRET, NOW, BODY)
+    assert any(ch in "abcdef" for ch in signature)
+    with pytest.raises(MalformedSignatureHeader, match="lower-case hex"):
+        verify(BODY, recase(signature), str(NOW), [SECRET], now=NOW)
+
+
+@pytest.mark.parametrize("junk", ["\n", "\r\n", "\x00", "\u00a0"])
+def test_other_characters_around_the_signature_are_refused(junk: str) -> None:
+    with pytest.raises(MalformedSignatureHeader):
+        verify(BODY, sign(SECRET, NOW, BODY) + junk, str(NOW), [SECRET], now=NOW)
+
+
+def test_single_header() -> None:
+    assert single_header([], HEADER_SIGNATURE) is None
+    assert single_header(["abc"], HEADER_SIGNATURE) == "abc"
+    for values in (["abc", "abc"], ["abc", "def"], ["", "abc"]):
+        with pytest.raises(DuplicateSignatureHeader, match="X-Signature was sent 2 times"):
+            single_header(values, HEADER_SIGNATURE)
+    assert issubclass(DuplicateSignatureHeader, MalformedSignatureHeader)
 
 
 def test_previous_secret_is_accepted_during_rotation() -> None:

@@ -2,7 +2,10 @@
 
 The signature is checked over the raw bytes before anything is parsed. Anything unsigned,
 mis-signed, stale, empty, not JSON or too large is refused with a 4xx and a JSON reason, and
-nothing of it is stored: only a counter and a log line without the body. A verified event
+nothing of it is stored: only a counter and a log line without the body. A signed body the
+database could not store (NaN, a number beyond a float, an integer too long to write back,
+a lone surrogate, U+0000) is refused the same way before the database is touched: a 500
+would make the sender retry the same poison body until it gave up. A verified event
 is stored (unique per provider event id, so a redelivery is acknowledged and not stored
 again) and its processing job is deferred in the same transaction. No call to the platform
 or other slow work happens inside the request.
@@ -11,9 +14,10 @@ or other slow work happens inside the request.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from fastapi import APIRouter, Request
@@ -28,6 +32,7 @@ from rxroute.webhooks.signature import (
     HEADER_SIGNATURE_TIMESTAMP,
     MalformedSignatureHeader,
     SignatureError,
+    single_header,
     verify,
 )
 
@@ -35,6 +40,13 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 PROVIDER = "signaturerx"
+
+#: Python's default cap on int <-> str conversion (``sys.int_info.default_max_str_digits``):
+#: a longer integer could not be written back out as JSON to store it.
+MAX_INTEGER_DIGITS = 4300
+#: An event is three levels deep. A far deeper body is refused at this stated depth, not at
+#: whatever depth Python's stack happens to give out while parsing or re-encoding it.
+MAX_DEPTH = 32
 
 #: Refusals by reason, for the support console and the benchmark; per process.
 refusals: Counter[str] = Counter()
@@ -71,15 +83,88 @@ def processing_lock_key(document: dict[str, Any]) -> str:
     return str(provider_prescription_id or document.get("id"))
 
 
-def _has_nul(value: object) -> bool:
-    """Whether any string (key or value) in a parsed JSON document holds U+0000."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+class RefusedBody(Exception):
+    """A signed body that is not strict JSON, or that the database cannot store."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise RefusedBody("not_json", f"{name} is not a JSON number (RFC 8259)")
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise RefusedBody("unstorable", f"an integer has more than {MAX_INTEGER_DIGITS} digits")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise RefusedBody("unstorable", "a number is too large for a 64-bit float")
+    return value
+
+
+def _check_storable(document: object) -> None:
+    """Refuse strings (keys and values) PostgreSQL cannot hold, and absurd nesting.
+
+    jsonb refuses U+0000, and neither jsonb nor a text column can hold a lone UTF-16
+    surrogate (``"\\ud800"`` parses to one in Python). Walked with a stack, not recursion,
+    so the walk itself cannot overflow.
+    """
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise RefusedBody(
+                    "unstorable", "body contains a U+0000 character, which cannot be stored"
+                )
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RefusedBody(
+                    "unstorable",
+                    "body contains a lone UTF-16 surrogate (such as \\ud800), which is not "
+                    "Unicode text and cannot be stored",
+                ) from None
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise RefusedBody("unstorable", f"body is nested deeper than {MAX_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                stack.append((key, depth))
+                stack.append((item, depth + 1))
+
+
+def parse_strict(body: bytes) -> Any:
+    """The body as JSON that can be stored as it is, or :class:`RefusedBody` saying why not.
+
+    Strict where Python's parser is lenient: UTF-8 only (not UTF-16/32, no encoded
+    surrogates), no ``NaN``/``Infinity``, no number that overflows a float, no integer
+    longer than Python can write back out; then every string is checked for storability.
+    """
+    try:
+        text = body.decode("utf-8").removeprefix("\ufeff")
+        document = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except UnicodeDecodeError:
+        raise RefusedBody("not_json", "body is not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise RefusedBody("not_json", "body is not JSON (or nested too deeply)") from None
+    except ValueError:
+        # int() refusing a long integer (Python's conversion limit may be set lower).
+        raise RefusedBody("unstorable", "a number cannot be converted") from None
+    _check_storable(document)
+    return document
 
 
 def webhook_secrets(runtime: Any) -> list[str]:
@@ -107,11 +192,12 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
         )
     if not body.strip():
         return _refuse(400, "empty body", "empty")
+    headers = request.headers
     try:
         verify(
             body,
-            request.headers.get(HEADER_SIGNATURE),
-            request.headers.get(HEADER_SIGNATURE_TIMESTAMP),
+            single_header(headers.getlist(HEADER_SIGNATURE), HEADER_SIGNATURE),
+            single_header(headers.getlist(HEADER_SIGNATURE_TIMESTAMP), HEADER_SIGNATURE_TIMESTAMP),
             webhook_secrets(runtime),
             now=time.time,
             tolerance_seconds=settings.webhook_tolerance_seconds,
@@ -121,16 +207,9 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
     except SignatureError as exc:
         return _refuse(401, str(exc), type(exc).__name__)
     try:
-        document = json.loads(body)
-        unstorable = _has_nul(document)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return _refuse(400, "body is not JSON (or nested too deeply)", "not_json")
-    if unstorable:
-        # PostgreSQL's jsonb cannot hold U+0000; storing it would fail with a 500 and the
-        # sender would retry the same body until it gave up.
-        return _refuse(
-            400, "body contains a U+0000 character, which cannot be stored", "unstorable"
-        )
+        document = parse_strict(body)
+    except RefusedBody as exc:
+        return _refuse(400, exc.reason, exc.code)
     if not isinstance(document, dict):
         return _refuse(400, "body is not a JSON object", "not_object")
     event_id = document.get("id")

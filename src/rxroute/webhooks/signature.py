@@ -5,6 +5,11 @@ and tests can cover every edge. The timestamp is inside the signed string so a c
 request cannot be replayed with a fresh timestamp, and the tolerance window bounds how long
 a captured request stays usable at all. Several secrets are accepted so a secret can be
 rotated without downtime (current + previous).
+
+The signature is accepted only as the platform computes it: 64 lower-case hex digits. Each
+header must come once: a second copy (added by a proxy, or by someone probing which copy
+wins) is refused rather than resolved, so no two parts of the stack can disagree about
+which signature was checked.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from rxroute.channels.erx.contract import HEADER_SIGNATURE, HEADER_SIGNATURE_TIM
 __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_SIGNATURE_TIMESTAMP",
+    "DuplicateSignatureHeader",
     "MalformedSignatureHeader",
     "MissingSignatureHeader",
     "SignatureConfigError",
@@ -27,11 +33,15 @@ __all__ = [
     "SignatureMismatch",
     "StaleTimestamp",
     "sign",
+    "single_header",
     "verify",
 ]
 
-_HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_UNIX_SECONDS = re.compile(r"^[0-9]{1,12}$")
+#: Lower case only: the platform sends ``hexdigest()``; anything else is not its signature.
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+#: HTTP's optional whitespace around a field value (RFC 9110, 5.5), not part of the value.
+_OWS = " \t"
 
 
 class SignatureError(Exception):
@@ -44,6 +54,10 @@ class MissingSignatureHeader(SignatureError):
 
 class MalformedSignatureHeader(SignatureError):
     pass
+
+
+class DuplicateSignatureHeader(MalformedSignatureHeader):
+    """A signature header came more than once."""
 
 
 class StaleTimestamp(SignatureError):
@@ -71,6 +85,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     ).hexdigest()
 
 
+def single_header(values: Sequence[str], name: str) -> str | None:
+    """The one value of header ``name`` (None if absent); refuse it when sent more than once."""
+    if len(values) > 1:
+        raise DuplicateSignatureHeader(f"{name} was sent {len(values)} times; send it once")
+    return values[0] if values else None
+
+
 def verify(
     body: bytes,
     signature_header: str | None,
@@ -90,15 +111,17 @@ def verify(
         raise SignatureConfigError("no webhook secret configured: refusing to verify")
     if tolerance_seconds < 0:
         raise SignatureConfigError("tolerance_seconds must not be negative")
-    if signature_header is None or not signature_header.strip():
+    signature = (signature_header or "").strip(_OWS)
+    stamp_text = (timestamp_header or "").strip(_OWS)
+    if not signature:
         raise MissingSignatureHeader(f"missing {HEADER_SIGNATURE} header")
-    if timestamp_header is None or not timestamp_header.strip():
+    if not stamp_text:
         raise MissingSignatureHeader(f"missing {HEADER_SIGNATURE_TIMESTAMP} header")
-    signature = signature_header.strip()
-    if not _HEX_SHA256.match(signature):
-        raise MalformedSignatureHeader(f"{HEADER_SIGNATURE} is not a hex SHA-256 digest")
-    stamp_text = timestamp_header.strip()
-    if not _UNIX_SECONDS.match(stamp_text):
+    if not _HEX_SHA256.fullmatch(signature):
+        raise MalformedSignatureHeader(
+            f"{HEADER_SIGNATURE} is not a SHA-256 digest in lower-case hex (64 characters 0-9a-f)"
+        )
+    if not _UNIX_SECONDS.fullmatch(stamp_text):
         raise MalformedSignatureHeader(f"{HEADER_SIGNATURE_TIMESTAMP} is not unix seconds")
     timestamp = int(stamp_text)
     current = now() if callable(now) else now
@@ -107,7 +130,7 @@ def verify(
             f"{HEADER_SIGNATURE_TIMESTAMP} is {int(current - timestamp)} s from now "
             f"(tolerance {tolerance_seconds} s)"
         )
-    presented = signature.lower().encode("ascii")
+    presented = signature.encode("ascii")
     matched = False
     for secret in usable:
         expected = sign(secret, timestamp, body).encode("ascii")

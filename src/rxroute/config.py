@@ -10,12 +10,14 @@ reach production.
 from __future__ import annotations
 
 import enum
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rxroute.timezones import DEFAULT_DISPLAY_TIMEZONE, load_zone
 
@@ -25,6 +27,8 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
 #: Development-only defaults, so ``rxroute demo`` works with no configuration at all.
 DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-000000000000000000="
 DEMO_SESSION_SECRET = "demo-only-session-secret"  # noqa: S105
+DEMO_CSRF_SECRET = "demo-only-csrf-secret"  # noqa: S105
+DEMO_LINK_SECRET = "demo-only-pharmacy-link-secret"  # noqa: S105
 DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
 DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
@@ -49,6 +53,28 @@ class ConfigError(ValueError):
 def _is_placeholder(value: str) -> bool:
     lowered = value.lower()
     return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+#: A list of earlier signing keys, still accepted while what they signed may be live. From the
+#: environment: a JSON list of strings, or one plain key; empty means none.
+PreviousKeys = Annotated[list[SecretStr], NoDecode]
+
+
+def _previous_keys(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    raw = value.strip()
+    if not raw:
+        return []
+    if not raw.startswith(("[", "{")):
+        return [raw]
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+        raise ValueError('must be a JSON list of strings, e.g. ["old-key-1", "old-key-2"]')
+    return parsed
 
 
 class Settings(BaseSettings):
@@ -77,8 +103,17 @@ class Settings(BaseSettings):
     #: Fernet key(s) encrypting prescriber credentials at rest. Comma-separated: the first
     #: encrypts, all decrypt, so a key can be rotated without a flag day.
     encryption_keys: SecretStr = SecretStr(DEMO_ENCRYPTION_KEY)
-    #: Signs API bearer tokens, session cookies and pharmacy confirmation links.
+    #: Signs session cookies and API bearer tokens (each names a server-side session). Every
+    #: purpose has its own key, so one can be rotated (or leak) without touching the others;
+    #: each ``*_previous`` list is still accepted for verification while rotating.
     session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
+    session_secret_previous: PreviousKeys = []
+    #: Signs CSRF tokens (the pages' and the sign-in form's).
+    csrf_secret: SecretStr = SecretStr(DEMO_CSRF_SECRET)
+    csrf_secret_previous: PreviousKeys = []
+    #: Signs the pharmacies' confirmation links (valid for ``pharmacy_link_ttl_hours``).
+    link_secret: SecretStr = SecretStr(DEMO_LINK_SECRET)
+    link_secret_previous: PreviousKeys = []
     access_token_ttl_seconds: int = Field(default=3600, ge=60)
 
     # --- regions and channels -------------------------------------------------------------
@@ -159,6 +194,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator(
+        "session_secret_previous", "csrf_secret_previous", "link_secret_previous", mode="before"
+    )
+    @classmethod
+    def _parse_previous_keys(cls, value: Any) -> Any:
+        return _previous_keys(value)
+
     @field_validator("display_timezone")
     @classmethod
     def _check_display_timezone(cls, value: str) -> str:
@@ -202,6 +244,43 @@ class Settings(BaseSettings):
                 "RXROUTE_ERX_CAPTURE records full platform traffic and is refused outside "
                 "development; unset it"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _signing_keys_real_and_separate(self) -> Settings:
+        """Outside development: every signing key (current and previous) is a real secret,
+        and no two purposes share one (a leaked link key must not forge sessions)."""
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        current = {
+            "RXROUTE_SESSION_SECRET": self.session_secret,
+            "RXROUTE_CSRF_SECRET": self.csrf_secret,
+            "RXROUTE_LINK_SECRET": self.link_secret,
+        }
+        previous = {
+            "RXROUTE_SESSION_SECRET_PREVIOUS": self.session_secret_previous,
+            "RXROUTE_CSRF_SECRET_PREVIOUS": self.csrf_secret_previous,
+            "RXROUTE_LINK_SECRET_PREVIOUS": self.link_secret_previous,
+        }
+        named: list[tuple[str, SecretStr]] = list(current.items())
+        named += [(name, key) for name, keys in previous.items() for key in keys]
+        for name, secret in named:
+            raw = secret.get_secret_value()
+            if not raw.strip():
+                raise ValueError(f"{name} holds an empty key: set a real secret or remove it")
+            if _is_placeholder(raw):
+                raise ValueError(
+                    f"{name} still holds a placeholder value; set a real secret "
+                    f"(placeholders are allowed only with RXROUTE_ENVIRONMENT=development)"
+                )
+        owners: dict[str, str] = {}
+        for name, secret in current.items():
+            raw = secret.get_secret_value()
+            if raw in owners:
+                raise ValueError(
+                    f"{name} is the same as {owners[raw]}: give each purpose its own key"
+                )
+            owners[raw] = name
         return self
 
     @model_validator(mode="after")

@@ -248,10 +248,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _signing_keys_real_and_separate(self) -> Settings:
-        """Outside development: every signing key (current and previous) is a real secret,
-        and no two purposes share one (a leaked link key must not forge sessions)."""
-        if self.environment is Environment.DEVELOPMENT:
-            return self
+        """No signing key (current or previous) is ever empty: it would make what it signs
+        forgeable. Outside development each is also a real secret, and no two purposes share
+        one (a leaked link key must not forge sessions)."""
         current = {
             "RXROUTE_SESSION_SECRET": self.session_secret,
             "RXROUTE_CSRF_SECRET": self.csrf_secret,
@@ -265,10 +264,12 @@ class Settings(BaseSettings):
         named: list[tuple[str, SecretStr]] = list(current.items())
         named += [(name, key) for name, keys in previous.items() for key in keys]
         for name, secret in named:
-            raw = secret.get_secret_value()
-            if not raw.strip():
+            if not secret.get_secret_value().strip():
                 raise ValueError(f"{name} holds an empty key: set a real secret or remove it")
-            if _is_placeholder(raw):
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        for name, secret in named:
+            if _is_placeholder(secret.get_secret_value()):
                 raise ValueError(
                     f"{name} still holds a placeholder value; set a real secret "
                     f"(placeholders are allowed only with RXROUTE_ENVIRONMENT=development)"

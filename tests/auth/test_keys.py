@@ -208,6 +208,16 @@ def test_demo_or_empty_keys_refused_outside_development(
 
 
 @pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("csrf_secret", ""), ("link_secret", "  "), ("session_secret_previous", ["ok-key", ""])],
+)
+def test_an_empty_signing_key_is_refused_even_in_development(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match="empty key"):
+        _settings(**{field: value})
+
+
+@pytest.mark.usefixtures("clean_env")
 def test_one_key_for_two_purposes_is_refused_outside_development() -> None:
     shared = {**REAL, "link_secret": REAL["session_secret"]}
     with pytest.raises(ValidationError, match="RXROUTE_LINK_SECRET is the same as"):

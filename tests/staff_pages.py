@@ -7,13 +7,14 @@ import re
 import httpx
 
 from rxroute.models import User
+from tests.auth.helpers import post_login
 from tests.factories import PASSWORD
 
 _META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 
 
 async def sign_in(client: httpx.AsyncClient, user: User, password: str = PASSWORD) -> None:
-    response = await client.post("/login", data={"email": user.email, "password": password})
+    response = await post_login(client, user.email, password)
     assert response.status_code == 303, response.text
     assert client.cookies.get("rxroute_session")
 

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL_SECRETS: dict[str, str] = {
     "encryption_keys": "kWm0bnM6S0v7hI1b0oS5zYdCq8m0x3yQ2tQh8a4JfVg=",
     "session_secret": "b3f1c2a9e8d7-real-session-secret",
+    "csrf_secret": "5d4c3b2a1f0e-real-csrf-secret",
+    "link_secret": "e0f1a2b3c4d5-real-link-secret",
     "webhook_secret": "9a8b7c6d5e4f-real-webhook-secret",
     "erx_client_secret": "0f1e2d3c4b5a-real-client-secret",
 }

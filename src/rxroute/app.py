@@ -162,7 +162,7 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _login_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)
-    return RedirectResponse(login_url(exc.next_url), status_code=303)
+    return RedirectResponse(login_url(exc.next_url, exc.notice), status_code=303)
 
 
 class Readiness(BaseModel):

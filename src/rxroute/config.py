@@ -10,13 +10,15 @@ reach production.
 from __future__ import annotations
 
 import enum
+import json
 import typing
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rxroute.timezones import DEFAULT_DISPLAY_TIMEZONE, load_zone
 
@@ -26,6 +28,8 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
 #: Development-only defaults, so ``rxroute demo`` works with no configuration at all.
 DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-000000000000000000="
 DEMO_SESSION_SECRET = "demo-only-session-secret"  # noqa: S105
+DEMO_CSRF_SECRET = "demo-only-csrf-secret"  # noqa: S105
+DEMO_LINK_SECRET = "demo-only-pharmacy-link-secret"  # noqa: S105
 DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
 DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
@@ -43,7 +47,15 @@ PUBLISHED_DEMO_SECRETS = (
 #: credentials only some deployments use. A value they do hold is checked like any other.
 #: Every other secret setting is required; a new ``SecretStr`` field is required unless it
 #: is added here on purpose.
-OPTIONAL_SECRETS = frozenset({"webhook_secret_previous", "smtp_password"})
+OPTIONAL_SECRETS = frozenset(
+    {
+        "webhook_secret_previous",
+        "smtp_password",
+        "session_secret_previous",
+        "csrf_secret_previous",
+        "link_secret_previous",
+    }
+)
 
 
 #: The stalled-job interval spans at least this many heartbeats.
@@ -104,6 +116,28 @@ def _secret_problem(name: str, texts: list[str] | None) -> str | None:
     return None
 
 
+#: A list of earlier signing keys, still accepted while what they signed may be live. From the
+#: environment: a JSON list of strings, or one plain key; empty means none.
+PreviousKeys = Annotated[list[SecretStr], NoDecode]
+
+
+def _previous_keys(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    raw = value.strip()
+    if not raw:
+        return []
+    if not raw.startswith(("[", "{")):
+        return [raw]
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+        raise ValueError('must be a JSON list of strings, e.g. ["old-key-1", "old-key-2"]')
+    return parsed
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RXROUTE_",
@@ -133,8 +167,17 @@ class Settings(BaseSettings):
     #: Fernet key(s) encrypting prescriber credentials at rest. Comma-separated: the first
     #: encrypts, all decrypt, so a key can be rotated without a flag day.
     encryption_keys: SecretStr = SecretStr(DEMO_ENCRYPTION_KEY)
-    #: Signs API bearer tokens, session cookies and pharmacy confirmation links.
+    #: Signs session cookies and API bearer tokens (each names a server-side session). Every
+    #: purpose has its own key, so one can be rotated (or leak) without touching the others;
+    #: each ``*_previous`` list is still accepted for verification while rotating.
     session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
+    session_secret_previous: PreviousKeys = []
+    #: Signs CSRF tokens (the pages' and the sign-in form's).
+    csrf_secret: SecretStr = SecretStr(DEMO_CSRF_SECRET)
+    csrf_secret_previous: PreviousKeys = []
+    #: Signs the pharmacies' confirmation links (valid for ``pharmacy_link_ttl_hours``).
+    link_secret: SecretStr = SecretStr(DEMO_LINK_SECRET)
+    link_secret_previous: PreviousKeys = []
     access_token_ttl_seconds: int = Field(default=3600, ge=60)
 
     # --- regions and channels -------------------------------------------------------------
@@ -215,6 +258,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator(
+        "session_secret_previous", "csrf_secret_previous", "link_secret_previous", mode="before"
+    )
+    @classmethod
+    def _parse_previous_keys(cls, value: Any) -> Any:
+        return _previous_keys(value)
+
     @field_validator("display_timezone")
     @classmethod
     def _check_display_timezone(cls, value: str) -> str:
@@ -264,6 +314,39 @@ class Settings(BaseSettings):
                 "RXROUTE_ERX_CAPTURE records full platform traffic and is refused outside "
                 "development; unset it"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _signing_keys_real_and_separate(self) -> Settings:
+        """No signing key (current or previous) is ever empty: it would make what it signs
+        forgeable. Outside development each is also a real secret, and no two purposes share
+        one (a leaked link key must not forge sessions)."""
+        current = {
+            "RXROUTE_SESSION_SECRET": self.session_secret,
+            "RXROUTE_CSRF_SECRET": self.csrf_secret,
+            "RXROUTE_LINK_SECRET": self.link_secret,
+        }
+        previous = {
+            "RXROUTE_SESSION_SECRET_PREVIOUS": self.session_secret_previous,
+            "RXROUTE_CSRF_SECRET_PREVIOUS": self.csrf_secret_previous,
+            "RXROUTE_LINK_SECRET_PREVIOUS": self.link_secret_previous,
+        }
+        named: list[tuple[str, SecretStr]] = list(current.items())
+        named += [(name, key) for name, keys in previous.items() for key in keys]
+        for name, secret in named:
+            if not secret.get_secret_value().strip():
+                raise ValueError(f"{name} holds an empty key: set a real secret or remove it")
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        # Placeholders and demo values are refused by the check every secret goes through.
+        owners: dict[str, str] = {}
+        for name, secret in current.items():
+            raw = secret.get_secret_value()
+            if raw in owners:
+                raise ValueError(
+                    f"{name} is the same as {owners[raw]}: give each purpose its own key"
+                )
+            owners[raw] = name
         return self
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import pytest
@@ -10,10 +11,13 @@ from itsdangerous.timed import TimestampSigner
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.auth.keys import KeyRing
 from rxroute.auth.passwords import verify_password
 from rxroute.auth.tokens import issue_token
 from rxroute.config import Settings
 from rxroute.models import Role, User
+from rxroute.runtime import Runtime
+from tests.auth.helpers import session_token
 from tests.factories import PASSWORD, make_user
 
 EMAIL = "someone@example.com"
@@ -118,8 +122,8 @@ async def test_no_credentials_is_401(client: httpx.AsyncClient) -> None:
 async def test_forged_token_is_401(
     client: httpx.AsyncClient, session: AsyncSession, settings: Settings
 ) -> None:
-    user = await _user(session, Role.PATIENT)
-    forged = issue_token("some-other-secret", user.id, "admin")
+    await _user(session, Role.PATIENT)
+    forged = issue_token(KeyRing("some-other-secret"), uuid.uuid4())
     response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
     assert response.json() == {"detail": "token is not valid"}
@@ -130,6 +134,7 @@ async def test_forged_token_is_401(
 
 async def test_expired_token_is_401(
     client: httpx.AsyncClient,
+    db: Runtime,
     session: AsyncSession,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
@@ -138,7 +143,7 @@ async def test_expired_token_is_401(
     issued_at = int(time.time()) - settings.access_token_ttl_seconds - 60
     with monkeypatch.context() as patch:
         patch.setattr(TimestampSigner, "get_timestamp", lambda self: issued_at)
-        old = issue_token(settings.session_secret.get_secret_value(), user.id, user.role)
+        old = await session_token(db, user.id)
     response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {old}"})
     assert response.status_code == 401
     assert response.json() == {"detail": "token expired; sign in again"}
@@ -146,6 +151,7 @@ async def test_expired_token_is_401(
 
 async def test_shorter_ttl_expires_an_older_token(
     client: httpx.AsyncClient,
+    db: Runtime,
     session: AsyncSession,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
@@ -154,7 +160,7 @@ async def test_shorter_ttl_expires_an_older_token(
     issued_at = int(time.time()) - 120
     with monkeypatch.context() as patch:
         patch.setattr(TimestampSigner, "get_timestamp", lambda self: issued_at)
-        token = issue_token(settings.session_secret.get_secret_value(), user.id, user.role)
+        token = await session_token(db, user.id)
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 200
     monkeypatch.setattr(settings, "access_token_ttl_seconds", 60)

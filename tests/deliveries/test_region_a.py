@@ -200,7 +200,7 @@ def _confirm_path(message: StoredMessage) -> str:
 
 def _bound_to(settings: Settings, path: str) -> DispenseLink:
     token = path.rsplit("/", 1)[1]
-    return read_dispense_token(settings.session_secret.get_secret_value(), token, 3600)
+    return read_dispense_token(settings.link_secret.get_secret_value(), token, 3600)
 
 
 def _pdf_text(message: StoredMessage) -> str:

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.auth.tokens import issue_token
 from rxroute.channels.erx.channel import prescriber_credentials
 from rxroute.mailcatcher import MailCatcher
 from rxroute.models import Delivery, Pharmacy, Prescription, Role
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.repository import load_for_sending
 from rxroute.runtime import Runtime
+from tests.auth.helpers import bearer
 from tests.erx_sandbox import Erx, send_until_done
 from tests.erx_sandbox import erx as erx  # a fixture
 from tests.erx_sandbox import sandbox as sandbox  # a fixture
@@ -34,9 +34,8 @@ from tests.factories import (
 )
 
 
-def _auth(runtime: Runtime, user_id: uuid.UUID, role: Role) -> dict[str, str]:
-    token = issue_token(runtime.settings.session_secret.get_secret_value(), user_id, role.value)
-    return {"Authorization": f"Bearer {token}"}
+async def _auth(runtime: Runtime, user_id: uuid.UUID, role: Role) -> dict[str, str]:
+    return await bearer(runtime, user_id)
 
 
 class World:
@@ -62,8 +61,8 @@ async def world(erx: Erx, session: AsyncSession) -> World:
     patient_user = await make_user(session, Role.PATIENT, patient=patient)
     support = await make_user(session, Role.SUPPORT)
     await session.commit()
-    w.patient = _auth(runtime, patient_user.id, Role.PATIENT)
-    w.support = _auth(runtime, support.id, Role.SUPPORT)
+    w.patient = await _auth(runtime, patient_user.id, Role.PATIENT)
+    w.support = await _auth(runtime, support.id, Role.SUPPORT)
     return w
 
 

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.auth.tokens import issue_token
 from rxroute.channels import registry
 from rxroute.channels.base import (
     Delivered,
@@ -29,6 +28,7 @@ from rxroute.config import Settings
 from rxroute.models import Delivery, Pharmacy, Prescription, Role
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.runtime import Runtime
+from tests.auth.helpers import bearer
 from tests.erx_sandbox import RecordingRetries, send_until_done
 from tests.factories import (
     make_patient,
@@ -139,8 +139,7 @@ async def test_a_test_only_channel_sends_reroutes_and_cancels_end_to_end(
     silent = await make_pharmacy(session, "C", email=None, platform_contact_id=None)
     await session.commit()
     pid = prescription.id
-    token = issue_token(db.settings.session_secret.get_secret_value(), user.id, "patient")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = await bearer(db, user.id)
 
     if client:
         refused = await client.post(

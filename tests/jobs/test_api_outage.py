@@ -17,6 +17,7 @@ from psycopg import errors
 
 from rxroute.app import create_app
 from rxroute.auth.dependencies import SESSION_COOKIE
+from rxroute.auth.keys import session_keys
 from rxroute.auth.tokens import issue_token
 from rxroute.db.engine import create_engine, create_sessionmaker
 from rxroute.runtime import Runtime
@@ -53,8 +54,8 @@ async def test_api_answers_503_with_retry_after(client: httpx.AsyncClient) -> No
 async def test_pages_answer_503_with_the_html_error_page(
     client: httpx.AsyncClient, db: Runtime
 ) -> None:
-    secret = db.settings.session_secret.get_secret_value()
-    client.cookies.set(SESSION_COOKIE, issue_token(secret, uuid.uuid4(), "patient"))
+    # A genuinely signed token: checking its session is the first database read, and fails.
+    client.cookies.set(SESSION_COOKIE, issue_token(session_keys(db.settings), uuid.uuid4()))
     response = await client.get("/prescriptions", headers={"accept": "text/html"})
     _assert_unavailable(response)
     assert response.headers["content-type"].startswith("text/html")

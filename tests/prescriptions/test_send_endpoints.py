@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.auth.tokens import issue_token
 from rxroute.jobs import queue
 from rxroute.models import (
     Patient,
@@ -23,6 +22,7 @@ from rxroute.models import (
 from rxroute.prescriptions.history import history
 from rxroute.runtime import Runtime
 from rxroute.seed.service import seed_demo
+from tests.auth.helpers import bearer
 from tests.erx_sandbox import Erx, send_until_done
 from tests.erx_sandbox import erx as erx  # a fixture
 from tests.erx_sandbox import sandbox as sandbox  # a fixture
@@ -35,9 +35,8 @@ from tests.factories import (
 )
 
 
-def _auth(runtime: Runtime, user_id: uuid.UUID, role: Role) -> dict[str, str]:
-    token = issue_token(runtime.settings.session_secret.get_secret_value(), user_id, role.value)
-    return {"Authorization": f"Bearer {token}"}
+async def _auth(runtime: Runtime, user_id: uuid.UUID, role: Role) -> dict[str, str]:
+    return await bearer(runtime, user_id)
 
 
 class World:
@@ -65,9 +64,9 @@ async def world(erx: Erx, session: AsyncSession) -> World:
     other_user = await make_user(session, Role.PATIENT, patient=other_patient)
     support = await make_user(session, Role.SUPPORT)
     await session.commit()
-    w.patient_headers = _auth(runtime, patient_user.id, Role.PATIENT)
-    w.other_headers = _auth(runtime, other_user.id, Role.PATIENT)
-    w.support_headers = _auth(runtime, support.id, Role.SUPPORT)
+    w.patient_headers = await _auth(runtime, patient_user.id, Role.PATIENT)
+    w.other_headers = await _auth(runtime, other_user.id, Role.PATIENT)
+    w.support_headers = await _auth(runtime, support.id, Role.SUPPORT)
     return w
 
 
@@ -285,7 +284,7 @@ async def test_pharmacy_search_lists_active_region_pharmacies_best_first(
     closed = await make_pharmacy(session, "B", name="Leeds Closed Chemist", active=False)
     user = await make_user(session, Role.SUPPORT)
     await session.commit()
-    headers = _auth(db, user.id, Role.SUPPORT)
+    headers = await _auth(db, user.id, Role.SUPPORT)
 
     response = await client.get(
         "/api/v1/pharmacies", params={"region": "B", "q": "leeds"}, headers=headers
@@ -323,7 +322,7 @@ async def test_pharmacy_search_answers_odd_input_safely(
     response = await client.get(
         "/api/v1/pharmacies",
         params={"region": "B", "q": query},
-        headers=_auth(db, user.id, Role.PATIENT),
+        headers=await _auth(db, user.id, Role.PATIENT),
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -338,7 +337,7 @@ async def test_pharmacy_search_refuses_unserved_region_and_overlong_query(
 ) -> None:
     user = await make_user(session, Role.PATIENT)
     await session.commit()
-    headers = _auth(db, user.id, Role.PATIENT)
+    headers = await _auth(db, user.id, Role.PATIENT)
     unserved = await client.get("/api/v1/pharmacies", params={"region": "Z"}, headers=headers)
     assert unserved.status_code == 422
     assert "region" in unserved.json()["detail"]

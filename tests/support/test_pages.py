@@ -593,7 +593,7 @@ async def test_resend_email_records_the_request_and_resends(
     assert current.current_delivery_id is not None
     [url] = [w for w in (message.text_body or "").split() if "/pharmacy/confirm/" in w]
     link = read_dispense_token(
-        db.settings.session_secret.get_secret_value(), url.rsplit("/", 1)[1], 3600
+        db.settings.link_secret.get_secret_value(), url.rsplit("/", 1)[1], 3600
     )
     assert link.delivery_id == str(current.current_delivery_id)
     resent = (

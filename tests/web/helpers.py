@@ -6,6 +6,7 @@ import re
 
 import httpx
 
+from tests.auth.helpers import post_login
 from tests.factories import PASSWORD
 
 HTML = {"Accept": "text/html"}
@@ -13,7 +14,7 @@ _CSRF = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 
 
 async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> None:
-    response = await client.post("/login", data={"email": email, "password": password})
+    response = await post_login(client, email, password)
     assert response.status_code == 303, response.text
     assert client.cookies.get("rxroute_session")
 

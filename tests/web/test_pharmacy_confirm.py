@@ -79,7 +79,7 @@ async def _token(
         "nonce": delivery.link_nonce,
         **changes,
     }
-    signing_secret = secret or settings.session_secret.get_secret_value()
+    signing_secret = secret or settings.link_secret.get_secret_value()
     return make_dispense_token(signing_secret, DispenseLink(**fields))
 
 

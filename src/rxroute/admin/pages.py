@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from rxroute.admin import service
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
+from rxroute.admin.users import router as users_router
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.models import Pharmacy, Prescriber, Prescription
 from rxroute.web.deps import AdminPageUser
@@ -423,3 +424,4 @@ async def regions(
 
 #: The confirm step before deactivating a pharmacy, under the same prefix.
 router.include_router(confirm_router)
+router.include_router(users_router)

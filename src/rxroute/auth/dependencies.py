@@ -9,7 +9,8 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.csrf import CSRF_HEADER, SAFE_METHODS, csrf_ok
-from rxroute.auth.tokens import InvalidToken, read_token
+from rxroute.auth.sessions import Authenticated, authenticate
+from rxroute.auth.tokens import InvalidToken
 from rxroute.config import Settings
 from rxroute.models import Role, User
 from rxroute.runtime import Runtime, get_runtime
@@ -43,18 +44,14 @@ def _unauthenticated(message: str) -> HTTPException:
     )
 
 
-async def user_for_token(session: AsyncSession, settings: Settings, token: str) -> User:
-    """The active user a signed token names; raises :class:`InvalidToken` otherwise.
-
-    Re-reading the user on every request makes deactivating an account take effect at once.
-    """
-    claims = read_token(
-        settings.session_secret.get_secret_value(), token, settings.access_token_ttl_seconds
-    )
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.active:
-        raise InvalidToken("this account is not active")
-    return user
+async def authenticate_request(
+    request: Request, session: AsyncSession, settings: Settings, token: str
+) -> Authenticated:
+    """The live session a token names (see :func:`rxroute.auth.sessions.authenticate`),
+    remembered on the request so sign-out can end exactly this session."""
+    found = await authenticate(session, settings, token)
+    request.state.auth_session_id = found.session_id
+    return found
 
 
 async def current_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> User:
@@ -80,9 +77,10 @@ async def current_user(request: Request, session: SessionDep, runtime: RuntimeDe
     if not token:
         raise _unauthenticated("sign in first: POST /api/v1/auth/token")
     try:
-        return await user_for_token(session, runtime.settings, token)
+        found = await authenticate_request(request, session, runtime.settings, token)
     except InvalidToken as exc:
         raise _unauthenticated(str(exc)) from exc
+    return found.user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

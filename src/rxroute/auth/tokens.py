@@ -1,46 +1,45 @@
-"""Short-lived signed bearer tokens for API clients.
+"""Signed bearer tokens naming a server-side session.
 
-Stateless (itsdangerous, keyed by ``RXROUTE_SESSION_SECRET``): the token carries the user id
-and role and its issue time; the server checks the signature and age on each request, and
-re-reads the user so a deactivated account stops working at once.
+The token (itsdangerous, keyed by the session key ring, see :mod:`rxroute.auth.keys`) carries
+only the id of a row in ``auth_sessions`` and its issue time. The signature and age are
+checked first, so garbage and stale tokens cost no database work; the row then says whether
+the session is still live (see :mod:`rxroute.auth.sessions`), which is what makes signing out
+take effect at once. The same token is the API's bearer token and the pages' cookie.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-_SALT = "rxroute-api-token"
+from rxroute.auth.keys import KeyRing
 
-
-@dataclass(frozen=True)
-class TokenClaims:
-    user_id: uuid.UUID
-    role: str
+_SALT = "rxroute-session-token"
 
 
 class InvalidToken(ValueError):
-    pass
+    """The token cannot be honoured; the message says why, for the caller to show."""
 
 
-def _serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=_SALT)
+def _serializer(keys: KeyRing) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(keys.oldest_first, salt=_SALT)
 
 
-def issue_token(secret: str, user_id: uuid.UUID, role: str) -> str:
-    return _serializer(secret).dumps({"uid": str(user_id), "role": role})
+def issue_token(keys: KeyRing, session_id: uuid.UUID) -> str:
+    return _serializer(keys).dumps({"sid": str(session_id)})
 
 
-def read_token(secret: str, token: str, max_age_seconds: int) -> TokenClaims:
+def read_token(keys: KeyRing, token: str, max_age_seconds: int) -> uuid.UUID:
+    """The session id the token names, if it is signed by one of ``keys`` and young enough."""
     try:
-        data = _serializer(secret).loads(token, max_age=max_age_seconds)
+        data = _serializer(keys).loads(token, max_age=max_age_seconds)
     except SignatureExpired as exc:
         raise InvalidToken("token expired; sign in again") from exc
     except BadSignature as exc:
         raise InvalidToken("token is not valid") from exc
     try:
-        return TokenClaims(user_id=uuid.UUID(data["uid"]), role=str(data["role"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidToken("token is not valid") from exc
+        return uuid.UUID(data["sid"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # Includes tokens from before server-side sessions (no "sid"): not revocable, refused.
+        raise InvalidToken("token is not valid; sign in again") from exc

@@ -1,5 +1,6 @@
 """Tables, one module each. Importing this package registers them all on ``Base.metadata``."""
 
+from rxroute.models.auth_session import AuthSession, RevokeReason, SessionKind
 from rxroute.models.clinic import Clinic
 from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
@@ -14,6 +15,7 @@ from rxroute.models.webhook_event import InboundWebhookEvent, WebhookEventState
 
 __all__ = [
     "OPEN_STATES",
+    "AuthSession",
     "Clinic",
     "Delivery",
     "DeliveryAttempt",
@@ -25,7 +27,9 @@ __all__ = [
     "Prescription",
     "PrescriptionItem",
     "PrescriptionStatusEvent",
+    "RevokeReason",
     "Role",
+    "SessionKind",
     "User",
     "WebhookEventState",
 ]

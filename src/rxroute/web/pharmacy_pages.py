@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
+from rxroute.auth.keys import link_keys
 from rxroute.channels.email.links import LinkExpired, LinkInvalid, read_dispense_token
 from rxroute.deliveries import ledger
 from rxroute.models import Delivery, DeliveryState, Prescription
@@ -93,7 +94,7 @@ def _read_link(runtime: RuntimeDep, token: str) -> _Link:
         raise LinkInvalid("the confirmation link is not valid")
     settings = runtime.settings
     link = read_dispense_token(
-        settings.session_secret.get_secret_value(),
+        link_keys(settings).verifying,
         token,
         settings.pharmacy_link_ttl_hours * 3600,
     )

@@ -50,7 +50,7 @@ def new_link_nonce() -> str:
 
 
 def confirm_url(settings: Settings, link: DispenseLink) -> str:
-    token = make_dispense_token(settings.session_secret.get_secret_value(), link)
+    token = make_dispense_token(settings.link_secret.get_secret_value(), link)
     return f"{settings.public_url.rstrip('/')}/pharmacy/confirm/{token}"
 
 

@@ -1,12 +1,15 @@
 """Signed, expiring links a pharmacy uses to confirm it dispensed a Region A prescription.
 
 The pharmacy has no rxroute account, so the link itself is the credential: it is signed with
-the session secret under a purpose-specific salt (a token minted for anything else cannot be
-replayed here) and carries its issue time, so old emails stop working after the TTL.
+its own key (``RXROUTE_LINK_SECRET``) under a purpose-specific salt (a token minted for
+anything else cannot be replayed here) and carries its issue time, so old emails stop working
+after the TTL. Links signed with a previous key (``RXROUTE_LINK_SECRET_PREVIOUS``) still
+verify, so the key can be rotated without breaking links already emailed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
@@ -36,11 +39,14 @@ class LinkInvalid(LinkError):
     """Not a token we issued (tampered, truncated, or signed with another secret or salt)."""
 
 
-def _serializer(secret: str) -> URLSafeTimedSerializer:
-    if not secret:
+def _serializer(secrets: str | Sequence[str]) -> URLSafeTimedSerializer:
+    """``secrets``: one key, or the current key then the previous ones."""
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not keys or not all(keys):
         # An empty key would make every token forgeable; refuse rather than sign with it.
         raise ValueError("the link-signing secret is empty")
-    return URLSafeTimedSerializer(secret, salt=DISPENSE_LINK_SALT)
+    # itsdangerous signs with the last key and verifies with every key: newest last.
+    return URLSafeTimedSerializer(keys[::-1], salt=DISPENSE_LINK_SALT)
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,11 @@ def make_dispense_token(secret: str, link: DispenseLink) -> str:
     )
 
 
-def read_dispense_token(secret: str, token: str, max_age_seconds: int) -> DispenseLink:
-    """The delivery the token was issued for.
+def read_dispense_token(
+    secrets: str | Sequence[str], token: str, max_age_seconds: int
+) -> DispenseLink:
+    """The delivery the token was issued for, if signed by any of ``secrets`` (the current
+    link key, then the previous ones).
 
     Raises :class:`LinkExpired` or :class:`LinkInvalid`; the messages never include the
     token, since it is a bearer credential.
@@ -73,7 +82,7 @@ def read_dispense_token(secret: str, token: str, max_age_seconds: int) -> Dispen
     if max_age_seconds < 0:
         raise ValueError("max_age_seconds must not be negative")
     try:
-        payload = _serializer(secret).loads(token, max_age=max_age_seconds)
+        payload = _serializer(secrets).loads(token, max_age=max_age_seconds)
     except SignatureExpired:
         raise LinkExpired("the confirmation link has expired") from None
     except BadData:

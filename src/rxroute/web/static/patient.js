@@ -157,6 +157,16 @@
     return data.is_final || failed;
   }
 
+  // The session ended (signed out, elsewhere or by an admin, or expired): say so, rather than
+  // leave a page that silently stopped updating.
+  function signedOut() {
+    if (document.getElementById("signed-out")) return;
+    const back = `/login?next=${encodeURIComponent(window.location.pathname)}&notice=ended`;
+    panel.prepend(rx.el("p", { id: "signed-out", class: "error", role: "alert" },
+      "You were signed out \u2014 ", rx.el("a", { href: back }, "sign in again"),
+      " to see new updates."));
+  }
+
   let misses = 0;
   async function poll() {
     let answer;
@@ -168,7 +178,10 @@
     if (answer.ok && answer.data) {
       misses = 0;
       if (render(answer.data)) return; // final (or failed): nothing more will change by itself
-    } else if (answer.status === 401 || answer.status === 404 || ++misses > 30) {
+    } else if (answer.status === 401) {
+      signedOut();
+      return;
+    } else if (answer.status === 404 || ++misses > 30) {
       return;
     }
     setTimeout(poll, 2000);

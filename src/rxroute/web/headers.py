@@ -17,8 +17,8 @@ The interactive API docs (``/docs``, ``/redoc``) get a looser policy of their ow
 UI and ReDoc start from an inline script FastAPI writes into the page, and Swagger UI sets
 inline styles. Those pages show no patient data and take no input into the markup, so
 allowing inline script there costs nothing the strict policy protects; their assets may
-still come from the jsDelivr CDN FastAPI defaults to (drop it once they are served
-locally). Everything else keeps the strict policy.
+still come from the jsDelivr CDN FastAPI defaults to, and ReDoc's fonts from Google Fonts
+(drop those once the assets are served locally). Everything else keeps the strict policy.
 
 A header a route set itself is kept (``setdefault``).
 """
@@ -44,17 +44,20 @@ CONTENT_SECURITY_POLICY = "; ".join(
     )
 )
 
-#: Where FastAPI's documentation pages load Swagger UI and ReDoc from by default.
+#: Where FastAPI's documentation pages load Swagger UI and ReDoc from by default, and
+#: ReDoc's fonts.
 _DOCS_CDN = "https://cdn.jsdelivr.net"
+_DOCS_FONTS_CSS = "https://fonts.googleapis.com"
+_DOCS_FONTS = "https://fonts.gstatic.com"
 
 #: The policy for the API documentation pages only (see the module docstring for why).
 DOCS_CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
         f"script-src 'self' 'unsafe-inline' {_DOCS_CDN}",
-        f"style-src 'self' 'unsafe-inline' {_DOCS_CDN}",
+        f"style-src 'self' 'unsafe-inline' {_DOCS_CDN} {_DOCS_FONTS_CSS}",
         "img-src 'self' data: https://fastapi.tiangolo.com",
-        f"font-src 'self' {_DOCS_CDN}",
+        f"font-src 'self' {_DOCS_CDN} {_DOCS_FONTS}",
         "connect-src 'self'",
         "worker-src 'self' blob:",
         "object-src 'none'",

@@ -15,15 +15,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from rxroute.config import Settings
-from rxroute.logging import MASKED, log_formatter, loggable_path, route_words
 from rxroute.runtime import Runtime
 
 EMAIL = "jane.doe@example.com"
+#: What a masked path segment is logged as (rxroute.logging.MASKED).
+MASKED = "<masked>"
 
 
 @pytest.fixture(scope="module")
 def words(settings: Settings) -> frozenset[str]:
     from rxroute.app import create_app, route_paths
+    from rxroute.logging import route_words
 
     return route_words(route_paths(create_app(settings)))
 
@@ -33,6 +35,7 @@ def test_every_route_is_logged_whole_with_its_ids(
 ) -> None:
     """Masking costs no information on the app's own URLs: each comes out as it went in."""
     from rxroute.app import create_app, route_paths
+    from rxroute.logging import loggable_path
 
     for path in route_paths(create_app(settings)):
         if not path or path.startswith("/pharmacy/confirm/"):
@@ -57,6 +60,8 @@ def test_every_route_is_logged_whole_with_its_ids(
     ],
 )
 def test_typed_text_in_a_path_is_masked(path: str, logged: str, words: frozenset[str]) -> None:
+    from rxroute.logging import loggable_path
+
     assert loggable_path(path, words) == logged
 
 
@@ -85,6 +90,8 @@ async def test_the_request_log_has_neither_typed_paths_nor_query_strings(
 def test_a_logged_database_traceback_loses_its_detail_lines(database_url: str) -> None:
     """An error from a connection rxroute did not make (procrastinate's, say) still quotes
     the row; the one formatter every log line goes through cuts those lines out."""
+    from rxroute.logging import log_formatter
+
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(log_formatter(json=True))

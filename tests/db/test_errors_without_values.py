@@ -17,7 +17,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.db.engine import keep_values_out_of_errors, outage_reason, sqlalchemy_url
+from rxroute.db.engine import outage_reason, sqlalchemy_url
 from rxroute.models import Patient
 from rxroute.runtime import Runtime
 
@@ -88,6 +88,8 @@ async def test_orm_flush_errors_hide_the_values_too(session: AsyncSession) -> No
 
 def test_engines_made_elsewhere_get_the_same_guard(database_url: str) -> None:
     """Alembic's engine (migrations, ``rxroute migrate``) goes through the same function."""
+    from rxroute.db.engine import keep_values_out_of_errors
+
     engine = sync_create_engine(
         sqlalchemy_url(database_url), poolclass=pool.NullPool, hide_parameters=True
     )

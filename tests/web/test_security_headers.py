@@ -17,11 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.config import Settings
 from rxroute.models import Role
 from rxroute.runtime import Runtime
-from rxroute.web.headers import CONTENT_SECURITY_POLICY, DOCS_PATHS, HSTS_VALUE
 from rxroute.web.templating import TEMPLATE_DIR
 from tests import factories
 from tests.staff_pages import sign_in
 
+#: What every page and API response says (written out, not imported: the test states it).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc"}
+HSTS_VALUE = "max-age=31536000"
 BASE = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -4,6 +4,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from rxroute.config import Settings
 from rxroute.db.engine import create_engine
 from rxroute.runtime import Runtime
 
@@ -74,8 +75,10 @@ async def test_openapi_docs_served(client: httpx.AsyncClient) -> None:
     assert "swagger" in response.text.lower()
 
 
-def test_confirmation_tokens_are_masked_in_request_logs() -> None:
-    from rxroute.app import loggable_path
+def test_confirmation_tokens_are_masked_in_request_logs(settings: Settings) -> None:
+    from rxroute.app import create_app, route_paths
+    from rxroute.logging import loggable_path, route_words
 
-    assert loggable_path("/pharmacy/confirm/abc.def.ghi") == "/pharmacy/confirm/<token>"
-    assert loggable_path("/api/v1/prescriptions") == "/api/v1/prescriptions"
+    words = route_words(route_paths(create_app(settings)))
+    assert loggable_path("/pharmacy/confirm/abc.def.ghi", words) == "/pharmacy/confirm/<token>"
+    assert loggable_path("/api/v1/prescriptions", words) == "/api/v1/prescriptions"

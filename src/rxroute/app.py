@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, JSON errors, request logs, health and readiness."""
+"""The FastAPI application: routers, JSON errors, request logs, security headers, health and
+readiness."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 import psycopg
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -30,12 +32,14 @@ from rxroute.auth.endpoints import router as auth_router
 from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
+from rxroute.logging import loggable_path, route_words
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import router as auth_pages_router
 from rxroute.web.deps import LoginRequired, login_url
+from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
 from rxroute.web.patient_pages import router as patient_pages_router
 from rxroute.web.pharmacy_pages import router as pharmacy_pages_router
 from rxroute.webhooks.receiver import router as webhooks_router
@@ -45,16 +49,15 @@ STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 log = structlog.get_logger(__name__)
 
 
-#: Paths whose last segment is a bearer credential (the pharmacy's confirmation token).
-_SECRET_PATH_PREFIXES = ("/pharmacy/confirm/",)
+def route_paths(app: FastAPI) -> list[str]:
+    """Every route's full path (FastAPI 0.137+ includes routers lazily: walk them)."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = list(iterate(app.routes)) if iterate is not None else list(app.routes)
+    return [str(getattr(route, "path", "") or "") for route in routes]
 
 
-def loggable_path(path: str) -> str:
-    """The path with any bearer token in it masked, so logs never hold a usable link."""
-    for prefix in _SECRET_PATH_PREFIXES:
-        if path.startswith(prefix):
-            return prefix + "<token>"
-    return path
+def _logged_path(request: Request) -> str:
+    return loggable_path(request.url.path, getattr(request.app.state, "route_words", frozenset()))
 
 
 def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
@@ -87,6 +90,7 @@ _HEADINGS = {
     403: "Not allowed",
     404: "Not found",
     409: "Already done",
+    413: "Too large",
     422: "Please check what you entered",
     429: "Too many attempts",
 }
@@ -129,7 +133,7 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     log.warning(
         "database_unavailable",
         request_id=getattr(request.state, "request_id", ""),
-        path=loggable_path(request.url.path),
+        path=_logged_path(request),
         reason=reason,
     )
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
@@ -151,13 +155,17 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
     log.error("unhandled_error", request_id=request_id, error_type=type(exc).__name__)
-    return JSONResponse(
+    response = JSONResponse(
         status_code=500,
         content={
             "detail": "internal error; quote this request id to support",
             "request_id": request_id,
         },
     )
+    # Answered outside every middleware (Starlette's server-error layer): add them here.
+    hsts = bool(getattr(request.app.state, "hsts", False))
+    add_security_headers(response.headers, request.url.path, hsts=hsts)
+    return response
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
@@ -206,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(LoginRequired, _login_required)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     install_docs(app)
+    app.state.hsts = uses_https((settings or get_settings()).public_url)
 
     @app.middleware("http")
     async def request_log(
@@ -223,7 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "request",
             method=request.method,
-            path=loggable_path(request.url.path),
+            path=_logged_path(request),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             request_id=request_id,
@@ -283,4 +292,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pharmacy_pages_router)
     app.include_router(support_pages_router)
     app.include_router(admin_pages_router)
+    # Outermost, so every response gets them, error pages included.
+    app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
+    app.state.route_words = route_words(route_paths(app))
     return app

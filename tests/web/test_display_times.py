@@ -111,7 +111,9 @@ async def test_support_case_page_in_london_time(client: httpx.AsyncClient, world
 
 async def test_support_search_lists_in_london_time(client: httpx.AsyncClient, world: World) -> None:
     await staff_pages.sign_in(client, world.support)
-    page = (await client.get("/support", params={"q": str(world.prescription.id)})).text
+    token = await staff_pages.csrf_for(client, "/support")
+    search = {"csrf_token": token, "q": str(world.prescription.id)}
+    page = (await client.post("/support/search", data=search)).text
     assert str(world.prescription.id) in page
     assert ">15 Jan 2026, 09:00 GMT</time>" in page
 

@@ -1,9 +1,12 @@
 """Admin: accepted pharmacies, prescribers and their platform credentials, region routing.
 
-Every form POST checks the CSRF token first. A form with mistakes comes back with a
-message next to each field and everything typed kept, except the prescriber's platform
-password, login and PIN: those are write-only and never rendered, not even back into the
-form they were typed in.
+Every form POST checks the admin role and the CSRF token first (the router's
+dependencies). A form with mistakes comes back with a message next to each field and
+everything typed kept, except the prescriber's platform password, login and PIN: those are
+write-only and never rendered, not even back into the form they were typed in.
+
+Every change is recorded in the audit trail (:mod:`rxroute.admin.audit`); a pharmacy's and a
+prescriber's page show their history, and :mod:`rxroute.admin.audit_pages` lists it all.
 """
 
 from __future__ import annotations
@@ -12,22 +15,40 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
 
-from rxroute.admin import service
+from rxroute.admin import audit, service
+from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.admin.users import router as users_router
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
-from rxroute.models import Pharmacy, Prescriber, Prescription
-from rxroute.web.deps import AdminPageUser
-from rxroute.web.security import require_csrf
+from rxroute.models import AuditEntity, Pharmacy, Prescriber, Prescription
+from rxroute.web.deps import AdminPageUser, require_admin_page
+from rxroute.web.security import CsrfGuard
 from rxroute.web.templating import render
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+#: Multipart overhead allowed on top of the CSV size cap before the body is refused unread.
+UPLOAD_SLACK = 64 * 1024
+
+#: Admins only, and every POST carries the CSRF token (checked here). The admin forms
+#: include the CSV upload, so the guard reads bodies up to the import's size; a larger
+#: declared body is refused before it is read, with the import's own words.
+csrf_guard = CsrfGuard(
+    max_body_bytes=service.MAX_IMPORT_BYTES + UPLOAD_SLACK,
+    too_large=(
+        f"The file is larger than {service.MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
+        "split it into smaller files. Nothing was imported."
+    ),
+)
+router = APIRouter(
+    prefix="/admin",
+    include_in_schema=False,
+    dependencies=[Depends(require_admin_page), Depends(csrf_guard)],
+)
 
 FLASHES = {
     "pharmacy-added": "Pharmacy added.",
@@ -38,20 +59,16 @@ FLASHES = {
     "prescriber-saved": "Prescriber saved.",
 }
 PAGE_SIZE = 50
-#: Multipart overhead allowed on top of the CSV size cap before the body is refused unread.
-UPLOAD_SLACK = 64 * 1024
 
 
 def _flash(request: Request) -> str | None:
     return FLASHES.get(request.query_params.get("done", ""))
 
 
-async def _form(request: Request, runtime: RuntimeDep) -> dict[str, str]:
-    """The submitted text fields, after the CSRF check."""
+async def _form(request: Request) -> dict[str, str]:
+    """The submitted text fields (the router's guard has checked the CSRF token)."""
     form = await request.form(max_files=0, max_fields=40)
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    require_csrf(runtime.settings, request, fields.get("csrf_token"))
-    return fields
+    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _regions(runtime: RuntimeDep) -> list[tuple[str, str]]:
@@ -114,8 +131,9 @@ async def pharmacies(
     )
 
 
-def _pharmacy_form(
+async def _pharmacy_form(
     request: Request,
+    session: SessionDep,
     runtime: RuntimeDep,
     *,
     values: dict[str, str],
@@ -123,6 +141,7 @@ def _pharmacy_form(
     pharmacy: Pharmacy | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    history = await audit.history(session, AuditEntity.PHARMACY, pharmacy.id) if pharmacy else []
     return render(
         request,
         "admin/pharmacy_form.html",
@@ -132,6 +151,7 @@ def _pharmacy_form(
             "pharmacy": pharmacy,
             "regions": _regions(runtime),
             "flash": _flash(request),
+            "audit_lines": history,
         },
         status_code=status_code,
     )
@@ -154,20 +174,22 @@ def _pharmacy_values(pharmacy: Pharmacy) -> dict[str, str]:
 
 
 @router.get("/pharmacies/new", response_class=HTMLResponse)
-async def new_pharmacy(request: Request, runtime: RuntimeDep, user: AdminPageUser) -> HTMLResponse:
-    return _pharmacy_form(request, runtime, values={"active": "yes"})
+async def new_pharmacy(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
+) -> HTMLResponse:
+    return await _pharmacy_form(request, session, runtime, values={"active": "yes"})
 
 
 @router.post("/pharmacies/new", response_model=None)
 async def create_pharmacy(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
-    form = await _form(request, runtime)
-    saved, checked = await service.save_pharmacy(session, runtime.settings, form)
+    form = await _form(request)
+    saved, checked = await service.save_pharmacy(session, runtime.settings, form, actor_id=user.id)
     if saved is None:
         typed = {name: form.get(name, "") for name in service.PHARMACY_FIELDS}
-        return _pharmacy_form(
-            request, runtime, values=typed, errors=checked.errors, status_code=422
+        return await _pharmacy_form(
+            request, session, runtime, values=typed, errors=checked.errors, status_code=422
         )
     return RedirectResponse(f"/admin/pharmacies/{saved.id}?done=pharmacy-added", 303)
 
@@ -194,23 +216,9 @@ def _import_context(**extra: Any) -> dict[str, Any]:
 async def import_csv(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > service.MAX_IMPORT_BYTES + UPLOAD_SLACK:
-        # Refused before the body is read: CSRF cannot be checked, and nothing is changed.
-        return render(
-            request,
-            "admin/import.html",
-            _import_context(
-                file_error=(
-                    f"The file is larger than {service.MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
-                    "split it into smaller files. Nothing was imported."
-                )
-            ),
-            status_code=413,
-        )
+    # The router's guard has read the form (refusing a body over the import's size unread)
+    # and checked its CSRF token.
     form = await request.form(max_files=1, max_fields=5)
-    token = form.get("csrf_token")
-    require_csrf(runtime.settings, request, token if isinstance(token, str) else None)
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return render(
@@ -222,7 +230,7 @@ async def import_csv(
     data = await upload.read(service.MAX_IMPORT_BYTES + 1)
     filename = upload.filename[:200]
     try:
-        report = await service.import_pharmacies(session, runtime.settings, data)
+        report = await service.import_pharmacies(session, runtime.settings, data, actor_id=user.id)
     except service.ImportFileError as exc:
         return render(
             request,
@@ -257,7 +265,9 @@ async def edit_pharmacy(
     pharmacy_id: uuid.UUID,
 ) -> HTMLResponse:
     pharmacy = await _pharmacy(session, pharmacy_id)
-    return _pharmacy_form(request, runtime, values=_pharmacy_values(pharmacy), pharmacy=pharmacy)
+    return await _pharmacy_form(
+        request, session, runtime, values=_pharmacy_values(pharmacy), pharmacy=pharmacy
+    )
 
 
 @router.post("/pharmacies/{pharmacy_id}", response_model=None)
@@ -268,13 +278,16 @@ async def update_pharmacy(
     user: AdminPageUser,
     pharmacy_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request, runtime)
+    form = await _form(request)
     pharmacy = await _pharmacy(session, pharmacy_id)
-    saved, checked = await service.save_pharmacy(session, runtime.settings, form, pharmacy)
+    saved, checked = await service.save_pharmacy(
+        session, runtime.settings, form, pharmacy, actor_id=user.id
+    )
     if saved is None:
         typed = {name: form.get(name, "") for name in service.PHARMACY_FIELDS}
-        return _pharmacy_form(
+        return await _pharmacy_form(
             request,
+            session,
             runtime,
             values=typed,
             errors=checked.errors,
@@ -292,10 +305,10 @@ async def set_active(
     user: AdminPageUser,
     pharmacy_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request, runtime)
+    form = await _form(request)
     pharmacy = await _pharmacy(session, pharmacy_id)
     active = form.get("active") == "1"
-    await service.set_pharmacy_active(session, pharmacy, active)
+    await service.set_pharmacy_active(session, pharmacy, active, actor_id=user.id)
     done = "pharmacy-reactivated" if active else "pharmacy-deactivated"
     if form.get("back") == "list":
         # Back to the list as it was filtered (deactivating asks first: pharmacy_confirm).
@@ -317,8 +330,9 @@ async def prescribers(request: Request, session: SessionDep, user: AdminPageUser
     )
 
 
-def _prescriber_form(
+async def _prescriber_form(
     request: Request,
+    session: SessionDep,
     *,
     values: dict[str, str],
     errors: dict[str, str] | None = None,
@@ -331,6 +345,9 @@ def _prescriber_form(
         "platform_password": bool(prescriber and prescriber.platform_password_encrypted),
         "signing_pin": bool(prescriber and prescriber.signing_pin_encrypted),
     }
+    history = (
+        await audit.history(session, AuditEntity.PRESCRIBER, prescriber.id) if prescriber else []
+    )
     return render(
         request,
         "admin/prescriber_form.html",
@@ -340,6 +357,7 @@ def _prescriber_form(
             "prescriber": prescriber,
             "stored": stored,
             "flash": _flash(request),
+            "audit_lines": history,
         },
         status_code=status_code,
     )
@@ -350,19 +368,23 @@ def _typed_prescriber(form: dict[str, str]) -> dict[str, str]:
 
 
 @router.get("/prescribers/new", response_class=HTMLResponse)
-async def new_prescriber(request: Request, user: AdminPageUser) -> HTMLResponse:
-    return _prescriber_form(request, values={"active": "yes"})
+async def new_prescriber(
+    request: Request, session: SessionDep, user: AdminPageUser
+) -> HTMLResponse:
+    return await _prescriber_form(request, session, values={"active": "yes"})
 
 
 @router.post("/prescribers/new", response_model=None)
 async def create_prescriber(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
-    form = await _form(request, runtime)
-    saved, checked = await service.save_prescriber(session, runtime.secret_box, form)
+    form = await _form(request)
+    saved, checked = await service.save_prescriber(
+        session, runtime.secret_box, form, actor_id=user.id
+    )
     if saved is None:
-        return _prescriber_form(
-            request, values=_typed_prescriber(form), errors=checked.errors, status_code=422
+        return await _prescriber_form(
+            request, session, values=_typed_prescriber(form), errors=checked.errors, status_code=422
         )
     return RedirectResponse(f"/admin/prescribers/{saved.id}?done=prescriber-added", 303)
 
@@ -385,7 +407,7 @@ async def edit_prescriber(
         "registration_number": prescriber.registration_number,
         "active": "yes" if prescriber.active else "",
     }
-    return _prescriber_form(request, values=values, prescriber=prescriber)
+    return await _prescriber_form(request, session, values=values, prescriber=prescriber)
 
 
 @router.post("/prescribers/{prescriber_id}", response_model=None)
@@ -396,12 +418,15 @@ async def update_prescriber(
     user: AdminPageUser,
     prescriber_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request, runtime)
+    form = await _form(request)
     prescriber = await _prescriber(session, prescriber_id)
-    saved, checked = await service.save_prescriber(session, runtime.secret_box, form, prescriber)
+    saved, checked = await service.save_prescriber(
+        session, runtime.secret_box, form, prescriber, actor_id=user.id
+    )
     if saved is None:
-        return _prescriber_form(
+        return await _prescriber_form(
             request,
+            session,
             values=_typed_prescriber(form),
             errors=checked.errors,
             prescriber=prescriber,
@@ -422,6 +447,7 @@ async def regions(
     return render(request, "admin/regions.html", {"rows": rows, "env_value": env_value})
 
 
-#: The confirm step before deactivating a pharmacy, under the same prefix.
+#: The confirm step before deactivating a pharmacy, and the audit list, under the same prefix.
 router.include_router(confirm_router)
 router.include_router(users_router)
+router.include_router(audit_router)

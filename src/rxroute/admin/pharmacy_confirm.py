@@ -12,17 +12,22 @@ import uuid
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from rxroute.auth.dependencies import SessionDep
 from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions.lifecycle import CHANGEABLE, Status
-from rxroute.web.deps import AdminPageUser
+from rxroute.web.deps import AdminPageUser, require_admin_page
+from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+#: Admins only, and every POST carries the CSRF token (checked here).
+router = APIRouter(
+    include_in_schema=False,
+    dependencies=[Depends(require_admin_page), Depends(csrf_guard)],
+)
 
 #: The list's filter parameters, the only ones carried back to it.
 LIST_PARAMETERS = ("q", "region", "state", "page")

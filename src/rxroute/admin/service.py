@@ -3,7 +3,8 @@
 Services add and flush; the request owns the transaction. Validation returns field-level
 messages keyed by form field, so a page can show each next to its input. Prescriber
 platform credentials are write-only: they are encrypted on the way in and never read back
-out here (only whether each is set).
+out here (only whether each is set). Every change is recorded in the admin audit trail
+(:mod:`rxroute.admin.audit`) with the acting admin, in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.admin import audit
 from rxroute.config import Settings
 from rxroute.crypto import SecretBox
-from rxroute.models import Pharmacy, Prescriber, Prescription
+from rxroute.models import AuditAction, Pharmacy, Prescriber, Prescription
 from rxroute.pharmacies.repository import normalise_query
 
 # --- shared field checks ----------------------------------------------------------------
@@ -225,8 +227,13 @@ async def save_pharmacy(
     settings: Settings,
     form: Mapping[str, object],
     pharmacy: Pharmacy | None = None,
+    *,
+    actor_id: uuid.UUID,
 ) -> tuple[Pharmacy | None, PharmacyInput]:
-    """Create (``pharmacy`` None) or update; returns (saved or None, the checked input)."""
+    """Create (``pharmacy`` None) or update; returns (saved or None, the checked input).
+
+    ``actor_id`` is the admin making the change, for the audit trail.
+    """
     checked = check_pharmacy(
         settings, form, active_default=pharmacy.active if pharmacy is not None else True
     )
@@ -235,16 +242,24 @@ async def save_pharmacy(
     )
     if not checked.ok:
         return None, checked
+    before = audit.snapshot(pharmacy)
     target = pharmacy or Pharmacy()
     _apply(target, checked)
     if pharmacy is None:
         session.add(target)
     await session.flush()
+    audit.record(session, actor_id, target, before)
+    await session.flush()
     return target, checked
 
 
-async def set_pharmacy_active(session: AsyncSession, pharmacy: Pharmacy, active: bool) -> None:
+async def set_pharmacy_active(
+    session: AsyncSession, pharmacy: Pharmacy, active: bool, *, actor_id: uuid.UUID
+) -> None:
+    before = audit.snapshot(pharmacy)
     pharmacy.active = active
+    action = AuditAction.ACTIVATED if active else AuditAction.DEACTIVATED
+    audit.record(session, actor_id, pharmacy, before, action=action)
     await session.flush()
 
 
@@ -399,10 +414,13 @@ def parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
     return rows
 
 
-async def import_pharmacies(session: AsyncSession, settings: Settings, data: bytes) -> ImportReport:
+async def import_pharmacies(
+    session: AsyncSession, settings: Settings, data: bytes, *, actor_id: uuid.UUID
+) -> ImportReport:
     """Validate every row, then import all of them, or none if any row is rejected.
 
-    Raises :class:`ImportFileError` when the file itself is unreadable.
+    Raises :class:`ImportFileError` when the file itself is unreadable. Each imported
+    pharmacy gets its own "imported" audit event.
     """
     rows = parse_rows(decode_upload(data))
     report = ImportReport(rows=len(rows))
@@ -469,10 +487,15 @@ async def import_pharmacies(session: AsyncSession, settings: Settings, data: byt
             accepted.append(checked)
     if report.rejected:
         return report
+    imported = []
     for checked in accepted:
         pharmacy = Pharmacy()
         _apply(pharmacy, checked)
         session.add(pharmacy)
+        imported.append(pharmacy)
+    await session.flush()
+    for pharmacy in imported:
+        audit.record(session, actor_id, pharmacy, None, action=AuditAction.IMPORTED)
     await session.flush()
     report.imported = len(accepted)
     return report
@@ -533,9 +556,12 @@ async def save_prescriber(
     box: SecretBox,
     form: Mapping[str, object],
     prescriber: Prescriber | None = None,
+    *,
+    actor_id: uuid.UUID,
 ) -> tuple[Prescriber | None, PrescriberInput]:
     """Create or update. Blank secret fields keep what is stored; ``clear_credentials``
-    removes all three. Secrets are encrypted here and never returned."""
+    removes all three. Secrets are encrypted here and never returned (the audit trail says
+    only that they changed)."""
     checked = check_prescriber(form)
     if checked.ok:
         statement = select(Prescriber.id).where(
@@ -547,6 +573,7 @@ async def save_prescriber(
             checked.errors["email"] = "Another prescriber already has this email address."
     if not checked.ok:
         return None, checked
+    before = audit.snapshot(prescriber)
     target = prescriber or Prescriber()
     target.full_name = checked.values["full_name"]
     target.email = checked.values["email"]
@@ -571,6 +598,8 @@ async def save_prescriber(
         target.signing_pin_encrypted = box.encrypt(pin)
     if prescriber is None:
         session.add(target)
+    await session.flush()
+    audit.record(session, actor_id, target, before)
     await session.flush()
     return target, checked
 

@@ -6,17 +6,27 @@ none is configured. Every connection runs its session in UTC, whatever the serve
 zone, so a time read back is the instant that was stored. :func:`outage_reason` is the one
 rule for "the database is out of reach" (as opposed to "the code is wrong"): the API answers
 503 on it and the worker reconnects on it.
+
+A database error never carries row values. Tracebacks are logged by uvicorn and procrastinate,
+and the values bound to a failing statement, or quoted back by the server ("Key
+(email)=(...) already exists", "Failing row contains (...)"), can be patient details. Every
+engine is created with ``hide_parameters=True`` and :func:`keep_values_out_of_errors`, which
+cuts the server's DETAIL, HINT and CONTEXT out of the error's text and masks the value a
+data error quotes. The full diagnostics stay on the exception (``orig.diag``) for code
+that needs them; only the text that gets printed changes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
 import sqlalchemy.exc
 from psycopg_pool import PoolTimeout
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -71,15 +81,73 @@ def session_options(libpq_url: str) -> str:
 
 
 def create_engine(libpq_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         sqlalchemy_url(libpq_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         # A connection the server dropped (restart, failover, pg_terminate_backend) is
         # noticed at checkout and replaced, instead of failing the request that drew it.
         pool_pre_ping=True,
+        # Bound values can be patient details: never put them in an error's text.
+        hide_parameters=True,
         connect_args={"options": session_options(libpq_url)},
     )
+    keep_values_out_of_errors(engine.sync_engine)
+    return engine
+
+
+#: A quoted stretch of a data error's message: the offending value ("invalid input syntax
+#: for type uuid: \"...\""). Greedy, so a value with a quote inside is masked whole.
+_QUOTED = re.compile(r'".*"', re.DOTALL)
+
+
+def terse_database_message(error: psycopg.Error) -> str:
+    """The server's error without its DETAIL, HINT and CONTEXT, or any quoted value.
+
+    Kept: the primary message (for a data exception, SQLSTATE class 22, with its quoted
+    value masked), the SQLSTATE, and the schema names the server reports (table, column,
+    constraint, type) - enough to find the bug, nothing of the row.
+    """
+    diag = error.diag
+    state = error.sqlstate or ""
+    primary = diag.message_primary or type(error).__name__
+    if state.startswith("22"):
+        primary = _QUOTED.sub('"<value>"', primary)
+    names = [
+        f"{label} {value}"
+        for label, value in (
+            ("table", diag.table_name),
+            ("column", diag.column_name),
+            ("constraint", diag.constraint_name),
+            ("type", diag.datatype_name),
+        )
+        if value
+    ]
+    where = f"; {', '.join(names)}" if names else ""
+    return f"{primary} (SQLSTATE {state}){where}"
+
+
+def _scrub_error(context: ExceptionContext) -> None:
+    original = context.original_exception
+    # Only errors the server reported: a client-side connection error (no SQLSTATE) names
+    # a host, never a row, and outage_reason reads its text.
+    if not isinstance(original, psycopg.Error) or not original.sqlstate:
+        return
+    message = terse_database_message(original)
+    original.args = (message,)
+    wrapped = context.sqlalchemy_exception
+    if wrapped is not None:
+        kind = type(original)
+        wrapped.args = (f"({kind.__module__}.{kind.__name__}) {message}",)
+
+
+def keep_values_out_of_errors(engine: Engine) -> None:
+    """Rewrite every server error raised through ``engine`` to :func:`terse_database_message`.
+
+    For engines created elsewhere (Alembic's); :func:`create_engine` calls it itself.
+    """
+    if not event.contains(engine, "handle_error", _scrub_error):
+        event.listen(engine, "handle_error", _scrub_error)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-from rxroute.db.engine import sqlalchemy_url
+from rxroute.db.engine import keep_values_out_of_errors, sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -45,7 +45,8 @@ def head_revision() -> str | None:
 
 
 def current_revision(libpq_url: str) -> str | None:
-    engine = create_engine(sqlalchemy_url(libpq_url), poolclass=pool.NullPool)
+    engine = create_engine(sqlalchemy_url(libpq_url), poolclass=pool.NullPool, hide_parameters=True)
+    keep_values_out_of_errors(engine)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, pool
 
 import rxroute.models  # noqa: F401 - registers every table on Base.metadata
 from rxroute.db.base import Base
-from rxroute.db.engine import sqlalchemy_url
+from rxroute.db.engine import keep_values_out_of_errors, sqlalchemy_url
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,7 +33,10 @@ def run_migrations_online() -> None:
     engine = create_engine(
         sqlalchemy_url(config.get_main_option("rxroute.libpq_url") or ""),
         poolclass=pool.NullPool,
+        # A data migration's failing row can hold patient details: keep them out of errors.
+        hide_parameters=True,
     )
+    keep_values_out_of_errors(engine)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,11 +26,15 @@ from rxroute.prescriptions.lifecycle import CHANGEABLE, Status
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.runtime import Runtime
 from rxroute.web.change_text import what_withdrawing_does
-from rxroute.web.deps import StaffPageUser
-from rxroute.web.security import require_csrf
+from rxroute.web.deps import StaffPageUser, require_staff_page
+from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+#: Support or admin only, and every POST carries the CSRF token (checked here).
+router = APIRouter(
+    include_in_schema=False,
+    dependencies=[Depends(require_staff_page), Depends(csrf_guard)],
+)
 
 #: Pharmacies listed per search on the re-route page.
 RESULTS = 20
@@ -218,13 +222,11 @@ async def reroute(
     runtime: RuntimeDep,
     user: StaffPageUser,
     prescription_id: uuid.UUID,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
     region: Annotated[str, Form(max_length=50)] = "",
     pharmacy_id: Annotated[str, Form(max_length=100)] = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Confirmed: re-route (earlier deliveries withdrawn first) and queue the send job."""
-    require_csrf(runtime.settings, request, csrf_token)
     code = region.strip().upper()
     chosen = _uuid_or_none(pharmacy_id)
     try:

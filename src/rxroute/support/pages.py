@@ -1,9 +1,14 @@
 """Support console: find a prescription, see what happened, act on it.
 
-Every action is a POST form carrying the CSRF token; success redirects (POST/redirect/GET)
-with a fixed flash message, a refusal re-renders the page with the reason. Void, retry and
-re-route go through a confirm step that asks for a reason (:mod:`.change_pages`); a missing
-reason comes back on that step.
+Every action is a POST form carrying the CSRF token (checked by the router's
+dependencies, with the staff role); success redirects (POST/redirect/GET) with a fixed
+flash message, a refusal re-renders the page with the reason. Void, retry and re-route go
+through a confirm step that asks for a reason (:mod:`.change_pages`); a missing reason
+comes back on that step.
+
+The search is a POST too: what support types may be a patient's email address, and a
+query string would put it in the browser's history, proxies' and servers' access logs and
+any Referer. The results are rendered in the POST's answer; nothing typed lands in a URL.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
@@ -27,12 +32,17 @@ from rxroute.support.change_pages import (
     render_confirm,
 )
 from rxroute.support.change_pages import router as change_router
-from rxroute.web.deps import StaffPageUser
-from rxroute.web.security import require_csrf
+from rxroute.web.deps import StaffPageUser, require_staff_page
+from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
 from rxroute.webhooks import dead_letters
 
-router = APIRouter(prefix="/support", include_in_schema=False)
+#: Support or admin only, and every POST carries the CSRF token (checked here).
+router = APIRouter(
+    prefix="/support",
+    include_in_schema=False,
+    dependencies=[Depends(require_staff_page), Depends(csrf_guard)],
+)
 
 #: Flash messages after a redirect, by key: fixed text, so the URL cannot inject any.
 FLASHES = {
@@ -43,29 +53,39 @@ FLASHES = {
     "reprocess": "The webhook event was queued to be processed again.",
 }
 
-CsrfField = Annotated[str, Form(max_length=200)]
 STALE_MINUTES = int(dead_letters.STALE_PENDING_AFTER.total_seconds() // 60)
 
 
-@router.get("", response_class=HTMLResponse)
-async def console(
-    request: Request,
-    session: SessionDep,
-    user: StaffPageUser,
-    q: Annotated[str, Query(max_length=2000)] = "",
-) -> HTMLResponse:
-    result = await service.search(session, q) if q.strip() else None
+async def _console(request: Request, session: SessionDep, query: str) -> HTMLResponse:
+    result = await service.search(session, query) if query.strip() else None
     problems = await service.recent_problems(session)
     return render(
         request,
         "support/index.html",
         {
-            "q": q[: service.MAX_QUERY_LENGTH],
+            "q": query[: service.MAX_QUERY_LENGTH],
             "result": result,
             "problems": problems,
             "stale_minutes": STALE_MINUTES,
         },
     )
+
+
+@router.get("", response_class=HTMLResponse)
+async def console(request: Request, session: SessionDep, user: StaffPageUser) -> HTMLResponse:
+    """The search box and the recent problems (a ``?q=`` in the URL is not searched)."""
+    return await _console(request, session, "")
+
+
+@router.post("/search", response_class=HTMLResponse)
+async def search(
+    request: Request,
+    session: SessionDep,
+    user: StaffPageUser,
+    q: Annotated[str, Form(max_length=2000)] = "",
+) -> HTMLResponse:
+    """The console with the results: rendered in the answer, so the query is in no URL."""
+    return await _console(request, session, q)
 
 
 async def _page(
@@ -125,10 +145,8 @@ async def void(
     runtime: RuntimeDep,
     user: StaffPageUser,
     prescription_id: uuid.UUID,
-    csrf_token: CsrfField = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    require_csrf(runtime.settings, request, csrf_token)
     try:
         await cancel(runtime, user, prescription_id, reason=reason)
     except PrescriptionError as exc:
@@ -154,10 +172,8 @@ async def retry(
     runtime: RuntimeDep,
     user: StaffPageUser,
     prescription_id: uuid.UUID,
-    csrf_token: CsrfField = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    require_csrf(runtime.settings, request, csrf_token)
     if not reason_given(reason):
         return await render_confirm(
             request,
@@ -180,12 +196,9 @@ async def retry(
 async def resend_email(
     request: Request,
     session: SessionDep,
-    runtime: RuntimeDep,
     user: StaffPageUser,
     prescription_id: uuid.UUID,
-    csrf_token: CsrfField = "",
 ) -> Response:
-    require_csrf(runtime.settings, request, csrf_token)
     try:
         await service.request_email_resend(session, user, prescription_id)
     except PrescriptionError as exc:
@@ -222,10 +235,8 @@ async def webhook_problems(
 async def reprocess_webhook_event(
     request: Request,
     session: SessionDep,
-    runtime: RuntimeDep,
     user: StaffPageUser,
     event_id: uuid.UUID,
-    csrf_token: CsrfField = "",
     prescription_id: Annotated[uuid.UUID | None, Form()] = None,
 ) -> Response:
     """Re-queue a failed or stale event; back to the page it was asked from.
@@ -233,7 +244,6 @@ async def reprocess_webhook_event(
     ``prescription_id`` is set by the button on a prescription's page (only to return
     there); the list's button leaves it out.
     """
-    require_csrf(runtime.settings, request, csrf_token)
     try:
         await dead_letters.request_reprocess(session, user, event_id)
     except PrescriptionError as exc:

@@ -109,8 +109,13 @@ def page_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
     return checker
 
 
-StaffPageUser = Annotated[User, Depends(page_roles(Role.SUPPORT, Role.ADMIN))]
-AdminPageUser = Annotated[User, Depends(page_roles(Role.ADMIN))]
+#: The role checks, as named callables: routers declare them in ``dependencies=`` and
+#: handlers take the same callable's user (FastAPI runs it once per request).
+require_staff_page = page_roles(Role.SUPPORT, Role.ADMIN)
+require_admin_page = page_roles(Role.ADMIN)
+
+StaffPageUser = Annotated[User, Depends(require_staff_page)]
+AdminPageUser = Annotated[User, Depends(require_admin_page)]
 PatientPageUser = Annotated[User, Depends(page_roles(Role.PATIENT))]
 
 

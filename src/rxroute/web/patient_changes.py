@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,7 +41,7 @@ from rxroute.prescriptions.lifecycle import Status
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.runtime import Runtime
 from rxroute.web.change_text import what_withdrawing_does
-from rxroute.web.deps import PageUser
+from rxroute.web.deps import PageUser, page_user
 from rxroute.web.patient_detail import (
     MAX_QUERY,
     can_cancel,
@@ -54,10 +54,11 @@ from rxroute.web.patient_detail import (
     region_or_none,
     render_detail,
 )
-from rxroute.web.security import require_csrf
+from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+#: Signed in, and every POST carries the CSRF token (checked here, before any handler).
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user), Depends(csrf_guard)])
 
 #: What the patient reads when the platform could not be reached while cancelling.
 UNREACHABLE = (
@@ -66,7 +67,6 @@ UNREACHABLE = (
 )
 
 Reason = Annotated[str, Form(max_length=2000)]
-CsrfField = Annotated[str, Form(max_length=200)]
 
 
 async def _mine(
@@ -228,13 +228,11 @@ async def change(
     session: SessionDep,
     runtime: RuntimeDep,
     user: PageUser,
-    csrf_token: CsrfField = "",
     region: Annotated[str, Form(max_length=50)] = "",
     pharmacy_id: Annotated[str, Form(max_length=100)] = "",
     reason: Reason = "",
 ) -> Response:
     """Confirmed: re-route, and queue the send job in the same transaction."""
-    require_csrf(runtime.settings, request, csrf_token)
     found = await _mine(request, session, user, prescription_id)
     if not isinstance(found, Prescription):
         return found
@@ -318,11 +316,9 @@ async def cancel(
     session: SessionDep,
     runtime: RuntimeDep,
     user: PageUser,
-    csrf_token: CsrfField = "",
     reason: Reason = "",
 ) -> Response:
     """Confirmed: take every live copy back, then the prescription is cancelled."""
-    require_csrf(runtime.settings, request, csrf_token)
     found = await _mine(request, session, user, prescription_id)
     if not isinstance(found, Prescription):
         return found

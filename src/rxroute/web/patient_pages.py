@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.prescriptions import repository, service
 from rxroute.prescriptions.errors import NotFound, PrescriptionError
 from rxroute.prescriptions.tasks import defer_send
-from rxroute.web.deps import PageUser
+from rxroute.web.deps import PageUser, page_user
 from rxroute.web.patient_changes import router as changes_router
 from rxroute.web.patient_detail import (
     FAILURE_HEADLINE,
@@ -41,12 +41,13 @@ from rxroute.web.patient_detail import (
     region_or_none,
     render_detail,
 )
-from rxroute.web.security import require_csrf
+from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
 
 __all__ = ["FAILURE_HEADLINE", "FAILURE_NEXT_STEP", "QUIET_STATUSES", "router"]
 
-router = APIRouter(include_in_schema=False)
+#: Signed in, and every POST carries the CSRF token (checked here, before any handler).
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user), Depends(csrf_guard)])
 
 
 @router.get("/prescriptions", response_class=HTMLResponse, response_model=None)
@@ -100,14 +101,12 @@ async def send_form(
     session: SessionDep,
     runtime: RuntimeDep,
     user: PageUser,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
     region: Annotated[str, Form(max_length=50)] = "",
     q: Annotated[str, Form(max_length=1000)] = "",
     pharmacy_id: Annotated[str, Form(max_length=100)] = "",
     action: Annotated[str, Form(max_length=20)] = "send",
     choose: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    require_csrf(runtime.settings, request, csrf_token)
     redirect = not_for_staff(user)
     if redirect is not None:
         return redirect

@@ -2,7 +2,12 @@
 
 The session cookie holds the same signed token the API issues: it names a server-side
 session (see :mod:`rxroute.auth.sessions`), so signing out ends it at once. CSRF tokens are
-HMACs under their own key (see :mod:`rxroute.auth.csrf`).
+HMACs under their own key (see :mod:`rxroute.auth.csrf`). Unsafe API calls authenticated by
+the cookie must send it in ``X-CSRF-Token``; forms send it as the ``csrf_token`` field.
+
+Pages check it once, on the router: every page router declares ``csrf_guard`` (or its own
+:class:`CsrfGuard`) in ``APIRouter(dependencies=...)``, so a new POST handler is guarded
+without remembering to call anything (a route-table test walks ``app.routes`` to prove it).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from rxroute.auth.csrf import (
     sign_in_csrf_ok,
     sign_in_csrf_token,
 )
-from rxroute.auth.dependencies import SESSION_COOKIE
+from rxroute.auth.dependencies import SESSION_COOKIE, RuntimeDep
 from rxroute.auth.ratelimit import SignInLimiter, sign_in_limiter
 from rxroute.config import Settings
 
@@ -29,8 +34,10 @@ __all__ = [
     "CSRF_HEADER",
     "SAFE_METHODS",
     "SIGN_IN_COOKIE",
+    "CsrfGuard",
     "SignInLimiter",
     "clear_session_cookie",
+    "csrf_guard",
     "csrf_ok",
     "csrf_token",
     "require_csrf",
@@ -56,6 +63,45 @@ def require_csrf(settings: Settings, request: Request, submitted: str | None) ->
 
 def _secure(settings: Settings) -> bool:
     return settings.public_url.startswith("https://")
+
+
+#: The largest page form read to find its token; the CSV import declares its own limit.
+MAX_FORM_BYTES = 256 * 1024
+#: Fields and files read from a form at most (the largest page form has about 15).
+MAX_FORM_FIELDS = 100
+
+
+class CsrfGuard:
+    """Router dependency: an unsafe request to a page carries the session's CSRF token.
+
+    The token comes from the ``X-CSRF-Token`` header or the form's ``csrf_token`` field.
+    The form is read here, within ``max_body_bytes`` (a larger declared body is refused
+    with 413 before it is read); Starlette caches it, so the handler's own form
+    parameters or ``request.form()`` get the same parsed form.
+    """
+
+    def __init__(self, max_body_bytes: int = MAX_FORM_BYTES, too_large: str | None = None):
+        self.max_body_bytes = max_body_bytes
+        self.too_large = too_large or (
+            f"The form is larger than {max_body_bytes // 1024} KB; nothing was saved."
+        )
+
+    async def __call__(self, request: Request, runtime: RuntimeDep) -> None:
+        if request.method in SAFE_METHODS:
+            return
+        submitted = request.headers.get(CSRF_HEADER)
+        if submitted is None:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise HTTPException(status_code=413, detail=self.too_large)
+            form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+            field = form.get(CSRF_FIELD)
+            submitted = field if isinstance(field, str) else None
+        require_csrf(runtime.settings, request, submitted)
+
+
+#: The guard of every page router with ordinary forms.
+csrf_guard = CsrfGuard()
 
 
 def set_session_cookie(response: Response, settings: Settings, token: str) -> None:

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rxroute.db.base import Base, IdMixin
+
+
+class AuditEntity(enum.StrEnum):
+    PHARMACY = "pharmacy"
+    PRESCRIBER = "prescriber"
+    USER = "user"
+
+
+class AuditAction(enum.StrEnum):
+    CREATED = "created"
+    #: Created by a CSV import (one event per imported pharmacy).
+    IMPORTED = "imported"
+    UPDATED = "updated"
+    ACTIVATED = "activated"
+    DEACTIVATED = "deactivated"
+
+
+class AdminAuditEvent(IdMixin, Base):
+    """One admin change to a pharmacy, prescriber or user: who, what, before and after.
+
+    Written in the same transaction as the change, so a change without its event (or the
+    reverse) cannot be committed. Append-only: a database trigger (migration 0006) refuses
+    UPDATE and DELETE.
+
+    ``changes`` maps each changed field to ``{"before": ..., "after": ...}``; a secret
+    (a prescriber's platform login, password or signing PIN) is recorded only as
+    ``{"secret": "changed"}`` or ``{"secret": "removed"}``, never with a value, not even
+    encrypted.
+    """
+
+    __tablename__ = "admin_audit_events"
+    __table_args__ = (Index("ix_admin_audit_events_entity", "entity_type", "entity_id", "seq"),)
+
+    #: The order events were recorded in (ids are random).
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    actor_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[uuid.UUID]
+    action: Mapped[str] = mapped_column(String(20))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

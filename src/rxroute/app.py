@@ -37,6 +37,7 @@ from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
+from rxroute.web.auth_pages import account_router
 from rxroute.web.auth_pages import router as auth_pages_router
 from rxroute.web.deps import LoginRequired, login_url
 from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
@@ -288,6 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(prescriptions_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
+    app.include_router(account_router)
     app.include_router(patient_pages_router)
     app.include_router(pharmacy_pages_router)
     app.include_router(support_pages_router)

@@ -45,14 +45,13 @@ PUBLIC = {
     ("POST", "/pharmacy/confirm/{token}"): "pharmacy link: the signed token is the credential",
     ("GET", "/openapi.json"): "API docs",
     ("GET", "/docs"): "API docs",
-    ("GET", "/docs/oauth2-redirect"): "API docs",
     ("GET", "/redoc"): "API docs",
 }
 PUBLIC_PREFIXES = ("/static",)
 
 #: Unsafe page routes not guarded by a router's CSRF dependency, and why.
 NO_PAGE_CSRF = {
-    ("POST", "/login"): "no session yet to bind a token to (the sign-in rebuild adds one)",
+    ("POST", "/login"): "no session yet: the sign-in form carries its own pre-session token",
     ("POST", "/logout"): "signing out is harmless; the form carries no token yet",
     ("POST", "/api/v1/auth/token"): "API sign-in: a JSON body, no cookie",
     ("POST", "/webhooks/erx"): "HMAC-signed by the platform, no cookie",

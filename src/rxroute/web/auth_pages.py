@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rxroute.auth.accounts import PasswordChangeRefused, change_password
@@ -21,13 +21,13 @@ from rxroute.auth.signin import SignInRefused, SignInThrottled, sign_in
 from rxroute.auth.tokens import InvalidToken
 from rxroute.config import Settings
 from rxroute.models import RevokeReason, SessionKind
-from rxroute.web.deps import LoginNotice, PageUser, home_for, home_for_role
+from rxroute.web.deps import LoginNotice, PageUser, home_for, home_for_role, page_user
 from rxroute.web.security import (
     SIGN_IN_COOKIE,
     clear_session_cookie,
     clear_sign_in_cookie,
+    csrf_guard,
     csrf_token,
-    require_csrf,
     set_session_cookie,
     set_sign_in_cookie,
     sign_in_csrf_ok,
@@ -169,12 +169,18 @@ def _password_page(
     return render(request, "account/password.html", full, status_code=status_code)
 
 
-@router.get("/account/password", response_class=HTMLResponse)
+#: The signed-in user's own account pages: CSRF-guarded on the router, like every page router.
+account_router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(page_user), Depends(csrf_guard)]
+)
+
+
+@account_router.get("/account/password", response_class=HTMLResponse)
 async def password_form(request: Request, user: PageUser) -> HTMLResponse:
     return _password_page(request, {})
 
 
-@router.post("/account/password", response_model=None)
+@account_router.post("/account/password", response_model=None)
 async def password_change(
     request: Request,
     session: SessionDep,
@@ -183,10 +189,8 @@ async def password_change(
     current_password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)] = "",
     new_password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)] = "",
     confirm_password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)] = "",
-    csrf_token_field: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
 ) -> Response:
     settings = runtime.settings
-    require_csrf(settings, request, csrf_token_field)
     if new_password != confirm_password:
         errors = {"confirm_password": "The two new passwords are not the same."}
         return _password_page(request, {"errors": errors}, status_code=422)

@@ -67,6 +67,14 @@ async def test_workers_survive_terminated_and_refused_connections(
     )
     assert {row["status"]: row["n"] for row in statuses} == {"succeeded": len(keys)}
     after_pids = {row["pid"] for row in done if row["key"] in after}
+    # A worker may still be in its restart backoff (capped at 30 s) when the first batch is
+    # taken by the other: keep offering work, bounded, until both have taken some.
+    deadline = asyncio.get_running_loop().time() + 45
+    while after_pids != {first.pid, second.pid} and asyncio.get_running_loop().time() < deadline:
+        after += await defer(f"after-more-{len(keys)}", 4, seconds=0.5)
+        await wait_until(all_done, f"all {len(keys)} jobs done", timeout=60)
+        done = await driver.rows("SELECT key, pid FROM test_job_runs WHERE phase = 'done'")
+        after_pids = {row["pid"] for row in done if row["key"] in after}
     assert after_pids == {first.pid, second.pid}, "both workers take new jobs after the outage"
 
     for worker in (first, second):

@@ -948,6 +948,8 @@ def test_settings_refuse_capture_outside_development(tmp_path: Path) -> None:
             environment="staging",
             encryption_keys="k" * 44,
             session_secret="real-session-secret",
+            csrf_secret="real-csrf-secret",
+            link_secret="real-link-secret",
             webhook_secret="real-webhook-secret",
             erx_client_secret="real-client-secret",
         )

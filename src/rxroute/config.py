@@ -28,6 +28,8 @@ DEMO_SESSION_SECRET = "demo-only-session-secret"  # noqa: S105
 DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
 DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
+#: ``whsec_`` + base64 of "demo-only-events-secret-00000000": signs the demo's own events.
+DEMO_EVENTS_SECRET = "whsec_ZGVtby1vbmx5LWV2ZW50cy1zZWNyZXQtMDAwMDAwMDA="  # noqa: S105
 
 
 #: The stalled-job interval spans at least this many heartbeats.
@@ -117,6 +119,17 @@ class Settings(BaseSettings):
     #: Poll the platform about a Region B prescription that has heard nothing for this long.
     reconcile_after_seconds: int = Field(default=900, ge=1)
 
+    # --- events out: status changes as Standard Webhooks to the platform -------------------
+    #: The default endpoint for rxroute's status events; empty means none (admins may still
+    #: add endpoints of their own).
+    events_url: str = ""
+    #: ``whsec_`` + base64 of 24-64 random bytes: signs the events sent to ``events_url``.
+    events_secret: SecretStr = SecretStr(DEMO_EVENTS_SECRET)
+    #: Wait before the first retry of an undelivered event; doubles after each failure.
+    events_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: Delivered events are deleted this long after they happened.
+    events_retention_days: int = Field(default=30, ge=1)
+
     # --- Region A: email ------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
@@ -158,6 +171,14 @@ class Settings(BaseSettings):
                 "postgresql://user@127.0.0.1:5432/rxroute (or unset it to use the embedded server)"
             )
         return value
+
+    @field_validator("events_url")
+    @classmethod
+    def _check_events_url(cls, value: str) -> str:
+        from rxroute.events.secrets import check_endpoint_url
+
+        value = value.strip()
+        return check_endpoint_url(value) if value else value
 
     @field_validator("display_timezone")
     @classmethod
@@ -228,6 +249,38 @@ class Settings(BaseSettings):
         if not self.webhook_secret.get_secret_value().strip():
             raise ValueError(
                 "RXROUTE_WEBHOOK_SECRET is empty: unsigned webhooks would be accepted; set it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events_settings_usable(self) -> Settings:
+        """With an events URL, the secret must be a real ``whsec_`` secret and, outside
+        development, not the demo's or a placeholder, and the URL HTTPS: receivers trust
+        what the secret signs."""
+        from rxroute.events.secrets import GENERATE_HINT, InvalidSecret, secret_bytes
+
+        if not self.events_url:
+            return self
+        raw = self.events_secret.get_secret_value().strip()
+        name = "RXROUTE_EVENTS_SECRET"
+        if not raw:
+            raise ValueError(f"{name} is empty but RXROUTE_EVENTS_URL is set; {GENERATE_HINT}")
+        try:
+            decoded = secret_bytes(raw)
+        except InvalidSecret as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        text = decoded.decode("utf-8", "replace")
+        if raw == DEMO_EVENTS_SECRET or _is_placeholder(raw) or _is_placeholder(text):
+            raise ValueError(
+                f"{name} still holds the demo or a placeholder secret ({GENERATE_HINT}); "
+                "placeholders are allowed only with RXROUTE_ENVIRONMENT=development"
+            )
+        if not self.events_url.startswith("https://"):
+            raise ValueError(
+                "RXROUTE_EVENTS_URL must be an https:// URL outside development: events are "
+                "signed, not encrypted"
             )
         return self
 

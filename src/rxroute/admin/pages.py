@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
 
 from rxroute.admin import service
+from rxroute.admin.event_pages import router as events_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
@@ -423,3 +424,5 @@ async def regions(
 
 #: The confirm step before deactivating a pharmacy, under the same prefix.
 router.include_router(confirm_router)
+#: Events out: the endpoints status events are sent to.
+router.include_router(events_router)

@@ -8,18 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text, update
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from rxroute.events import delivery
+from rxroute.events import console, delivery
 from rxroute.events.receiver import EventReceiver
 from rxroute.events.secrets import new_secret
 from rxroute.events.tasks import sweep_once
 from rxroute.jobs import queue
-from rxroute.models import EventDelivery, EventEndpoint
+from rxroute.models import EventDelivery, EventEndpoint, Role
 from rxroute.prescriptions.history import record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime
+from tests import factories
 from tests.events.conftest import (
     add_endpoint,
     all_delivered,
@@ -157,9 +157,15 @@ async def test_the_last_attempt_gives_up_and_a_resend_starts_again(
     head, *later = await deliveries(runtime)
     assert head.attempts == last and head.next_attempt_at is None
     assert all(d.state == "pending" for d in later)
-    # Given up, it is not picked up again by the sweep (support resends it)...
-    assert await sweep_once(runtime) == 0
+    # Given up, it is not picked up again by the sweep, and nothing overtakes it...
+    assert await sweep_once(runtime, now=datetime.now(UTC) + timedelta(minutes=1)) == 0
     assert receiver.events() == []
+    # ...until support resends it: then the whole stream goes, in order.
+    async with runtime.sessionmaker() as session, session.begin():
+        support = await factories.make_user(session, Role.SUPPORT)
+        await console.request_resend(session, runtime.settings, support, head.id)
+    await run_jobs_until(runtime, lambda: all_delivered(runtime))
+    assert [e.type for e in receiver.events()] == JOURNEY
 
 
 async def test_a_lost_job_is_found_by_the_sweep(
@@ -225,3 +231,23 @@ async def test_a_disabled_endpoint_keeps_its_events_until_enabled(
     assert len(receiver.events()) == 1
     async with runtime.sessionmaker() as session:
         assert (await session.scalars(select(EventDelivery.state))).all() == ["delivered"]
+
+
+async def test_a_secret_that_cannot_be_decrypted_is_a_visible_failure(
+    fast_retries: Runtime, receiver: EventReceiver
+) -> None:
+    runtime = fast_retries
+    async with runtime.sessionmaker() as session, session.begin():
+        endpoint = await add_endpoint(session, runtime, receiver.events_url, new_secret())
+        # As if encrypted with a key since rotated out of RXROUTE_ENCRYPTION_KEYS.
+        endpoint.secret_encrypted = "gAAAAABnot-a-token-any-key-opens"
+        await queued_prescription(session, runtime)
+
+    async def tried() -> bool:
+        return (await deliveries(runtime))[0].attempts >= 1
+
+    await run_jobs_until(runtime, tried)
+    (row,) = await deliveries(runtime)
+    assert row.state == "failing"
+    assert row.last_error is not None and "cannot be decrypted" in row.last_error
+    assert receiver.events() == [] and receiver.refused == 0

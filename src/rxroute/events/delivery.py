@@ -162,7 +162,7 @@ async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
         response = await client.post(outgoing.url, content=outgoing.body.encode(), headers=headers)
     except httpx.TimeoutException:
         return Outcome(False, error=f"no answer within {REQUEST_TIMEOUT_SECONDS:g} s")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return Outcome(False, error=f"could not connect ({type(exc).__name__})")
     if 200 <= response.status_code < 300:
         return Outcome(True, response.status_code)

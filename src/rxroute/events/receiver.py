@@ -19,8 +19,7 @@ from typing import Any
 
 import uvicorn
 from jinja2 import DictLoader, Environment, select_autoescape
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
+from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response

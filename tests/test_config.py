@@ -344,6 +344,10 @@ def test_settings_that_look_secret_are_secretstr() -> None:
     assert set(Settings.model_fields) >= NOT_SECRETS, "stale NOT_SECRETS name"
 
 
+#: Settings that turn on the feature a secret is needed for (SECRETS_NEEDED_ONLY_WITH).
+ENABLING = {"events_secret": {"events_url": "https://platform.example.com/events"}}
+
+
 @pytest.mark.parametrize("environment", ["staging", "production"])
 @pytest.mark.parametrize("field", sorted(_secret_fields_by_type()))
 @pytest.mark.parametrize("value", sorted(_published_values()))
@@ -351,7 +355,9 @@ def test_every_secret_refuses_every_published_value(
     environment: str, field: str, value: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
-        _settings(environment=environment, **{**REAL_SECRETS, field: value})
+        _settings(
+            environment=environment, **{**REAL_SECRETS, **ENABLING.get(field, {}), field: value}
+        )
     message = _message(caught)
     variable = f"RXROUTE_{field.upper()}"
     assert f"{variable} still holds a placeholder or published demo value" in message
@@ -384,7 +390,9 @@ def test_previous_webhook_secret_set_to_the_readme_demo_value_is_refused(
 @pytest.mark.parametrize("value", ["", "   "])
 def test_every_required_secret_refuses_empty(field: str, value: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        _settings(environment="production", **{**REAL_SECRETS, field: value})
+        _settings(
+            environment="production", **{**REAL_SECRETS, **ENABLING.get(field, {}), field: value}
+        )
     assert f"RXROUTE_{field.upper()} is empty" in _message(caught)
 
 

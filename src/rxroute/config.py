@@ -33,6 +33,8 @@ DEMO_LINK_SECRET = "demo-only-pharmacy-link-secret"  # noqa: S105
 DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
 DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
 DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
+#: ``whsec_`` + base64 of "demo-only-events-secret-00000000": signs the demo's own events.
+DEMO_EVENTS_SECRET = "whsec_ZGVtby1vbmx5LWV2ZW50cy1zZWNyZXQtMDAwMDAwMDA="  # noqa: S105
 
 #: Every secret value rxroute publishes (README, ``.env.example``, the sandbox's accounts):
 #: known to anyone, so refused outside development even if no placeholder marker matched.
@@ -41,7 +43,12 @@ PUBLISHED_DEMO_SECRETS = (
     DEMO_SESSION_SECRET,
     DEMO_WEBHOOK_SECRET,
     DEMO_ERX_CLIENT_SECRET,
+    DEMO_EVENTS_SECRET,
 )
+
+#: Secrets used only when another setting turns their feature on (events are sent only to
+#: ``RXROUTE_EVENTS_URL``): checked like any other secret then, ignored otherwise.
+SECRETS_NEEDED_ONLY_WITH = {"events_secret": "events_url"}
 
 #: Secret settings that may stay empty (unset) outside development: rotation slots and
 #: credentials only some deployments use. A value they do hold is checked like any other.
@@ -216,6 +223,17 @@ class Settings(BaseSettings):
     #: Poll the platform about a Region B prescription that has heard nothing for this long.
     reconcile_after_seconds: int = Field(default=900, ge=1)
 
+    # --- events out: status changes as Standard Webhooks to the platform -------------------
+    #: The default endpoint for rxroute's status events; empty means none (admins may still
+    #: add endpoints of their own).
+    events_url: str = ""
+    #: ``whsec_`` + base64 of 24-64 random bytes: signs the events sent to ``events_url``.
+    events_secret: SecretStr = SecretStr(DEMO_EVENTS_SECRET)
+    #: Wait before the first retry of an undelivered event; doubles after each failure.
+    events_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: Delivered events are deleted this long after they happened.
+    events_retention_days: int = Field(default=30, ge=1)
+
     # --- Region A: email ------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
@@ -265,6 +283,14 @@ class Settings(BaseSettings):
     def _parse_previous_keys(cls, value: Any) -> Any:
         return _previous_keys(value)
 
+    @field_validator("events_url")
+    @classmethod
+    def _check_events_url(cls, value: str) -> str:
+        from rxroute.events.secrets import check_endpoint_url
+
+        value = value.strip()
+        return check_endpoint_url(value) if value else value
+
     @field_validator("display_timezone")
     @classmethod
     def _check_display_timezone(cls, value: str) -> str:
@@ -302,7 +328,11 @@ class Settings(BaseSettings):
         problems = [
             problem
             for name in self.secret_settings()
-            if (problem := _secret_problem(name, _secret_texts(getattr(self, name))))
+            if (
+                name not in SECRETS_NEEDED_ONLY_WITH
+                or getattr(self, SECRETS_NEEDED_ONLY_WITH[name])
+            )
+            and (problem := _secret_problem(name, _secret_texts(getattr(self, name))))
         ]
         if problems:
             raise ValueError(
@@ -373,6 +403,38 @@ class Settings(BaseSettings):
         if not self.webhook_secret.get_secret_value().strip():
             raise ValueError(
                 "RXROUTE_WEBHOOK_SECRET is empty: unsigned webhooks would be accepted; set it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events_settings_usable(self) -> Settings:
+        """With an events URL, the secret must be a real ``whsec_`` secret and, outside
+        development, not the demo's or a placeholder, and the URL HTTPS: receivers trust
+        what the secret signs."""
+        from rxroute.events.secrets import GENERATE_HINT, InvalidSecret, secret_bytes
+
+        if not self.events_url:
+            return self
+        raw = self.events_secret.get_secret_value().strip()
+        name = "RXROUTE_EVENTS_SECRET"
+        if not raw:
+            raise ValueError(f"{name} is empty but RXROUTE_EVENTS_URL is set; {GENERATE_HINT}")
+        try:
+            decoded = secret_bytes(raw)
+        except InvalidSecret as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        text = decoded.decode("utf-8", "replace")
+        if raw == DEMO_EVENTS_SECRET or is_placeholder(raw) or is_placeholder(text):
+            raise ValueError(
+                f"{name} still holds the demo or a placeholder secret ({GENERATE_HINT}); "
+                "placeholders are allowed only with RXROUTE_ENVIRONMENT=development"
+            )
+        if not self.events_url.startswith("https://"):
+            raise ValueError(
+                "RXROUTE_EVENTS_URL must be an https:// URL outside development: events are "
+                "signed, not encrypted"
             )
         return self
 

@@ -1,10 +1,11 @@
 """``rxroute demo``: the whole product on 127.0.0.1 from one command.
 
 One process tree: the embedded database, migrations, seeded data, the web app, a worker,
-the provider sandbox (Region B) and a mail catcher (Region A). rxroute's Region B settings
-point at the sandbox and the sandbox's webhooks point back at rxroute; Region A mail goes to
-the catcher unless ``RXROUTE_SMTP_HOST``/``RXROUTE_SMTP_PORT`` say otherwise. Ctrl-C stops
-everything in order.
+the provider sandbox (Region B), a mail catcher (Region A) and a receiver of rxroute's status
+events. rxroute's Region B settings point at the sandbox and the sandbox's webhooks point
+back at rxroute; Region A mail goes to the catcher unless ``RXROUTE_SMTP_HOST``/
+``RXROUTE_SMTP_PORT`` say otherwise, and events go to the receiver unless
+``RXROUTE_EVENTS_URL``/``RXROUTE_EVENTS_SECRET`` do. Ctrl-C stops everything in order.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 import uvicorn
 
 from rxroute.cli import CliError, console, ensure_port_free, load_settings, print_logins
-from rxroute.config import Settings
+from rxroute.config import DEMO_EVENTS_SECRET, Settings
 from rxroute.db import migrate
 from rxroute.db.engine import resolve_database_url
+from rxroute.events.receiver import DEFAULT_EVENTS_PORT, EVENTS_PATH, EventReceiver
 from rxroute.jobs import run_worker
 from rxroute.logging import configure_logging
 from rxroute.mailcatcher import MailCatcher
@@ -65,13 +67,23 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
 
 #: Set in the process environment, these send the demo's Region A mail elsewhere.
 SMTP_OVERRIDES = ("RXROUTE_SMTP_HOST", "RXROUTE_SMTP_PORT")
+#: Set in the process environment, these send (or sign) the demo's events elsewhere.
+EVENTS_OVERRIDES = ("RXROUTE_EVENTS_URL", "RXROUTE_EVENTS_SECRET")
+
+
+def _in_environment(names: tuple[str, ...]) -> set[str]:
+    """Which of ``names`` the process environment sets (names match any case, as they do
+    for the settings themselves)."""
+    present = {name.upper() for name in os.environ}
+    return {name for name in names if name in present}
 
 
 def smtp_overrides_in_environment() -> set[str]:
-    """Which of ``SMTP_OVERRIDES`` the process environment sets (names match any case,
-    as they do for the settings themselves)."""
-    present = {name.upper() for name in os.environ}
-    return {name for name in SMTP_OVERRIDES if name in present}
+    return _in_environment(SMTP_OVERRIDES)
+
+
+def events_overrides_in_environment() -> set[str]:
+    return _in_environment(EVENTS_OVERRIDES)
 
 
 def check_demo_ports(host: str, ports: dict[str, int]) -> None:
@@ -86,13 +98,22 @@ def check_demo_ports(host: str, ports: dict[str, int]) -> None:
         seen[number] = flag
 
 
-def demo_settings(*, host: str, port: int, sandbox_port: int, smtp_port: int) -> Settings:
-    """rxroute's settings for the demo: Region B at the sandbox, Region A at the catcher.
+def demo_settings(
+    *,
+    host: str,
+    port: int,
+    sandbox_port: int,
+    smtp_port: int,
+    events_port: int = DEFAULT_EVENTS_PORT,
+) -> Settings:
+    """rxroute's settings for the demo: Region B at the sandbox, Region A at the catcher,
+    events at the demo's receiver.
 
     ``RXROUTE_SMTP_HOST``/``RXROUTE_SMTP_PORT`` set in the process environment win over the
-    mail catcher, so a Region A failure can be staged (a closed port, another server). Only
-    the environment counts, not ``.env``: a developer's ``.env`` pointing at a real relay must
-    not make the demo email real pharmacies.
+    mail catcher, so a Region A failure can be staged (a closed port, another server), and
+    ``RXROUTE_EVENTS_URL``/``RXROUTE_EVENTS_SECRET`` over the events receiver, so a platform's
+    own receiver can be tried. Only the environment counts, not ``.env``: a developer's
+    ``.env`` pointing at a real relay or platform must not reach it from the demo.
     """
     overrides: dict[str, Any] = {
         "public_url": f"http://{host}:{port}",
@@ -104,7 +125,20 @@ def demo_settings(*, host: str, port: int, sandbox_port: int, smtp_port: int) ->
         overrides["smtp_host"] = host
     if "RXROUTE_SMTP_PORT" not in from_environment:
         overrides["smtp_port"] = smtp_port
+    events_from_environment = events_overrides_in_environment()
+    if "RXROUTE_EVENTS_URL" not in events_from_environment:
+        overrides["events_url"] = f"http://{host}:{events_port}{EVENTS_PATH}"
+    if "RXROUTE_EVENTS_SECRET" not in events_from_environment:
+        overrides["events_secret"] = DEMO_EVENTS_SECRET
     return load_settings(**overrides)
+
+
+def demo_receiver(settings: Settings, host: str, events_port: int) -> EventReceiver | None:
+    """The demo's events receiver, verifying with the secret rxroute signs with; None when
+    ``RXROUTE_EVENTS_URL`` sends the events elsewhere."""
+    if settings.events_url != f"http://{host}:{events_port}{EVENTS_PATH}":
+        return None
+    return EventReceiver(settings.events_secret.get_secret_value(), host=host, port=events_port)
 
 
 def run_demo(
@@ -114,6 +148,7 @@ def run_demo(
     sandbox_port: int = 8100,
     smtp_port: int = DEFAULT_SMTP_PORT,
     mail_web_port: int = DEFAULT_WEB_PORT,
+    events_port: int = DEFAULT_EVENTS_PORT,
 ) -> None:
     check_demo_ports(
         host,
@@ -122,14 +157,24 @@ def run_demo(
             "the sandbox port": sandbox_port,
             "--smtp-port": smtp_port,
             "the mail catcher web port": mail_web_port,
+            "the events receiver port": events_port,
         },
     )
-    settings = demo_settings(host=host, port=port, sandbox_port=sandbox_port, smtp_port=smtp_port)
+    settings = demo_settings(
+        host=host,
+        port=port,
+        sandbox_port=sandbox_port,
+        smtp_port=smtp_port,
+        events_port=events_port,
+    )
+    receiver = demo_receiver(settings, host, events_port)
     sandbox_url = f"http://{host}:{sandbox_port}"
     ensure_port_free(host, port, "rxroute")
     ensure_port_free(host, sandbox_port, "sandbox", flag=None)
     ensure_port_free(host, smtp_port, "mail catcher SMTP", flag="--smtp-port")
     ensure_port_free(host, mail_web_port, "mail catcher web", flag=None)
+    if receiver is not None:
+        ensure_port_free(host, events_port, "events receiver", flag=None)
     configure_logging("WARNING", json=settings.log_json)
     url = resolve_database_url(settings)
     sandbox_config = load_config(None).with_overrides(webhook_url=settings.webhook_url)
@@ -138,6 +183,8 @@ def run_demo(
     mail = MailCatcher(host=host, smtp_port=smtp_port, web_port=mail_web_port)
     sandbox.start()
     mail.start()
+    if receiver is not None:
+        receiver.start()
     try:
         print_logins(f"http://{host}:{port}")
         console.print(f"[bold]Provider sandbox[/]  {sandbox.url}  (portal, mailbox, webhooks)")
@@ -148,9 +195,19 @@ def run_demo(
                 "(from RXROUTE_SMTP_*), not the mail catcher",
                 highlight=False,
             )
+        if receiver is not None:
+            console.print(f"[bold]Events receiver[/]   {receiver.url}/  (signed status events)")
+        else:
+            console.print(
+                f"[bold yellow]Events out[/]        {settings.events_url} "
+                "(from RXROUTE_EVENTS_URL), not the demo's receiver",
+                highlight=False,
+            )
         console.print("Press Ctrl-C to stop.")
         asyncio.run(_run(settings, url, host, port))
     finally:
+        if receiver is not None:
+            receiver.stop()
         mail.stop()
         sandbox.stop()
     console.print("demo stopped")

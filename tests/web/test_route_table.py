@@ -67,6 +67,8 @@ PAGE_MODULES = (
     "admin/pages.py",
     "admin/pharmacy_confirm.py",
     "admin/audit_pages.py",
+    "admin/event_pages.py",
+    "support/event_pages.py",
 )
 
 

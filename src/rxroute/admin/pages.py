@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 
 from rxroute.admin import audit, service
 from rxroute.admin.audit_pages import router as audit_router
+from rxroute.admin.event_pages import router as events_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.admin.users import router as users_router
@@ -451,3 +452,5 @@ async def regions(
 router.include_router(confirm_router)
 router.include_router(users_router)
 router.include_router(audit_router)
+#: Events out: the endpoints status events are sent to.
+router.include_router(events_router)

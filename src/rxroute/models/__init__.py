@@ -5,6 +5,9 @@ from rxroute.models.auth_session import AuthSession, RevokeReason, SessionKind
 from rxroute.models.clinic import Clinic
 from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
+from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
+from rxroute.models.event_endpoint import EventEndpoint
+from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
 from rxroute.models.pharmacy import Pharmacy
 from rxroute.models.prescriber import Prescriber
@@ -24,7 +27,11 @@ __all__ = [
     "Delivery",
     "DeliveryAttempt",
     "DeliveryState",
+    "EventDelivery",
+    "EventDeliveryState",
+    "EventEndpoint",
     "InboundWebhookEvent",
+    "OutboxEvent",
     "Patient",
     "Pharmacy",
     "Prescriber",

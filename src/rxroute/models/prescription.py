@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -29,6 +29,12 @@ class Prescription(IdMixin, TimestampMixin, Base):
         UniqueConstraint("provider_prescription_id"),
         Index("ix_prescriptions_status", "status"),
         Index("ix_prescriptions_patient_id", "patient_id"),
+        Index(
+            "uq_prescriptions_external_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
     )
 
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
@@ -39,6 +45,8 @@ class Prescription(IdMixin, TimestampMixin, Base):
     region: Mapped[str | None] = mapped_column(String(8), default=None)
     channel: Mapped[str | None] = mapped_column(String(20), default=None)
     pharmacy_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pharmacies.id"), default=None)
+    #: The integrating platform's own ID for it (echoed in status events); unique when set.
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
     #: The platform's prescription ID (e.g. SRXC49F3D4F66A7) and its secure token.
     provider_prescription_id: Mapped[str | None] = mapped_column(String(64), default=None)
     provider_token: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.events import outbox
 from rxroute.models import Prescription, PrescriptionStatusEvent
 from rxroute.prescriptions.lifecycle import (
     FAR_SIDE_STATUSES,
@@ -108,6 +109,7 @@ async def record_status(
     if moved:
         locked.status = status.value
         await session.flush()
+        await outbox.status_moved(session, locked, current, status, about, occurred_at)
     return Recorded(appended=True, moved=moved, status=status if moved else current)
 
 

@@ -32,6 +32,7 @@ from rxroute.support.change_pages import (
     render_confirm,
 )
 from rxroute.support.change_pages import router as change_router
+from rxroute.support.event_pages import router as event_router
 from rxroute.web.deps import StaffPageUser, require_staff_page
 from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
@@ -261,3 +262,5 @@ async def reprocess_webhook_event(
 
 #: The confirm steps (void, retry, re-route) under the same prefix.
 router.include_router(change_router)
+#: Events out: delivery logs per endpoint and resend.
+router.include_router(event_router)

@@ -22,14 +22,20 @@ async def _registered_workers(db: Runtime) -> int:
     return int(count or 0)
 
 
-async def test_in_process_worker_runs_until_cancelled(db: Runtime) -> None:
+async def test_in_process_worker_runs_until_cancelled(
+    db: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="procrastinate.worker")
     task = asyncio.create_task(run_worker(db.settings, 1, install_signal_handlers=False))
 
-    async def registered() -> bool:
+    async def started() -> bool:
+        # The row is committed a moment before procrastinate's run() reaches the code that
+        # unregisters on cancellation; its "start_worker" log comes after that point.
         assert not task.done(), task
-        return await _registered_workers(db) == 1
+        began = any(getattr(r, "action", None) == "start_worker" for r in caplog.records)
+        return began and await _registered_workers(db) == 1
 
-    await wait_until(registered, "the worker to register", timeout=10)
+    await wait_until(started, "the worker to register and start", timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)

@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import multiprocessing
-import socket
 import statistics
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from rxroute.db import migrate
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
 from rxroute.models import Prescription
+from rxroute.netutil import tcp_listener
 from rxroute.prescriptions.history import record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
@@ -145,8 +145,7 @@ class _InLoopServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = tcp_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = _InLoopServer(
         uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)

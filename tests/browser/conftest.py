@@ -31,6 +31,7 @@ from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.jobs import queue
 from rxroute.mailcatcher import MailCatcher
 from rxroute.models import Patient, Prescription
+from rxroute.netutil import tcp_listener
 from rxroute.runtime import Runtime
 from rxroute.sandbox import SandboxServer, load_config
 from rxroute.seed import data
@@ -159,9 +160,7 @@ async def stack(db: Runtime) -> AsyncIterator[Stack]:
     async with db.sessionmaker() as session, session.begin():
         await seed_demo(session, db.secret_box)
 
-    app_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    app_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    app_socket.bind(("127.0.0.1", 0))
+    app_socket = tcp_listener("127.0.0.1", 0)
     url = f"http://127.0.0.1:{app_socket.getsockname()[1]}"
 
     sandbox_port = _free_port()

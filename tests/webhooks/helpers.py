@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.models import InboundWebhookEvent, Pharmacy, Prescription, PrescriptionStatusEvent
+from rxroute.netutil import tcp_listener
 from rxroute.prescriptions.history import history, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime
@@ -213,9 +213,7 @@ async def served(app: Any) -> AsyncIterator[str]:
 
     Same loop as the test, so the app shares the test's runtime (engine, pools) safely.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = tcp_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = _InLoopServer(
         uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)

@@ -11,7 +11,6 @@ object serves the blocking demo and async tests alike.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from rxroute.netutil import tcp_listener
 
 __all__ = ["DEFAULT_EVENTS_PORT", "EventReceiver", "ReceivedEvent"]
 
@@ -207,15 +208,7 @@ class EventReceiver:
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("events receiver already started")
-        # Bound here so port 0 resolves before start() returns; no Nagle delay on loopback.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((self.host, self._requested_port))
-        except OSError:
-            sock.close()
-            raise
+        sock = tcp_listener(self.host, self._requested_port)
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -21,6 +20,7 @@ from aiosmtpd.controller import Controller
 from rxroute.mailcatcher.faults import MODES, FailurePlan
 from rxroute.mailcatcher.store import DEFAULT_CAPACITY, MessageStore, StoredMessage
 from rxroute.mailcatcher.web import create_app
+from rxroute.netutil import tcp_listener
 
 __all__ = ["MailCatcher", "run_mailcatcher"]
 
@@ -110,14 +110,7 @@ class MailCatcher:
             raise
 
     def _start_web(self) -> None:
-        # Bind here, not in uvicorn, so port 0 resolves before start() returns.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self._requested_web_port))
-        except OSError:
-            sock.close()
-            raise
+        sock = tcp_listener(self.host, self._requested_web_port)
         self._web_port = sock.getsockname()[1]
         app = create_app(self.store, smtp_port=self.smtp_port, faults=self.faults)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")

@@ -51,8 +51,11 @@ class SandboxServer:
     def start(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
             raise RuntimeError("SandboxServer already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Not rxroute.netutil: the sandbox imports nothing from rxroute. Same rule: a TCP
+        # protocol socket with TCP_NODELAY, so responses are not held back by Nagle.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         self._socket = sock

@@ -262,6 +262,9 @@ class Settings(BaseSettings):
     #: Upper bound on one whole call to the platform (every request and retry inside it), so
     #: a call always ends before its job can be taken for stalled and run by another worker.
     platform_call_deadline_seconds: float = Field(default=20.0, gt=0)
+    #: Finished jobs (succeeded, failed, cancelled, aborted) are deleted from the job queue's
+    #: tables this long after they ended; the facts they acted on live in rxroute's own.
+    job_retention_hours: int = Field(default=168, ge=1, le=24 * 366)
 
     @field_validator("database_url")
     @classmethod

@@ -68,3 +68,28 @@ def schedule_stalled_job_retrier(settings: Settings) -> None:
         periodic_id=PERIODIC_ID,
         configure_kwargs={},
     )
+
+
+# --- finished jobs --------------------------------------------------------------------------
+
+
+async def purge_finished_jobs_once(settings: Settings) -> None:
+    """Delete jobs that ended more than ``RXROUTE_JOB_RETENTION_HOURS`` ago, with their events.
+
+    procrastinate keeps every finished job forever; at thousands of sends a day the jobs
+    table would grow without bound. Uses procrastinate's own deletion (the query its
+    ``remove_old_jobs`` builtin runs), so it stays right across procrastinate's schema changes.
+    Failed jobs go too: what a failure means is recorded in deliveries and history.
+    """
+    await queue.job_manager.delete_old_jobs(
+        nb_hours=settings.job_retention_hours,
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )
+
+
+@queue.periodic(cron="29 * * * *", periodic_id="purge-finished-jobs")
+@queue.task(name="purge_finished_jobs", queueing_lock="purge_finished_jobs", pass_context=False)
+async def purge_finished_jobs(timestamp: int) -> None:
+    await purge_finished_jobs_once(get_runtime().settings)

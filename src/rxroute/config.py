@@ -61,6 +61,7 @@ OPTIONAL_SECRETS = frozenset(
         "session_secret_previous",
         "csrf_secret_previous",
         "link_secret_previous",
+        "metrics_token",
     }
 )
 
@@ -246,6 +247,12 @@ class Settings(BaseSettings):
     # --- display --------------------------------------------------------------------------
     #: The IANA zone pages show times in (stored times are UTC); the zone is always named.
     display_timezone: str = DEFAULT_DISPLAY_TIMEZONE
+
+    # --- metrics --------------------------------------------------------------------------
+    #: When set, ``GET /metrics`` (and a worker's metrics port) needs
+    #: ``Authorization: Bearer <token>``; unset, anyone who can reach it may scrape it (keep
+    #: it off the public ingress then).
+    metrics_token: SecretStr | None = None
 
     # --- logging --------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -33,6 +33,8 @@ from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
+from rxroute.observability.endpoints import router as metrics_router
+from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
@@ -230,6 +232,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
         response.headers["X-Request-ID"] = request_id
+        route = request.scope.get("route")
+        HTTP_REQUEST_SECONDS.labels(
+            # The template (/api/v1/prescriptions/{prescription_id}), never the path: ids
+            # would make a series per prescription. Unmatched paths share one label.
+            route=getattr(route, "path", None) or "unmatched",
+            method=request.method,
+            status=str(response.status_code),
+        ).observe(time.perf_counter() - started)
         log.info(
             "request",
             method=request.method,
@@ -294,6 +304,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pharmacy_pages_router)
     app.include_router(support_pages_router)
     app.include_router(admin_pages_router)
+    app.include_router(metrics_router)
     # Outermost, so every response gets them, error pages included.
     app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
     app.state.route_words = route_words(route_paths(app))

@@ -252,14 +252,20 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
-async def _worker(settings: Settings, url: str, concurrency: int) -> None:
+async def _worker(
+    settings: Settings, url: str, concurrency: int, metrics_at: tuple[str, int] | None
+) -> None:
     from rxroute.jobs import run_worker
+    from rxroute.observability.worker_server import serving_worker_metrics
     from rxroute.runtime import start_runtime, stop_runtime
 
     await start_runtime(settings, url)
     try:
-        # Reconnects with backoff through database outages; returns on SIGINT/SIGTERM.
-        await run_worker(settings, concurrency)
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics_at is not None:
+                await stack.enter_async_context(serving_worker_metrics(settings, *metrics_at))
+            # Reconnects with backoff through database outages; returns on SIGINT/SIGTERM.
+            await run_worker(settings, concurrency)
     finally:
         await stop_runtime()
 
@@ -270,6 +276,15 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, max=64, help="Jobs run at once (default from settings).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Serve /metrics and /healthz on this port (off by default)."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address for --metrics-port (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
 ) -> None:
     """Run background jobs (sending, webhook processing, reconciliation). Scale out freely."""
     from rxroute.logging import configure_logging
@@ -278,7 +293,11 @@ def worker(
     require_encryption_keys(settings)
     configure_logging(settings.log_level, json=settings.log_json)
     url = resolve_database_url(settings)
-    asyncio.run(_worker(settings, url, concurrency or settings.worker_concurrency))
+    metrics_at = None
+    if metrics_port is not None:
+        ensure_port_free(metrics_host, metrics_port, "the worker's metrics", "--metrics-port")
+        metrics_at = (metrics_host, metrics_port)
+    asyncio.run(_worker(settings, url, concurrency or settings.worker_concurrency, metrics_at))
 
 
 async def _preflight(settings: Settings, url: str) -> list[Any]:

@@ -35,6 +35,7 @@ from tests.staff_pages import sign_in
 PUBLIC = {
     ("GET", "/healthz"): "liveness probe",
     ("GET", "/readyz"): "readiness probe",
+    ("GET", "/metrics"): "Prometheus scrape: RXROUTE_METRICS_TOKEN when set, else kept internal",
     ("GET", "/"): "redirects to sign-in or the user's home; shows nothing",
     ("GET", "/login"): "sign-in",
     ("POST", "/login"): "sign-in",

@@ -287,3 +287,13 @@ async def queued_region_b(runtime: Runtime, count: int) -> list[uuid.UUID]:
             )
             await queue_delivery(session, pid, source=Source.PATIENT)
     return ids
+
+
+def refusals(code: str) -> float:
+    """How many webhooks this process refused for ``code`` (the Prometheus counter)."""
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "rxroute_webhooks_total", {"outcome": "refused", "reason": code}
+    )
+    return value or 0.0

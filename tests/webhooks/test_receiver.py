@@ -28,6 +28,7 @@ from tests.webhooks.helpers import (
     encode,
     event_payload,
     job_count,
+    refusals,
     signed_headers,
     stored_event_count,
 )
@@ -262,7 +263,7 @@ async def test_refused_with_a_json_reason_and_nothing_stored(
 ) -> None:
     build, status, code = REFUSALS[name]
     body, headers = build(secret)
-    before = receiver.refusals[code]
+    before = refusals(code)
     with capture_logs() as logs:
         response = await client.post(URL, content=body, headers=headers)
     assert response.status_code == status, response.text
@@ -272,7 +273,7 @@ async def test_refused_with_a_json_reason_and_nothing_stored(
     assert isinstance(answer["detail"], str) and answer["detail"]
     await _assert_nothing_stored(db)
     # Counted, and logged without the body.
-    assert receiver.refusals[code] == before + 1
+    assert refusals(code) == before + 1
     refused = [entry for entry in logs if entry["event"] == "webhook_refused"]
     assert [entry["reason"] for entry in refused] == [code]
     logged = json.dumps(logs, default=str)

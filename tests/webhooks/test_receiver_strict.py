@@ -20,8 +20,13 @@ from rxroute.app import create_app
 from rxroute.config import Settings
 from rxroute.models import InboundWebhookEvent
 from rxroute.runtime import Runtime
-from rxroute.webhooks import receiver
-from tests.webhooks.helpers import job_count, served, signed_headers, stored_event_count
+from tests.webhooks.helpers import (
+    job_count,
+    refusals,
+    served,
+    signed_headers,
+    stored_event_count,
+)
 
 URL = "/webhooks/erx"
 MARKER = "SRXPOISON0001"
@@ -86,7 +91,7 @@ async def test_signed_but_unstorable_body_is_a_4xx_and_nothing_is_stored(
     client: httpx.AsyncClient, db: Runtime, secret: str, name: str
 ) -> None:
     body, code = POISON[name]
-    before = receiver.refusals[code]
+    before = refusals(code)
     with capture_logs() as logs:
         response = await client.post(URL, content=body, headers=signed_headers(body, secret))
     assert response.status_code == 400, response.text
@@ -96,7 +101,7 @@ async def test_signed_but_unstorable_body_is_a_4xx_and_nothing_is_stored(
     assert isinstance(answer["detail"], str) and answer["detail"]
     assert await stored_event_count(db) == 0
     assert await job_count(db) == 0
-    assert receiver.refusals[code] == before + 1
+    assert refusals(code) == before + 1
     assert MARKER not in json.dumps(logs, default=str)
 
 

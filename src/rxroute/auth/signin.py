@@ -20,6 +20,7 @@ from rxroute.auth.ratelimit import sign_in_limiter
 from rxroute.auth.sessions import open_session
 from rxroute.config import Settings
 from rxroute.models import SessionKind, User
+from rxroute.observability.metrics import SIGN_INS
 
 #: One message for every wrong pair, so the answer does not reveal which accounts exist.
 WRONG_CREDENTIALS = "email or password is wrong"
@@ -63,14 +64,18 @@ async def _throttled_check(user: User | None, email: str, password: str, client:
     must wait; a failure counts against (account, client), the client and the account."""
     wait = sign_in_limiter.retry_after(email, client)
     if wait:
+        SIGN_INS.labels(outcome="throttled").inc()
         raise SignInThrottled(wait)
     attempt = sign_in_limiter.attempt(email, client)
     if user is None:
         await _verify(None, password)  # the same cost as a known account's check
+        SIGN_INS.labels(outcome="refused").inc()
         raise SignInRefused(WRONG_CREDENTIALS)
     if not await check_password(user, password) or not user.active:
+        SIGN_INS.labels(outcome="refused").inc()
         raise SignInRefused(WRONG_CREDENTIALS)
     sign_in_limiter.succeeded(attempt)
+    SIGN_INS.labels(outcome="ok").inc()
     return user
 
 
@@ -87,6 +92,7 @@ async def sign_in(
     the password when this client must wait, and :class:`SignInRefused` when it is wrong."""
     wait = sign_in_limiter.retry_after(email, client)
     if wait:  # refused before any database read
+        SIGN_INS.labels(outcome="throttled").inc()
         raise SignInThrottled(wait)
     found = await db.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     user = await _throttled_check(found, email, password, client)

@@ -44,6 +44,7 @@ from rxroute.channels.registry import get_channel
 from rxroute.deliveries import ledger
 from rxroute.deliveries.withdrawing import WithdrawalResult, resolve_withdrawals
 from rxroute.models import Delivery, DeliveryState, Pharmacy, Prescription
+from rxroute.observability.metrics import SENDS
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.repository import load_for_sending
@@ -352,6 +353,7 @@ async def _record_delivered(
         channel=channel.name,
     )
     result = "issued" if channel.delivered_status is Status.ISSUED else "emailed"
+    SENDS.labels(channel=channel.name, outcome=result).inc()
     return SendOutcome(result if still_wanted else "withdrawing", ref)
 
 
@@ -387,9 +389,15 @@ async def _after_retryable(
             log.warning(
                 "send_gave_up", prescription_id=str(prescription_id), attempts=claimed.attempt
             )
-            return SendOutcome("failed", final)
-        delay = policy.delay(claimed.attempt, exc.retry_after)
-        await schedule_retry(session, prescription_id, delay)
+            gave_up = True
+        else:
+            gave_up = False
+            delay = policy.delay(claimed.attempt, exc.retry_after)
+            await schedule_retry(session, prescription_id, delay)
+    SENDS.labels(channel=claimed.channel.name, outcome=outcome).inc()
+    if gave_up:
+        SENDS.labels(channel=claimed.channel.name, outcome="failed").inc()
+        return SendOutcome("failed", final)
     log.info(
         "send_retry_scheduled",
         prescription_id=str(prescription_id),
@@ -422,5 +430,6 @@ async def _after_rejection(
             )
         )
         await ledger.fail(session, prescription, delivery, reason)
+    SENDS.labels(channel=claimed.channel.name, outcome="rejected").inc()
     log.info("send_rejected", prescription_id=str(prescription_id), delivery=claimed.number)
     return SendOutcome("failed", reason)

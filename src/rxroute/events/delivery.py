@@ -27,6 +27,7 @@ from rxroute.config import Settings
 from rxroute.crypto import SecretBox
 from rxroute.events.endpoints import TargetUnavailable, target_for
 from rxroute.models import EventDelivery, EventDeliveryState, EventEndpoint, OutboxEvent
+from rxroute.observability.metrics import EVENT_DELIVERIES
 
 log = structlog.get_logger(__name__)
 
@@ -183,6 +184,7 @@ async def record_outcome(
     delivery.attempts += 1
     delivery.last_attempt_at = now
     delivery.last_status_code = outcome.status_code
+    EVENT_DELIVERIES.labels(outcome="delivered" if outcome.delivered else "failed").inc()
     endpoint_row = update(EventEndpoint).where(EventEndpoint.id == outgoing.endpoint_id)
     if outcome.delivered:
         delivery.state = EventDeliveryState.DELIVERED.value

@@ -85,8 +85,7 @@ RECONCILE_CORRECTIONS = Counter(
 )
 EVENT_DELIVERIES = Counter(
     "rxroute_event_deliveries_total",
-    "Status events sent to the integrating platform's endpoints, by outcome "
-    "(delivered or failed).",
+    "Status events sent to the integrating platform's endpoints, by outcome (delivered or failed).",
     ["outcome"],
 )
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rxroute.models import InboundWebhookEvent, Prescription, User, WebhookEventState
+from rxroute.observability.metrics import DEAD_LETTERS
 from rxroute.prescriptions.errors import Conflict, NotFound
 
 log = structlog.get_logger(__name__)
@@ -161,6 +162,8 @@ async def dead_letter_if_last(
             attempts=attempts,
         )
         return False
+    if marked:
+        DEAD_LETTERS.inc()
     log.error(
         "webhook_dead_letter",
         event_id=str(event_id),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import Counter
 from typing import Any, NoReturn
 
 import structlog
@@ -27,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from rxroute.api_errors import error_responses
 from rxroute.auth.dependencies import RuntimeDep
 from rxroute.models import InboundWebhookEvent
+from rxroute.observability.metrics import WEBHOOKS
 from rxroute.webhooks.signature import (
     HEADER_SIGNATURE,
     HEADER_SIGNATURE_TIMESTAMP,
@@ -48,12 +48,10 @@ MAX_INTEGER_DIGITS = 4300
 #: whatever depth Python's stack happens to give out while parsing or re-encoding it.
 MAX_DEPTH = 32
 
+
 #: Refusals by reason, for the support console and the benchmark; per process.
-refusals: Counter[str] = Counter()
-
-
 def _refuse(status: int, reason: str, code: str) -> JSONResponse:
-    refusals[code] += 1
+    WEBHOOKS.labels(outcome="refused", reason=code).inc()
     log.warning("webhook_refused", reason=code, status=status)
     return JSONResponse(status_code=status, content={"detail": reason, "code": code})
 
@@ -236,7 +234,9 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
         if inserted is not None:
             await defer_processing(session, inserted, lock_key=processing_lock_key(document))
     if inserted is None:
+        WEBHOOKS.labels(outcome="duplicate", reason="").inc()
         log.info("webhook_duplicate", event_id=event_id)
         return JSONResponse(content={"status": "duplicate", "id": event_id})
+    WEBHOOKS.labels(outcome="accepted", reason="").inc()
     log.info("webhook_accepted", event_id=event_id, event_type=event_type)
     return JSONResponse(content={"status": "accepted", "id": event_id})

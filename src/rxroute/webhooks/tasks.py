@@ -22,6 +22,7 @@ from rxroute.channels.registry import channel_names, get_channel
 from rxroute.deliveries import ledger
 from rxroute.jobs import defer_in_session, queue
 from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
+from rxroute.observability.metrics import RECONCILE_CORRECTIONS, RECONCILE_POLLS
 from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.repository import load_for_sending
@@ -113,6 +114,7 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
             copy = await channel.poll(runtime, prepared, ref)
         except DeliveryError as exc:
             counts["errors"] += 1
+            RECONCILE_POLLS.labels(outcome="error").inc()
             log.warning(
                 "reconcile_failed",
                 prescription_id=str(prescription_id),
@@ -120,6 +122,7 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
             )
             continue
         counts["polled"] += 1
+        RECONCILE_POLLS.labels(outcome="ok").inc()
         async with runtime.sessionmaker() as session, session.begin():
             locked = await lock_prescription(session, prescription_id)
             locked.last_provider_update_at = datetime.now(UTC)
@@ -136,6 +139,8 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
             )
             if recorded.appended:
                 counts["changed"] += 1
+        if recorded.appended:
+            RECONCILE_CORRECTIONS.inc()
     counts["requeued"] = await requeue_orphaned_sends(moment)
     return counts
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import structlog
@@ -43,6 +43,7 @@ from rxroute.channels.erx.errors import (
     ValidationRejected,
 )
 from rxroute.config import Environment, Settings
+from rxroute.observability.metrics import PLATFORM_REQUEST_SECONDS, PLATFORM_TOKENS
 
 log = structlog.get_logger(__name__)
 
@@ -297,6 +298,7 @@ class SignatureRxClient:
     async def _grant(self) -> _Token:
         issued_at = self._clock()
         self.token_grants += 1
+        PLATFORM_TOKENS.labels(kind="access").inc()
         response = await self._send(
             "POST",
             self._paths.token,
@@ -376,6 +378,7 @@ class SignatureRxClient:
             access = await self._access_token()
             issued_at = self._clock()
             self.logins += 1
+            PLATFORM_TOKENS.labels(kind="session").inc()
             response = await self._send(
                 "POST",
                 self._paths.login,
@@ -480,30 +483,42 @@ class SignatureRxClient:
             params=params,
             timeout=self._timeout,
         )
+        started = time.perf_counter()
         try:
             response = await self._http.send(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        except httpx.TransportError as exc:
+            PLATFORM_REQUEST_SECONDS.labels(operation=operation, result=type(exc).__name__).observe(
+                time.perf_counter() - started
+            )
+            await self._transport_failure(operation, request, exc)
+        PLATFORM_REQUEST_SECONDS.labels(
+            operation=operation, result=str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        await self._record(operation, request, response, None)
+        log.debug("erx.http", operation=operation, status=response.status_code)
+        return response
+
+    async def _transport_failure(
+        self, operation: str, request: httpx.Request, exc: httpx.TransportError
+    ) -> NoReturn:
+        """Raise the typed failure for a request that got no answer: retryable, and
+        ambiguous unless the error proves nothing left this process."""
+        await self._record(operation, request, None, exc)
+        log.warning("erx.transport", operation=operation, error=type(exc).__name__)
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             # Nothing left this process: safe to retry, nothing to look up.
-            await self._record(operation, request, None, exc)
-            log.warning("erx.transport", operation=operation, error=type(exc).__name__)
             raise RetryableError(
                 f"{operation}: could not reach the platform ({type(exc).__name__})",
                 ambiguous=False,
                 operation=operation,
             ) from exc
-        except httpx.TransportError as exc:
-            # ReadTimeout, RemoteProtocolError, ReadError, write errors...: the request may
-            # have been received and acted on.
-            await self._record(operation, request, None, exc)
-            log.warning("erx.transport", operation=operation, error=type(exc).__name__)
-            raise RetryableError(
-                f"{operation}: no answer after sending ({type(exc).__name__})",
-                ambiguous=True,
-                operation=operation,
-            ) from exc
-        await self._record(operation, request, response, None)
-        log.debug("erx.http", operation=operation, status=response.status_code)
-        return response
+        # ReadTimeout, RemoteProtocolError, ReadError, write errors...: the request may have
+        # been received and acted on.
+        raise RetryableError(
+            f"{operation}: no answer after sending ({type(exc).__name__})",
+            ambiguous=True,
+            operation=operation,
+        ) from exc
 
     async def _record(
         self,

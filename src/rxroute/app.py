@@ -12,6 +12,7 @@ from typing import Any
 
 import fastapi.routing
 import psycopg
+import sentry_sdk
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -158,6 +159,11 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
     log.error("unhandled_error", request_id=request_id, error_type=type(exc).__name__)
+    # Reported (when RXROUTE_SENTRY_DSN is set) scrubbed of PHI, tagged with the id the
+    # user is shown; a no-op otherwise. Sentry drops the duplicate its own hook may send.
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("request_id", request_id)
+        sentry_sdk.capture_exception(exc)
     response = JSONResponse(
         status_code=500,
         content={

@@ -62,6 +62,7 @@ OPTIONAL_SECRETS = frozenset(
         "csrf_secret_previous",
         "link_secret_previous",
         "metrics_token",
+        "sentry_dsn",
     }
 )
 
@@ -253,6 +254,9 @@ class Settings(BaseSettings):
     #: ``Authorization: Bearer <token>``; unset, anyone who can reach it may scrape it (keep
     #: it off the public ingress then).
     metrics_token: SecretStr | None = None
+    #: Report unhandled errors to Sentry (or a compatible service) at this DSN; unset, off.
+    #: Reports carry no PHI: see rxroute/observability/errors.py for what is removed.
+    sentry_dsn: SecretStr | None = None
 
     # --- logging --------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -298,3 +298,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
     app.state.route_words = route_words(route_paths(app))
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app as ``rxroute serve`` runs it: settings and logging from the environment.
+
+    uvicorn calls this in every web process it starts (``factory=True``); a process started
+    with ``--workers N`` is a fresh interpreter and must configure itself.
+    """
+    from rxroute.logging import configure_logging
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return create_app(settings)

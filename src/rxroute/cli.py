@@ -24,6 +24,7 @@ from rxroute.config import Settings, get_settings
 from rxroute.crypto import DecryptionError, EncryptionKeyError
 from rxroute.db.embedded import EmbeddedDatabaseError
 from rxroute.db.engine import DatabaseConfigError, resolve_database_url
+from rxroute.db.wait import DatabaseNotReady, wait_for_database
 
 app = typer.Typer(
     name="rxroute",
@@ -82,6 +83,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             DatabaseConfigError,
             EncryptionKeyError,
             DecryptionError,
+            DatabaseNotReady,
         ) as exc:
             line = str(exc)
         except KeyboardInterrupt:
@@ -157,6 +159,27 @@ def print_logins(url: str | None = None) -> None:
         console.print(f"  {email:<22} {role}")
 
 
+#: ``--wait-for-db``, the same for every command that needs the database from the start.
+WaitForDb = Annotated[
+    float,
+    typer.Option(
+        "--wait-for-db",
+        min=0,
+        max=3600,
+        metavar="SECONDS",
+        help="Wait up to this long for the database to accept connections, retrying with "
+        "backoff (one line per retry); 0 fails at once.",
+    ),
+]
+
+
+def database_url_when_ready(settings: Settings, wait_seconds: float) -> str:
+    """The database URL, once the server accepts connections (waiting up to the bound)."""
+    url = resolve_database_url(settings)
+    wait_for_database(url, wait_seconds)
+    return url
+
+
 # --- commands ------------------------------------------------------------------------------
 
 
@@ -167,12 +190,13 @@ def migrate(
     downgrade: Annotated[
         bool, typer.Option("--downgrade", help="Downgrade to --revision instead.")
     ] = False,
+    wait_for_db: WaitForDb = 0,
 ) -> None:
     """Bring the database schema (rxroute's tables and the job queue) up to date."""
     from rxroute.db import migrate as migrations
 
     settings = load_settings()
-    url = resolve_database_url(settings)
+    url = database_url_when_ready(settings, wait_for_db)
     if downgrade:
         target = "base" if revision == "head" else revision
         migrations.downgrade(url, target)
@@ -235,21 +259,41 @@ def seed(
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: RXROUTE_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on [default: RXROUTE_PORT]."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Web processes sharing the port.")
+    ] = 1,
+    wait_for_db: WaitForDb = 0,
 ) -> None:
     """Run the web app and API."""
     import uvicorn
 
-    from rxroute.app import create_app
     from rxroute.logging import configure_logging
 
     settings = load_settings()
     require_encryption_keys(settings)
+    host = host or settings.host
+    port = port or settings.port
     ensure_port_free(host, port, "rxroute")
     configure_logging(settings.log_level, json=settings.log_json)
-    resolve_database_url(settings)  # fail fast, before uvicorn starts, on a bad database
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # Fail fast (or wait, bounded) before uvicorn starts, on a bad or absent database.
+    database_url_when_ready(settings, wait_for_db)
+    # Each process builds its own app from the environment (the settings above are read
+    # from it too), so one or many processes run the same code path.
+    uvicorn.run(
+        "rxroute.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+    )
 
 
 async def _worker(settings: Settings, url: str, concurrency: int) -> None:
@@ -270,6 +314,7 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, max=64, help="Jobs run at once (default from settings).")
     ] = None,
+    wait_for_db: WaitForDb = 0,
 ) -> None:
     """Run background jobs (sending, webhook processing, reconciliation). Scale out freely."""
     from rxroute.logging import configure_logging
@@ -277,7 +322,7 @@ def worker(
     settings = load_settings()
     require_encryption_keys(settings)
     configure_logging(settings.log_level, json=settings.log_json)
-    url = resolve_database_url(settings)
+    url = database_url_when_ready(settings, wait_for_db)
     asyncio.run(_worker(settings, url, concurrency or settings.worker_concurrency))
 
 

@@ -254,7 +254,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={503: {"model": Readiness, "description": "Not ready; `reason` says why."}},
     )
     async def readyz() -> JSONResponse:
-        """Ready to serve: the database answers and its schema is at the latest migration."""
+        """Ready to serve: the database answers and its schema is at (or past) this code's
+        latest migration."""
         runtime = get_runtime()
         try:
             async with runtime.engine.connect() as connection:
@@ -274,7 +275,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         head = migrate.head_revision()
-        if current != head:
+        # A schema ahead of this code is a rollout in progress (migrations run before the new
+        # code) or a rollback: this process keeps serving. Only one behind it is not ready.
+        if migrate.schema_position(current) == "behind":
             return JSONResponse(
                 status_code=503,
                 content={

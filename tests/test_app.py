@@ -82,3 +82,24 @@ def test_confirmation_tokens_are_masked_in_request_logs(settings: Settings) -> N
     words = route_words(route_paths(create_app(settings)))
     assert loggable_path("/pharmacy/confirm/abc.def.ghi", words) == "/pharmacy/confirm/<token>"
     assert loggable_path("/api/v1/prescriptions", words) == "/api/v1/prescriptions"
+
+
+async def test_readyz_ready_when_the_schema_is_ahead_of_the_code(
+    client: httpx.AsyncClient, db: Runtime
+) -> None:
+    """Migrations run before the new code rolls out: the old pods must stay ready meanwhile,
+    and after a code rollback too."""
+    from rxroute.db import migrate
+
+    head = migrate.head_revision()
+    async with db.engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '9999_next'"))
+    try:
+        response = await client.get("/readyz")
+    finally:
+        async with db.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE alembic_version SET version_num = :head"), {"head": head}
+            )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "migration": "9999_next"}

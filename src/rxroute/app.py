@@ -270,7 +270,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={503: {"model": Readiness, "description": "Not ready; `reason` says why."}},
     )
     async def readyz() -> JSONResponse:
-        """Ready to serve: the database answers and its schema is at the latest migration."""
+        """Ready to serve: the database answers and its schema is at (or past) this code's
+        latest migration."""
         runtime = get_runtime()
         try:
             async with runtime.engine.connect() as connection:
@@ -290,7 +291,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         head = migrate.head_revision()
-        if current != head:
+        # A schema ahead of this code is a rollout in progress (migrations run before the new
+        # code) or a rollback: this process keeps serving. Only one behind it is not ready.
+        if migrate.schema_position(current) == "behind":
             return JSONResponse(
                 status_code=503,
                 content={
@@ -315,3 +318,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
     app.state.route_words = route_words(route_paths(app))
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app as ``rxroute serve`` runs it: settings and logging from the environment.
+
+    uvicorn calls this in every web process it starts (``factory=True``); a process started
+    with ``--workers N`` is a fresh interpreter and must configure itself.
+    """
+    from rxroute.logging import configure_logging
+    from rxroute.observability.setup import start_observability
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    start_observability(settings)
+    return create_app(settings)

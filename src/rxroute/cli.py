@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import errno
 import functools
+import os
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -24,6 +26,7 @@ from rxroute.config import Settings, get_settings
 from rxroute.crypto import DecryptionError, EncryptionKeyError
 from rxroute.db.embedded import EmbeddedDatabaseError
 from rxroute.db.engine import DatabaseConfigError, resolve_database_url
+from rxroute.db.wait import DatabaseNotReady, wait_for_database
 
 app = typer.Typer(
     name="rxroute",
@@ -82,6 +85,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             DatabaseConfigError,
             EncryptionKeyError,
             DecryptionError,
+            DatabaseNotReady,
         ) as exc:
             line = str(exc)
         except KeyboardInterrupt:
@@ -157,6 +161,27 @@ def print_logins(url: str | None = None) -> None:
         console.print(f"  {email:<22} {role}")
 
 
+#: ``--wait-for-db``, the same for every command that needs the database from the start.
+WaitForDb = Annotated[
+    float,
+    typer.Option(
+        "--wait-for-db",
+        min=0,
+        max=3600,
+        metavar="SECONDS",
+        help="Wait up to this long for the database to accept connections, retrying with "
+        "backoff (one line per retry); 0 fails at once.",
+    ),
+]
+
+
+def database_url_when_ready(settings: Settings, wait_seconds: float) -> str:
+    """The database URL, once the server accepts connections (waiting up to the bound)."""
+    url = resolve_database_url(settings)
+    wait_for_database(url, wait_seconds)
+    return url
+
+
 # --- commands ------------------------------------------------------------------------------
 
 
@@ -167,12 +192,13 @@ def migrate(
     downgrade: Annotated[
         bool, typer.Option("--downgrade", help="Downgrade to --revision instead.")
     ] = False,
+    wait_for_db: WaitForDb = 0,
 ) -> None:
     """Bring the database schema (rxroute's tables and the job queue) up to date."""
     from rxroute.db import migrate as migrations
 
     settings = load_settings()
-    url = resolve_database_url(settings)
+    url = database_url_when_ready(settings, wait_for_db)
     if downgrade:
         target = "base" if revision == "head" else revision
         migrations.downgrade(url, target)
@@ -235,21 +261,46 @@ def seed(
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: RXROUTE_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on [default: RXROUTE_PORT]."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Web processes sharing the port.")
+    ] = 1,
+    wait_for_db: WaitForDb = 0,
 ) -> None:
     """Run the web app and API."""
     import uvicorn
 
-    from rxroute.app import create_app
     from rxroute.logging import configure_logging
 
     settings = load_settings()
     require_encryption_keys(settings)
+    host = host or settings.host
+    port = port or settings.port
     ensure_port_free(host, port, "rxroute")
     configure_logging(settings.log_level, json=settings.log_json)
-    resolve_database_url(settings)  # fail fast, before uvicorn starts, on a bad database
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # Fail fast (or wait, bounded) before uvicorn starts, on a bad or absent database.
+    database_url_when_ready(settings, wait_for_db)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes: each writes its metrics to files here and /metrics, answered
+        # by any of them, adds them up (prometheus-client's multi-process mode). Set before
+        # the processes start, which is when they read it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rxroute-metrics-")
+    # Each process builds its own app from the environment (the settings above are read
+    # from it too), so one or many processes run the same code path.
+    uvicorn.run(
+        "rxroute.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+    )
 
 
 async def _worker(
@@ -285,14 +336,17 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option(help="Address for --metrics-port (0.0.0.0 in a container).")
     ] = "127.0.0.1",
+    wait_for_db: WaitForDb = 0,
 ) -> None:
     """Run background jobs (sending, webhook processing, reconciliation). Scale out freely."""
     from rxroute.logging import configure_logging
+    from rxroute.observability.setup import start_observability
 
     settings = load_settings()
     require_encryption_keys(settings)
     configure_logging(settings.log_level, json=settings.log_json)
-    url = resolve_database_url(settings)
+    start_observability(settings)
+    url = database_url_when_ready(settings, wait_for_db)
     metrics_at = None
     if metrics_port is not None:
         ensure_port_free(metrics_host, metrics_port, "the worker's metrics", "--metrics-port")

@@ -26,6 +26,7 @@ from rxroute.jobs import run_worker
 from rxroute.logging import configure_logging
 from rxroute.mailcatcher import MailCatcher
 from rxroute.mailcatcher.server import DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT
+from rxroute.observability.setup import start_observability
 from rxroute.sandbox import SandboxServer, load_config
 from rxroute.seed import data
 
@@ -176,6 +177,7 @@ def run_demo(
     if receiver is not None:
         ensure_port_free(host, events_port, "events receiver", flag=None)
     configure_logging("WARNING", json=settings.log_json)
+    start_observability(settings)
     url = resolve_database_url(settings)
     sandbox_config = load_config(None).with_overrides(webhook_url=settings.webhook_url)
     sandbox_config = sandbox_config.model_copy(update={"public_url": sandbox_url})

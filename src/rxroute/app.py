@@ -36,6 +36,7 @@ from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
 from rxroute.observability.endpoints import router as metrics_router
 from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
+from rxroute.observability.tracing import instrument_app
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
@@ -316,6 +317,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     # Outermost, so every response gets them, error pages included.
     app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
+    instrument_app(app)
     app.state.route_words = route_words(route_paths(app))
     return app
 

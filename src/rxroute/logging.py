@@ -25,6 +25,8 @@ from collections.abc import Iterable
 import structlog
 from structlog.types import EventDict, WrappedLogger
 
+from rxroute.observability.tracing import add_trace_ids
+
 #: Paths whose last segment is a bearer credential (the pharmacy's confirmation token).
 SECRET_PATH_PREFIXES = ("/pharmacy/confirm/",)
 #: What a masked path segment is logged as.
@@ -85,6 +87,7 @@ def redact_database_details(
 #: Run on every event, rxroute's (structlog) and the libraries' (stdlib logging).
 _SHARED: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
+    add_trace_ids,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

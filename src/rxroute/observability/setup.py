@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from rxroute.config import Settings
 from rxroute.observability.errors import init_error_reporting
+from rxroute.observability.tracing import configure_tracing
 
 
 def start_observability(settings: Settings) -> None:
     init_error_reporting(settings)
+    configure_tracing()

@@ -10,6 +10,7 @@ ownership of the delivery.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import procrastinate
 import structlog
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.deliveries.sending import RetryScheduler, send
 from rxroute.jobs import defer_in_session, queue
+from rxroute.observability.tracing import current_carrier, job_span
 from rxroute.runtime import get_runtime
 
 log = structlog.get_logger(__name__)
@@ -31,18 +33,28 @@ def send_lock(prescription_id: uuid.UUID | str) -> str:
     # Unexpected errors (a database blip) retry the whole job, which is idempotent.
     retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2),
 )
-async def send_prescription(prescription_id: str) -> str:
-    outcome = await send(get_runtime(), uuid.UUID(prescription_id), schedule_retry=RetryScheduler())
+async def send_prescription(
+    prescription_id: str, trace_context: dict[str, str] | None = None
+) -> str:
+    with job_span("send_prescription", trace_context, prescription_id=prescription_id):
+        outcome = await send(
+            get_runtime(), uuid.UUID(prescription_id), schedule_retry=RetryScheduler()
+        )
     return outcome.result
 
 
 async def defer_send(
     session: AsyncSession, prescription_id: uuid.UUID, *, delay_seconds: float | None = None
 ) -> int:
+    # The request's (or job's) trace rides along only while tracing is on, so the job's
+    # arguments are unchanged otherwise.
+    carrier = current_carrier()
+    extra: dict[str, Any] = {"trace_context": carrier} if carrier else {}
     return await defer_in_session(
         session,
         send_prescription,
         lock=send_lock(prescription_id),
         delay_seconds=delay_seconds,
         prescription_id=str(prescription_id),
+        **extra,
     )

@@ -39,6 +39,7 @@ from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import account_router
 from rxroute.web.auth_pages import router as auth_pages_router
+from rxroute.web.welcome_pages import router as welcome_router
 from rxroute.web.deps import LoginRequired, login_url
 from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
 from rxroute.web.patient_pages import router as patient_pages_router
@@ -290,6 +291,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
     app.include_router(account_router)
+    app.include_router(welcome_router)
     app.include_router(patient_pages_router)
     app.include_router(pharmacy_pages_router)
     app.include_router(support_pages_router)

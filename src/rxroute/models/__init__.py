@@ -7,6 +7,7 @@ from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
 from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
 from rxroute.models.event_endpoint import EventEndpoint
+from rxroute.models.invitation import Invitation, InvitationPurpose
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
 from rxroute.models.pharmacy import Pharmacy
@@ -31,6 +32,8 @@ __all__ = [
     "EventDeliveryState",
     "EventEndpoint",
     "InboundWebhookEvent",
+    "Invitation",
+    "InvitationPurpose",
     "OutboxEvent",
     "Patient",
     "Pharmacy",

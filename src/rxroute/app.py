@@ -39,11 +39,11 @@ from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import account_router
 from rxroute.web.auth_pages import router as auth_pages_router
-from rxroute.web.welcome_pages import router as welcome_router
 from rxroute.web.deps import LoginRequired, login_url
 from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
 from rxroute.web.patient_pages import router as patient_pages_router
 from rxroute.web.pharmacy_pages import router as pharmacy_pages_router
+from rxroute.web.welcome_pages import router as welcome_router
 from rxroute.webhooks.receiver import router as webhooks_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"

@@ -27,7 +27,7 @@ from rxroute.config import Settings
 from rxroute.models import Role
 from rxroute.runtime import Runtime
 from rxroute.web.deps import page_user
-from rxroute.web.security import CsrfGuard
+from rxroute.web.security import CsrfGuard, PreSessionCsrfGuard
 from tests import factories
 from tests.staff_pages import sign_in
 
@@ -43,6 +43,8 @@ PUBLIC = {
     ("POST", "/webhooks/erx"): "webhooks: HMAC-signed by the platform",
     ("GET", "/pharmacy/confirm/{token}"): "pharmacy link: the signed token is the credential",
     ("POST", "/pharmacy/confirm/{token}"): "pharmacy link: the signed token is the credential",
+    ("GET", "/welcome/{token}"): "set-password link: the one-time, hashed token is the credential",
+    ("POST", "/welcome/{token}"): "set-password link: the one-time, hashed token is the credential",
     ("GET", "/openapi.json"): "API docs",
     ("GET", "/docs"): "API docs",
     ("GET", "/redoc"): "API docs",
@@ -69,7 +71,13 @@ PAGE_MODULES = (
     "admin/audit_pages.py",
     "admin/event_pages.py",
     "support/event_pages.py",
+    "admin/users.py",
+    "web/welcome_pages.py",
 )
+
+
+#: Router guards: the session's token, or (pages shown before sign-in) a double-submit cookie.
+_GUARDS = (CsrfGuard, PreSessionCsrfGuard)
 
 
 def _routes(app: FastAPI) -> Iterator[Any]:
@@ -136,8 +144,8 @@ def test_every_unsafe_page_route_has_the_csrf_guard_on_its_router(app: FastAPI) 
         if path.startswith("/api/"):
             continue  # the API's own rule: see the next test
         declared = _declared(route)
-        guards = [call for call in declared if isinstance(call, CsrfGuard)]
-        in_tree = [call for call in _calls(route.dependant) if isinstance(call, CsrfGuard)]
+        guards = [call for call in declared if isinstance(call, _GUARDS)]
+        in_tree = [call for call in _calls(route.dependant) if isinstance(call, _GUARDS)]
         if not guards or not in_tree:
             unguarded.append(f"{method} {path}")
     assert unguarded == [], f"page POSTs without the router's CSRF guard: {unguarded}"
@@ -253,3 +261,21 @@ async def test_signed_out_posts_go_to_sign_in_before_the_form_is_read(
         response = await client.request(method, _concrete(path), data={"csrf_token": "x"})
         assert response.status_code == 303, f"{method} {path}"
         assert response.headers["location"].startswith("/login")
+
+
+async def test_pre_session_forms_refuse_a_post_without_their_token(
+    client: httpx.AsyncClient, db: Runtime, app: FastAPI
+) -> None:
+    """The welcome form has no session: its router's double-submit guard refuses a post
+    without the token (or with a forged one) before the handler looks at the link."""
+    checked = 0
+    for method, path, route in _table(app):
+        guarded = any(isinstance(call, PreSessionCsrfGuard) for call in _declared(route))
+        if method in SAFE_METHODS or not guarded:
+            continue
+        for data in ({}, {"csrf_token": "forged"}):
+            response = await client.request(method, _concrete(path), data=data)
+            assert response.status_code == 403, f"{method} {path} {data}"
+            assert "did not come from rxroute" in response.text
+        checked += 1
+    assert checked >= 1

@@ -104,9 +104,10 @@ def state_of(invitation: Invitation | None, now: datetime | None = None) -> Link
 
 async def _lock_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     user = await session.scalar(
-        select(User).where(User.id == user_id).with_for_update().execution_options(
-            populate_existing=True
-        )
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if user is None:
         raise LookupError("no such user")
@@ -154,16 +155,16 @@ async def issue_link(
     )
     session.add(invitation)
     await session.flush()
-    await defer_invitation_email(
-        session, invitation.id, runtime.secret_box.encrypt(token)
-    )
+    await defer_invitation_email(session, invitation.id, runtime.secret_box.encrypt(token))
     return IssuedLink(invitation_id=invitation.id, expires_at=expires_at, token=token)
 
 
 async def find_link(session: AsyncSession, token: str) -> Invitation | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    return await session.scalar(select(Invitation).where(Invitation.token_hash == hash_token(token)))
+    return await session.scalar(
+        select(Invitation).where(Invitation.token_hash == hash_token(token))
+    )
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,7 @@ __all__ = [
 SIGN_IN_FORM_SECONDS = 3600
 
 
-FORM_NOT_OURS = (
-    "this form has expired or did not come from rxroute; reload the page and try again"
-)
+FORM_NOT_OURS = "this form has expired or did not come from rxroute; reload the page and try again"
 
 
 def require_csrf(settings: Settings, request: Request, submitted: str | None) -> None:

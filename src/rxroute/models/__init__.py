@@ -1,6 +1,7 @@
 """Tables, one module each. Importing this package registers them all on ``Base.metadata``."""
 
 from rxroute.models.admin_audit import AdminAuditEvent, AuditAction, AuditEntity
+from rxroute.models.api_client import ApiClient
 from rxroute.models.auth_session import AuthSession, RevokeReason, SessionKind
 from rxroute.models.clinic import Clinic
 from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
@@ -21,6 +22,7 @@ from rxroute.models.webhook_event import InboundWebhookEvent, WebhookEventState
 __all__ = [
     "OPEN_STATES",
     "AdminAuditEvent",
+    "ApiClient",
     "AuditAction",
     "AuditEntity",
     "AuthSession",

@@ -1,7 +1,7 @@
 """invitations: one-time, expiring set-password links (only the token's hash is stored)
 
 Revision ID: 0009_invitations
-Revises: 0007_events_outbox
+Revises: 0008_integration_core
 Create Date: 2026-11-26 05:00:00
 
 A new table, nothing to backfill. The partial unique index keeps at most one live
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_invitations"
-# Re-chained by the integrator at merge: other revisions are being written in parallel.
-down_revision: str | None = "0007_events_outbox"
+# Chained after core (merged into this branch); the integrator re-chains at merge.
+down_revision: str | None = "0008_integration_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

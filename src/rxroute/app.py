@@ -33,6 +33,7 @@ from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
+from rxroute.patients.invite import router as patient_invite_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
@@ -288,6 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(pharmacies_router)
     app.include_router(prescriptions_router)
+    app.include_router(patient_invite_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
     app.include_router(account_router)

@@ -43,7 +43,7 @@ PRESCRIBER_FIELDS = (
     "platform_prescriber_id",
 )
 #: What is recorded of a user account (never its password hash: a reset is "removed").
-USER_FIELDS = ("email", "role", "active")
+USER_FIELDS = ("email", "role", "active", "prescriber_id")
 #: A prescriber's secrets: recorded as changed or removed, never with a value.
 PRESCRIBER_SECRETS = {
     "platform_email": "platform_email_encrypted",
@@ -69,6 +69,7 @@ LABELS = {
     "signing_pin": "Signing PIN",
     "role": "Role",
     "password": "Password",
+    "prescriber_id": "Prescriber record",
     "set_password_link": "Set-password link",
     "sessions": "Live sessions",
 }

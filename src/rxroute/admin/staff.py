@@ -15,31 +15,76 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
 from rxroute.auth.accounts import set_user_active, sign_out_everywhere
-from rxroute.auth.invitations import issue_link
+from rxroute.auth.invitations import issue_link, pending_invitations
 from rxroute.auth.passwords import unusable_password_hash
 from rxroute.auth.sessions import revoke_user_sessions
-from rxroute.models import AuditAction, Invitation, InvitationPurpose, RevokeReason, Role, User
+from rxroute.models import (
+    AuditAction,
+    InvitationPurpose,
+    Prescriber,
+    RevokeReason,
+    Role,
+    User,
+)
 from rxroute.runtime import Runtime
 from rxroute.timezones import utc_iso
 
 #: The roles an admin may invite and move staff between (patients come from the API).
-STAFF_ROLES = (Role.SUPPORT.value, Role.ADMIN.value)
+STAFF_ROLES = (Role.SUPPORT.value, Role.ADMIN.value, Role.PRESCRIBER.value)
 
 
 class StaffActionRefused(Exception):
     """The action cannot be done; the message says why and what to do instead."""
 
 
+class StaffInputRefused(StaffActionRefused):
+    """What was chosen in the form is not acceptable (a 422 rather than a 409)."""
+
+
 @dataclass
 class InviteInput:
     email: str = ""
     role: str = ""
+    #: For a prescriber: the prescriber record they write prescriptions as.
+    prescriber_id: str = ""
     errors: dict[str, str] = field(default_factory=dict)
+
+
+async def prescriber_choices(session: AsyncSession) -> list[Prescriber]:
+    """Active prescriber records, for the select on the invite and role forms."""
+    return list(
+        await session.scalars(
+            select(Prescriber).where(Prescriber.active.is_(True)).order_by(Prescriber.full_name)
+        )
+    )
+
+
+async def _prescriber_problem(
+    session: AsyncSession, role: str, raw_id: str, *, user_id: uuid.UUID | None
+) -> tuple[uuid.UUID | None, str | None]:
+    """(the prescriber record to link, None) or (None, why not). Only a prescriber is
+    linked to one, and one record belongs to at most one account."""
+    if role != Role.PRESCRIBER.value:
+        return None, None
+    try:
+        prescriber_id = uuid.UUID(raw_id.strip())
+    except ValueError:
+        return None, "Choose the prescriber record this person writes prescriptions as."
+    prescriber = await session.get(Prescriber, prescriber_id)
+    if prescriber is None or not prescriber.active:
+        return None, "Choose an active prescriber record."
+    holders = select(User.email).where(User.prescriber_id == prescriber_id)
+    if user_id is not None:
+        holders = holders.where(User.id != user_id)
+    holder = await session.scalar(holders.limit(1))
+    if holder is not None:
+        return None, f"This prescriber record already belongs to the account {holder}."
+    return prescriber_id, None
 
 
 def check_email(raw: str) -> tuple[str | None, str | None]:
@@ -81,13 +126,19 @@ async def invite_staff(
     elif email and await email_taken(session, email):
         form.errors["email"] = "An account with this email already exists."
     if form.role not in STAFF_ROLES:
-        form.errors["role"] = "Choose the role: " + " or ".join(STAFF_ROLES) + "."
+        form.errors["role"] = "Choose the role: " + ", ".join(STAFF_ROLES) + "."
+    prescriber_id, linked = await _prescriber_problem(
+        session, form.role, form.prescriber_id, user_id=None
+    )
+    if linked:
+        form.errors["prescriber_id"] = linked
     if form.errors or email is None:
         return None
     user = User(
         id=uuid.uuid4(),
         email=email,
         role=form.role,
+        prescriber_id=prescriber_id,
         password_hash=unusable_password_hash(),
         active=False,
     )
@@ -99,24 +150,6 @@ async def invite_staff(
     )
     await session.flush()
     return user
-
-
-async def pending_invitations(session: AsyncSession, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these accounts were invited and have never used a link."""
-    if not user_ids:
-        return set()
-    rows = await session.scalars(
-        select(Invitation.user_id)
-        .where(Invitation.user_id.in_(user_ids))
-        .group_by(Invitation.user_id)
-        .having(
-            and_(
-                func.bool_or(Invitation.purpose == InvitationPurpose.INVITE.value),
-                func.bool_and(Invitation.used_at.is_(None)),
-            )
-        )
-    )
-    return set(rows)
 
 
 async def resend_invite(
@@ -170,16 +203,25 @@ async def reset_password(
     await session.flush()
 
 
-async def change_role(session: AsyncSession, target: User, role: str, *, actor: User) -> bool:
-    """Move a staff account to another staff role; False when it already had it."""
+async def change_role(
+    session: AsyncSession, target: User, role: str, *, actor: User, prescriber_id: str = ""
+) -> bool:
+    """Move a staff account to another staff role (a prescriber linked to their prescriber
+    record, any other role to none); False when nothing changed."""
     if target.id == actor.id:
         raise StaffActionRefused("you cannot change your own role; ask another admin to do it")
     if target.role not in STAFF_ROLES:
         raise StaffActionRefused("only staff accounts change role; a patient's account stays one")
     if role not in STAFF_ROLES:
-        raise StaffActionRefused("choose the role: " + " or ".join(STAFF_ROLES))
+        raise StaffInputRefused("choose the role: " + ", ".join(STAFF_ROLES))
+    if role == Role.PRESCRIBER.value and not prescriber_id and target.prescriber_id:
+        prescriber_id = str(target.prescriber_id)  # keeps the record it already has
+    linked_id, problem = await _prescriber_problem(session, role, prescriber_id, user_id=target.id)
+    if problem:
+        raise StaffInputRefused(problem[0].lower() + problem[1:].rstrip("."))
     before = audit.snapshot(target)
     target.role = role
+    target.prescriber_id = linked_id
     await session.flush()
     return audit.record(session, actor.id, target, before) is not None
 

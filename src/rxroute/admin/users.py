@@ -1,6 +1,7 @@
 """Admin: the accounts that sign in, and staff management.
 
-Invite a support or admin user by email, change a staff account's role, reset a password,
+Invite a support, admin or prescriber user by email (a prescriber linked to their
+prescriber record), change a staff account's role, reset a password,
 resend an invitation, deactivate or reactivate, and "sign out everywhere". The rules (and
 the audit trail entries) are in :mod:`rxroute.admin.staff`; this module is the pages. The
 router's dependencies check the admin role and the CSRF token of every POST.
@@ -22,6 +23,7 @@ from sqlalchemy import case, func, select
 
 from rxroute.admin import staff
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
+from rxroute.auth.invitations import pending_invitations
 from rxroute.auth.sessions import live_session_counts
 from rxroute.models import Role, User
 from rxroute.web.deps import AdminPageUser
@@ -45,7 +47,10 @@ FLASHES = {
     "role-unchanged": "{email} already had that role: nothing changed.",
 }
 _ROLE_ORDER = case(
-    (User.role == Role.ADMIN.value, 0), (User.role == Role.SUPPORT.value, 1), else_=2
+    (User.role == Role.ADMIN.value, 0),
+    (User.role == Role.SUPPORT.value, 1),
+    (User.role == Role.PRESCRIBER.value, 2),
+    else_=3,
 )
 PageNumber = Annotated[int, Form(ge=1, le=MAX_PAGE)]
 
@@ -62,7 +67,8 @@ def _done(page: int, done: str, user_id: uuid.UUID) -> RedirectResponse:
 
 
 def _refused(exc: staff.StaffActionRefused) -> HTTPException:
-    return HTTPException(status_code=409, detail=str(exc))
+    code = 422 if isinstance(exc, staff.StaffInputRefused) else 409
+    return HTTPException(status_code=code, detail=str(exc))
 
 
 async def _users_page(
@@ -88,8 +94,9 @@ async def _users_page(
     context: dict[str, Any] = {
         "users": rows,
         "sessions": await live_session_counts(session, ids),
-        "pending": await staff.pending_invitations(session, ids),
+        "pending": await pending_invitations(session, ids),
         "staff_roles": staff.STAFF_ROLES,
+        "prescribers": await staff.prescriber_choices(session),
         "invite": invite or staff.InviteInput(),
         "flash": flash,
         "page": page,
@@ -124,8 +131,9 @@ async def invite(
     admin: AdminPageUser,
     email: Annotated[str, Form(max_length=320)] = "",
     role: Annotated[str, Form(max_length=20)] = "",
+    prescriber_id: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    form = staff.InviteInput(email=email, role=role)
+    form = staff.InviteInput(email=email, role=role, prescriber_id=prescriber_id)
     created = await staff.invite_staff(session, runtime, form, actor=admin)
     if created is None:
         return await _users_page(request, session, admin, invite=form, status_code=422)
@@ -138,11 +146,14 @@ async def change_role(
     admin: AdminPageUser,
     user_id: uuid.UUID,
     role: Annotated[str, Form(max_length=20)],
+    prescriber_id: Annotated[str, Form(max_length=40)] = "",
     page: PageNumber = 1,
 ) -> RedirectResponse:
     target = await _user(session, user_id)
     try:
-        changed = await staff.change_role(session, target, role, actor=admin)
+        changed = await staff.change_role(
+            session, target, role, actor=admin, prescriber_id=prescriber_id
+        )
     except staff.StaffActionRefused as exc:
         raise _refused(exc) from None
     return _done(page, "role-changed" if changed else "role-unchanged", user_id)

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth import passwords
@@ -228,10 +228,29 @@ async def set_password_with_link(
     return SignedIn(user_id=user.id, role=user.role, token=token_out)
 
 
+async def pending_invitations(session: AsyncSession, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these accounts were invited and have never used a link."""
+    if not user_ids:
+        return set()
+    rows = await session.scalars(
+        select(Invitation.user_id)
+        .where(Invitation.user_id.in_(user_ids))
+        .group_by(Invitation.user_id)
+        .having(
+            and_(
+                func.bool_or(Invitation.purpose == InvitationPurpose.INVITE.value),
+                func.bool_and(Invitation.used_at.is_(None)),
+            )
+        )
+    )
+    return set(rows)
+
+
 def email_role_label(role: str) -> str:
     """How the email names the account (no other detail about the person)."""
     return {
         Role.PATIENT.value: "patient",
         Role.SUPPORT.value: "support",
         Role.ADMIN.value: "administrator",
+        Role.PRESCRIBER.value: "prescriber",
     }.get(role, role)

@@ -28,7 +28,6 @@ def sending_to(runtime: Runtime, catcher: MailCatcher) -> Iterator[Runtime]:
             "smtp_port": catcher.smtp_port,
             "smtp_username": "",
             "smtp_starttls": False,
-            "public_url": "https://rxroute.example.com",
         }
     )
     try:
@@ -45,7 +44,7 @@ def catcher() -> Iterator[MailCatcher]:
 
 @pytest.fixture
 def mail(db: Runtime, catcher: MailCatcher) -> Iterator[Runtime]:
-    """The runtime, sending email to the catcher, with links under https://rxroute.example.com."""
+    """The runtime, sending email to the catcher."""
     with sending_to(db, catcher):
         yield db
 

@@ -135,10 +135,8 @@ async def test_unknown_patient_is_404_naming_the_field(
 async def test_refusals_name_no_personal_details(
     client: httpx.AsyncClient, session: AsyncSession, db: Runtime
 ) -> None:
-    no_email = await factories.make_patient(session, external_id="plat-p-5", email="")
-    clash = await factories.make_patient(
-        session, external_id="plat-p-6", email="shared@example.com"
-    )
+    await factories.make_patient(session, external_id="plat-p-5", email="")
+    await factories.make_patient(session, external_id="plat-p-6", email="shared@example.com")
     await factories.make_user(session, Role.SUPPORT, email="shared@example.com")
     gone = await factories.make_patient(session, external_id="plat-p-7")
     gone_user = await factories.make_user(session, Role.PATIENT, patient=gone)

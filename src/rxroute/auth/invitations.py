@@ -103,6 +103,8 @@ def state_of(invitation: Invitation | None, now: datetime | None = None) -> Link
 
 
 async def _lock_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """The user's row, locked for this transaction (pending changes are flushed first, by
+    autoflush, so refreshing the loaded object loses nothing)."""
     user = await session.scalar(
         select(User)
         .where(User.id == user_id)
@@ -139,7 +141,7 @@ async def issue_link(
 ) -> IssuedLink:
     """A new live link for ``user`` (earlier ones revoked) and its email, deferred in this
     transaction."""
-    from rxroute.auth.tasks import defer_invitation_email
+    from rxroute.auth.tasks import defer_invitation_email  # that module imports this one
 
     await _lock_user(session, user.id)
     await revoke_links(session, user.id)

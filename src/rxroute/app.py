@@ -37,6 +37,7 @@ from rxroute.logging import loggable_path, route_words
 from rxroute.observability.endpoints import router as metrics_router
 from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 from rxroute.observability.tracing import instrument_app
+from rxroute.patients.invite import router as patient_invite_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
@@ -47,6 +48,7 @@ from rxroute.web.deps import LoginRequired, login_url
 from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
 from rxroute.web.patient_pages import router as patient_pages_router
 from rxroute.web.pharmacy_pages import router as pharmacy_pages_router
+from rxroute.web.welcome_pages import router as welcome_router
 from rxroute.webhooks.receiver import router as webhooks_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
@@ -307,9 +309,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(pharmacies_router)
     app.include_router(prescriptions_router)
+    app.include_router(patient_invite_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
     app.include_router(account_router)
+    app.include_router(welcome_router)
     app.include_router(patient_pages_router)
     app.include_router(pharmacy_pages_router)
     app.include_router(support_pages_router)

@@ -188,6 +188,8 @@ class Settings(BaseSettings):
     link_secret: SecretStr = SecretStr(DEMO_LINK_SECRET)
     link_secret_previous: PreviousKeys = []
     access_token_ttl_seconds: int = Field(default=3600, ge=60)
+    #: How long an emailed set-password link (an invitation or a reset) stays usable.
+    invitation_hours: int = Field(default=72, ge=1, le=24 * 30)
 
     # --- regions and channels -------------------------------------------------------------
     #: Which channel serves each region: adding a region served by an existing channel is

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TASK_MODULES = [
+    "rxroute.auth.tasks",
     "rxroute.events.tasks",
     "rxroute.maintenance.tasks",
     "rxroute.prescriptions.tasks",

@@ -27,7 +27,7 @@ from rxroute.config import Settings
 from rxroute.models import Role
 from rxroute.runtime import Runtime
 from rxroute.web.deps import page_user
-from rxroute.web.security import CsrfGuard
+from rxroute.web.security import CsrfGuard, PreSessionCsrfGuard
 from tests import factories
 from tests.staff_pages import sign_in
 
@@ -44,6 +44,8 @@ PUBLIC = {
     ("POST", "/webhooks/erx"): "webhooks: HMAC-signed by the platform",
     ("GET", "/pharmacy/confirm/{token}"): "pharmacy link: the signed token is the credential",
     ("POST", "/pharmacy/confirm/{token}"): "pharmacy link: the signed token is the credential",
+    ("GET", "/welcome/{token}"): "set-password link: the one-time, hashed token is the credential",
+    ("POST", "/welcome/{token}"): "set-password link: the one-time, hashed token is the credential",
     ("GET", "/openapi.json"): "API docs",
     ("GET", "/docs"): "API docs",
     ("GET", "/redoc"): "API docs",
@@ -70,7 +72,13 @@ PAGE_MODULES = (
     "admin/audit_pages.py",
     "admin/event_pages.py",
     "support/event_pages.py",
+    "admin/users.py",
+    "web/welcome_pages.py",
 )
+
+
+#: Router guards: the session's token, or (pages shown before sign-in) a double-submit cookie.
+_GUARDS = (CsrfGuard, PreSessionCsrfGuard)
 
 
 def _routes(app: FastAPI) -> Iterator[Any]:
@@ -94,6 +102,12 @@ def _roles(call: Callable[..., Any]) -> frozenset[str] | None:
     allowed = inspect.getclosurevars(call).nonlocals.get("allowed")
     assert isinstance(allowed, set | frozenset), call
     return frozenset(allowed)
+
+
+def _is_key_scope_check(call: Callable[..., Any]) -> bool:
+    """An API-key scope check (``require_scope``): the bearer key is the credential; it
+    never reads the cookie, so it needs no CSRF header either."""
+    return getattr(call, "__qualname__", "").endswith("require_scope.<locals>.checker")
 
 
 def _declared(route: Any) -> list[Any]:
@@ -137,8 +151,8 @@ def test_every_unsafe_page_route_has_the_csrf_guard_on_its_router(app: FastAPI) 
         if path.startswith("/api/"):
             continue  # the API's own rule: see the next test
         declared = _declared(route)
-        guards = [call for call in declared if isinstance(call, CsrfGuard)]
-        in_tree = [call for call in _calls(route.dependant) if isinstance(call, CsrfGuard)]
+        guards = [call for call in declared if isinstance(call, _GUARDS)]
+        in_tree = [call for call in _calls(route.dependant) if isinstance(call, _GUARDS)]
         if not guards or not in_tree:
             unguarded.append(f"{method} {path}")
     assert unguarded == [], f"page POSTs without the router's CSRF guard: {unguarded}"
@@ -151,7 +165,8 @@ def test_unsafe_api_routes_authenticate_through_current_user(app: FastAPI) -> No
     for method, path, route in _table(app):
         if method in SAFE_METHODS or not path.startswith("/api/") or (method, path) in PUBLIC:
             continue
-        if current_user not in set(_calls(route.dependant)):
+        calls = set(_calls(route.dependant))
+        if current_user not in calls and not any(_is_key_scope_check(c) for c in calls):
             missing.append(f"{method} {path}")
     assert missing == []
 
@@ -172,7 +187,7 @@ def test_every_route_needs_a_role_except_the_allow_list(app: FastAPI) -> None:
             continue
         dependant = getattr(route, "dependant", None)
         calls = set(_calls(dependant)) if dependant is not None else set()
-        if not calls & {page_user, current_user}:
+        if not calls & {page_user, current_user} and not any(map(_is_key_scope_check, calls)):
             open_routes.append(f"{method} {path}")
     assert open_routes == [], f"routes anyone may call: {open_routes}"
 
@@ -254,3 +269,21 @@ async def test_signed_out_posts_go_to_sign_in_before_the_form_is_read(
         response = await client.request(method, _concrete(path), data={"csrf_token": "x"})
         assert response.status_code == 303, f"{method} {path}"
         assert response.headers["location"].startswith("/login")
+
+
+async def test_pre_session_forms_refuse_a_post_without_their_token(
+    client: httpx.AsyncClient, db: Runtime, app: FastAPI
+) -> None:
+    """The welcome form has no session: its router's double-submit guard refuses a post
+    without the token (or with a forged one) before the handler looks at the link."""
+    checked = 0
+    for method, path, route in _table(app):
+        guarded = any(isinstance(call, PreSessionCsrfGuard) for call in _declared(route))
+        if method in SAFE_METHODS or not guarded:
+            continue
+        for data in ({}, {"csrf_token": "forged"}):
+            response = await client.request(method, _concrete(path), data=data)
+            assert response.status_code == 403, f"{method} {path} {data}"
+            assert "did not come from rxroute" in response.text
+        checked += 1
+    assert checked >= 1

@@ -42,6 +42,8 @@ PRESCRIBER_FIELDS = (
     "active",
     "platform_prescriber_id",
 )
+#: What is recorded of a user account (never its password hash: a reset is "removed").
+USER_FIELDS = ("email", "role", "active", "prescriber_id")
 #: A prescriber's secrets: recorded as changed or removed, never with a value.
 PRESCRIBER_SECRETS = {
     "platform_email": "platform_email_encrypted",
@@ -66,6 +68,10 @@ LABELS = {
     "platform_password": "Platform password",
     "signing_pin": "Signing PIN",
     "role": "Role",
+    "password": "Password",
+    "prescriber_id": "Prescriber record",
+    "set_password_link": "Set-password link",
+    "sessions": "Live sessions",
 }
 
 Snapshot = dict[str, Any]
@@ -78,12 +84,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def snapshot(entity: Pharmacy | Prescriber | None) -> Snapshot | None:
+Audited = Pharmacy | Prescriber | User
+
+
+def snapshot(entity: Audited | None) -> Snapshot | None:
     """The recorded fields of ``entity`` now (secrets as their ciphertext, compared only)."""
     if entity is None:
         return None
     if isinstance(entity, Pharmacy):
         return {name: _plain(getattr(entity, name)) for name in PHARMACY_FIELDS}
+    if isinstance(entity, User):
+        return {name: _plain(getattr(entity, name)) for name in USER_FIELDS}
     values = {name: _plain(getattr(entity, name)) for name in PRESCRIBER_FIELDS}
     for name, column in PRESCRIBER_SECRETS.items():
         values[name] = getattr(entity, column)
@@ -109,26 +120,31 @@ def changes_between(before: Snapshot | None, after: Snapshot) -> dict[str, Any]:
     return changed
 
 
-def _entity_type(entity: Pharmacy | Prescriber) -> AuditEntity:
+def _entity_type(entity: Audited) -> AuditEntity:
+    if isinstance(entity, User):
+        return AuditEntity.USER
     return AuditEntity.PHARMACY if isinstance(entity, Pharmacy) else AuditEntity.PRESCRIBER
 
 
 def record(
     session: AsyncSession,
     actor_id: uuid.UUID,
-    entity: Pharmacy | Prescriber,
+    entity: Audited,
     before: Snapshot | None,
     *,
     action: AuditAction | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> AdminAuditEvent | None:
     """Add the event for ``entity``'s change since ``before`` (flushed with the change).
 
-    ``action`` defaults to created (no ``before``) or updated. Returns None, adding
-    nothing, when nothing changed.
+    ``action`` defaults to created (no ``before``) or updated. ``extra`` adds changes that
+    are not fields of the row (an emailed link, a password made unusable), in the same
+    ``{"before", "after"}`` or ``{"secret": ...}`` shapes. Returns None, adding nothing,
+    when nothing changed.
     """
     after = snapshot(entity)
     assert after is not None
-    changes = changes_between(before, after)
+    changes = {**changes_between(before, after), **(extra or {})}
     if not changes:
         return None
     chosen = action or (AuditAction.CREATED if before is None else AuditAction.UPDATED)

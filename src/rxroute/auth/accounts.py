@@ -8,6 +8,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth import passwords
+from rxroute.auth.invitations import revoke_links
 from rxroute.auth.sessions import open_session, revoke_user_sessions
 from rxroute.auth.signin import SignInRefused, reauthenticate
 from rxroute.config import Settings
@@ -52,10 +53,13 @@ async def change_password(
 
 
 async def set_user_active(db: AsyncSession, user: User, active: bool) -> int:
-    """(De)activate an account; deactivating ends its sessions. Returns how many ended."""
+    """(De)activate an account; deactivating ends its sessions and cancels its emailed
+    set-password links (a link must not reactivate it). Returns how many sessions ended."""
     user.active = active
     if active:
         return 0
+    await db.flush()  # the user's row is locked before its links, as everywhere
+    await revoke_links(db, user.id)
     return await revoke_user_sessions(db, user.id, RevokeReason.DEACTIVATED)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -16,6 +18,13 @@ MAX_PASSWORD_LENGTH = 1000
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+def unusable_password_hash() -> str:
+    """A hash no password matches in practice (of 256 random bits nobody keeps), for an
+    account whose password is not set yet or was reset: a real argon2 hash, so checking a
+    guess against it costs as much as against a real one and reveals nothing."""
+    return _hasher.hash(secrets.token_urlsafe(32))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

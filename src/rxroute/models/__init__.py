@@ -1,12 +1,14 @@
 """Tables, one module each. Importing this package registers them all on ``Base.metadata``."""
 
 from rxroute.models.admin_audit import AdminAuditEvent, AuditAction, AuditEntity
+from rxroute.models.api_client import ApiClient
 from rxroute.models.auth_session import AuthSession, RevokeReason, SessionKind
 from rxroute.models.clinic import Clinic
 from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
 from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
 from rxroute.models.event_endpoint import EventEndpoint
+from rxroute.models.invitation import Invitation, InvitationPurpose
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
 from rxroute.models.pharmacy import Pharmacy
@@ -20,6 +22,7 @@ from rxroute.models.webhook_event import InboundWebhookEvent, WebhookEventState
 __all__ = [
     "OPEN_STATES",
     "AdminAuditEvent",
+    "ApiClient",
     "AuditAction",
     "AuditEntity",
     "AuthSession",
@@ -31,6 +34,8 @@ __all__ = [
     "EventDeliveryState",
     "EventEndpoint",
     "InboundWebhookEvent",
+    "Invitation",
+    "InvitationPurpose",
     "OutboxEvent",
     "Patient",
     "Pharmacy",

@@ -25,10 +25,17 @@ class AuditAction(enum.StrEnum):
     UPDATED = "updated"
     ACTIVATED = "activated"
     DEACTIVATED = "deactivated"
+    #: A staff or patient account created and its set-password link emailed.
+    INVITED = "invited"
+    INVITE_RESENT = "invite-resent"
+    #: The password made unusable, the account's sessions ended, a new link emailed.
+    PASSWORD_RESET = "password-reset"  # noqa: S105 - an action's name, not a secret
+    #: Every session of the account ended by an admin.
+    SIGNED_OUT = "signed-out"
 
 
 class AdminAuditEvent(IdMixin, Base):
-    """One admin change to a pharmacy, prescriber or user: who, what, before and after.
+    """One admin change to a pharmacy, prescriber or user account: who, what, before and after.
 
     Written in the same transaction as the change, so a change without its event (or the
     reverse) cannot be committed. Append-only: a database trigger (migration 0006) refuses

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Date, String
+from sqlalchemy import Date, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -12,6 +12,14 @@ class Patient(IdMixin, TimestampMixin, Base):
     """A patient's profile. Everything here is PHI: never log it, only the id."""
 
     __tablename__ = "patients"
+    __table_args__ = (
+        Index(
+            "uq_patients_external_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+    )
 
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
@@ -26,6 +34,8 @@ class Patient(IdMixin, TimestampMixin, Base):
     country: Mapped[str] = mapped_column(String(2), default="GB")
     region: Mapped[str] = mapped_column(String(8))
     nhs_number: Mapped[str | None] = mapped_column(String(10), default=None)
+    #: The integrating platform's own ID for this patient (``PUT /api/v1/patients/{id}``).
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
     @property
     def full_name(self) -> str:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -15,6 +15,14 @@ class Prescriber(IdMixin, TimestampMixin, Base):
     """
 
     __tablename__ = "prescribers"
+    __table_args__ = (
+        Index(
+            "uq_prescribers_external_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+    )
 
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -25,6 +33,8 @@ class Prescriber(IdMixin, TimestampMixin, Base):
     #: The platform's own id for this prescriber, learned at login.
     platform_prescriber_id: Mapped[int | None] = mapped_column(Integer, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The integrating platform's own ID for this prescriber (prescription bodies may use it).
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
     @property
     def has_platform_credentials(self) -> bool:

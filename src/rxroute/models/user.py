@@ -13,6 +13,7 @@ class Role(enum.StrEnum):
     PATIENT = "patient"
     SUPPORT = "support"
     ADMIN = "admin"
+    PRESCRIBER = "prescriber"
 
 
 class User(IdMixin, TimestampMixin, Base):
@@ -25,3 +26,7 @@ class User(IdMixin, TimestampMixin, Base):
     role: Mapped[str] = mapped_column(String(20))
     patient_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("patients.id"), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: For ``role=prescriber``: the prescriber record this person writes prescriptions as.
+    prescriber_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("prescribers.id"), default=None
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -12,10 +12,21 @@ from rxroute.models import Prescription, Role, User
 
 
 def visible_to(user: User) -> Select[Prescription]:
+    """Patients see their own, prescribers what they wrote, support and admin everything.
+
+    An account whose profile link is missing (no patient or prescriber record) sees nothing:
+    the comparison with NULL matches no row.
+    """
     statement = select(Prescription)
-    if user.role == Role.PATIENT.value:
-        # A patient account without a patient profile sees nothing.
-        statement = statement.where(Prescription.patient_id == user.patient_id)
+    match user.role:
+        case Role.PATIENT.value:
+            statement = statement.where(Prescription.patient_id == user.patient_id)
+        case Role.PRESCRIBER.value:
+            statement = statement.where(Prescription.prescriber_id == user.prescriber_id)
+        case Role.SUPPORT.value | Role.ADMIN.value:
+            pass
+        case _:
+            statement = statement.where(false())
     return statement
 
 

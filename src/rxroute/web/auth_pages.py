@@ -94,7 +94,7 @@ async def login_form(
     )
 
 
-async def _end_cookie_session(request: Request, session: SessionDep, settings: Settings) -> None:
+async def end_cookie_session(request: Request, session: SessionDep, settings: Settings) -> None:
     """Revoke the session the browser's cookie names, if it is a genuine one."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
@@ -144,7 +144,7 @@ async def login(
     except SignInRefused:
         return _login_page(request, settings, {**back, "error": WRONG_CREDENTIALS}, 401)
     # The browser's previous session (if any) ends: one cookie, one live session.
-    await _end_cookie_session(request, session, settings)
+    await end_cookie_session(request, session, settings)
     target = _safe_next(next) or home_for_role(signed_in.role)
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, settings, signed_in.token)
@@ -156,7 +156,7 @@ async def login(
 async def logout(request: Request, session: SessionDep, runtime: RuntimeDep) -> RedirectResponse:
     """Ends the session server-side: the cookie stops working even if a copy was kept."""
     # No CSRF check needed: signing someone out is harmless and the cookie is SameSite.
-    await _end_cookie_session(request, session, runtime.settings)
+    await end_cookie_session(request, session, runtime.settings)
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(response)
     return response

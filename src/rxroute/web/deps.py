@@ -129,5 +129,7 @@ def home_for_role(role: str) -> str:
             return "/prescriptions"
         case Role.SUPPORT.value:
             return "/support"
+        case Role.PRESCRIBER.value:
+            return "/prescriber"
         case _:
             return "/admin"

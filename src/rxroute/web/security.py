@@ -35,6 +35,7 @@ __all__ = [
     "SAFE_METHODS",
     "SIGN_IN_COOKIE",
     "CsrfGuard",
+    "PreSessionCsrfGuard",
     "SignInLimiter",
     "clear_session_cookie",
     "csrf_guard",
@@ -51,13 +52,14 @@ __all__ = [
 SIGN_IN_FORM_SECONDS = 3600
 
 
+FORM_NOT_OURS = "this form has expired or did not come from rxroute; reload the page and try again"
+
+
 def require_csrf(settings: Settings, request: Request, submitted: str | None) -> None:
     if not csrf_ok(settings, request.cookies.get(SESSION_COOKIE), submitted):
         raise HTTPException(
             status_code=403,
-            detail=(
-                "this form has expired or did not come from rxroute; reload the page and try again"
-            ),
+            detail=FORM_NOT_OURS,
         )
 
 
@@ -102,6 +104,51 @@ class CsrfGuard:
 
 #: The guard of every page router with ordinary forms.
 csrf_guard = CsrfGuard()
+
+
+class PreSessionCsrfGuard:
+    """Router dependency for a form shown before there is a session (the welcome page).
+
+    A signed double-submit cookie, as on the sign-in form (:mod:`rxroute.auth.csrf`): the
+    page sets a random nonce in ``cookie`` (scoped to ``path``) and puts its HMAC in the
+    form; an unsafe request needs both to match. Another site can neither read the cookie
+    nor compute the HMAC, so it cannot make a browser submit the form (and be signed in to
+    an account of the other site's choosing).
+    """
+
+    def __init__(self, cookie: str, path: str) -> None:
+        self.cookie = cookie
+        self.path = path
+
+    def nonce(self, request: Request) -> tuple[str, bool]:
+        """The nonce from the cookie, or a new one: (nonce, is it new)."""
+        nonce = request.cookies.get(self.cookie) or ""
+        if 16 <= len(nonce) <= 64:
+            return nonce, False
+        return new_sign_in_nonce(), True
+
+    def set_cookie(self, response: Response, settings: Settings, nonce: str) -> None:
+        response.set_cookie(
+            self.cookie,
+            nonce,
+            max_age=SIGN_IN_FORM_SECONDS,
+            httponly=True,
+            secure=_secure(settings),
+            samesite="lax",
+            path=self.path,
+        )
+
+    async def __call__(self, request: Request, runtime: RuntimeDep) -> None:
+        if request.method in SAFE_METHODS:
+            return
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+            raise HTTPException(status_code=413, detail="The form is too large.")
+        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        field = form.get(CSRF_FIELD)
+        submitted = field if isinstance(field, str) else None
+        if not sign_in_csrf_ok(runtime.settings, request.cookies.get(self.cookie), submitted):
+            raise HTTPException(status_code=403, detail=FORM_NOT_OURS)
 
 
 def set_session_cookie(response: Response, settings: Settings, token: str) -> None:

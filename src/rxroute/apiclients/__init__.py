@@ -1,0 +1,1 @@
+"""Service accounts of integrating platforms: scoped API keys (``Bearer rxr_...``)."""

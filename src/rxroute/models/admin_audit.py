@@ -30,7 +30,7 @@ class AuditAction(enum.StrEnum):
 
 
 class AdminAuditEvent(IdMixin, Base):
-    """One admin change to a pharmacy, prescriber, user or formulary line: who, what, before and after.
+    """One admin change to a pharmacy, prescriber, user or formulary line, before and after.
 
     Written in the same transaction as the change, so a change without its event (or the
     reverse) cannot be committed. Append-only: a database trigger (migration 0006) refuses

@@ -20,7 +20,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import AdminAuditEvent, AuditAction, AuditEntity, Pharmacy, Prescriber, User
+from rxroute.models import (
+    AdminAuditEvent,
+    AuditAction,
+    AuditEntity,
+    FormularyItem,
+    Pharmacy,
+    Prescriber,
+    User,
+)
 
 #: What is recorded of a pharmacy.
 PHARMACY_FIELDS = (
@@ -41,6 +49,15 @@ PRESCRIBER_FIELDS = (
     "registration_number",
     "active",
     "platform_prescriber_id",
+)
+#: What is recorded of a formulary line (it is never edited: created, then deactivated).
+FORMULARY_FIELDS = (
+    "description",
+    "dmd_vpid",
+    "dmd_apid",
+    "default_quantity",
+    "default_directions",
+    "active",
 )
 #: A prescriber's secrets: recorded as changed or removed, never with a value.
 PRESCRIBER_SECRETS = {
@@ -66,9 +83,15 @@ LABELS = {
     "platform_password": "Platform password",
     "signing_pin": "Signing PIN",
     "role": "Role",
+    "description": "Description",
+    "dmd_vpid": "dm+d VPID",
+    "dmd_apid": "dm+d APID",
+    "default_quantity": "Default quantity",
+    "default_directions": "Default directions",
 }
 
 Snapshot = dict[str, Any]
+Audited = Pharmacy | Prescriber | FormularyItem
 
 
 def _plain(value: Any) -> Any:
@@ -78,12 +101,14 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def snapshot(entity: Pharmacy | Prescriber | None) -> Snapshot | None:
+def snapshot(entity: Audited | None) -> Snapshot | None:
     """The recorded fields of ``entity`` now (secrets as their ciphertext, compared only)."""
     if entity is None:
         return None
     if isinstance(entity, Pharmacy):
         return {name: _plain(getattr(entity, name)) for name in PHARMACY_FIELDS}
+    if isinstance(entity, FormularyItem):
+        return {name: _plain(getattr(entity, name)) for name in FORMULARY_FIELDS}
     values = {name: _plain(getattr(entity, name)) for name in PRESCRIBER_FIELDS}
     for name, column in PRESCRIBER_SECRETS.items():
         values[name] = getattr(entity, column)
@@ -109,14 +134,18 @@ def changes_between(before: Snapshot | None, after: Snapshot) -> dict[str, Any]:
     return changed
 
 
-def _entity_type(entity: Pharmacy | Prescriber) -> AuditEntity:
-    return AuditEntity.PHARMACY if isinstance(entity, Pharmacy) else AuditEntity.PRESCRIBER
+def _entity_type(entity: Audited) -> AuditEntity:
+    if isinstance(entity, Pharmacy):
+        return AuditEntity.PHARMACY
+    if isinstance(entity, FormularyItem):
+        return AuditEntity.FORMULARY
+    return AuditEntity.PRESCRIBER
 
 
 def record(
     session: AsyncSession,
     actor_id: uuid.UUID,
-    entity: Pharmacy | Prescriber,
+    entity: Audited,
     before: Snapshot | None,
     *,
     action: AuditAction | None = None,
@@ -173,6 +202,8 @@ class AuditLine:
             return f"/admin/pharmacies/{self.entity_id}"
         if self.entity_type == AuditEntity.PRESCRIBER.value:
             return f"/admin/prescribers/{self.entity_id}"
+        if self.entity_type == AuditEntity.FORMULARY.value:
+            return "/admin/formulary"
         return None
 
 
@@ -190,7 +221,8 @@ def _field_changes(raw: Mapping[str, Any]) -> list[FieldChange]:
 async def _labels(
     session: AsyncSession, events: Sequence[AdminAuditEvent]
 ) -> tuple[dict[uuid.UUID, str], dict[tuple[str, uuid.UUID], str]]:
-    """Actor emails, and each entity's current name (pharmacy, prescriber) or email (user)."""
+    """Actor emails, and each entity's current name (pharmacy, prescriber), email (user) or
+    description (formulary line)."""
     actor_ids = {event.actor_user_id for event in events}
     by_type: dict[str, set[uuid.UUID]] = {}
     for event in events:
@@ -206,6 +238,7 @@ async def _labels(
         (AuditEntity.PHARMACY, Pharmacy.id, Pharmacy.name),
         (AuditEntity.PRESCRIBER, Prescriber.id, Prescriber.full_name),
         (AuditEntity.USER, User.id, User.email),
+        (AuditEntity.FORMULARY, FormularyItem.id, FormularyItem.description),
     )
     for kind, id_column, name_column in sources:
         wanted = by_type.get(kind.value)

@@ -34,6 +34,7 @@ from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
 from rxroute.pharmacies.endpoints import router as pharmacies_router
+from rxroute.prescriber.pages import router as prescriber_pages_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
@@ -294,6 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pharmacy_pages_router)
     app.include_router(support_pages_router)
     app.include_router(admin_pages_router)
+    app.include_router(prescriber_pages_router)
     # Outermost, so every response gets them, error pages included.
     app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
     app.state.route_words = route_words(route_paths(app))

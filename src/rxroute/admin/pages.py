@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from rxroute.admin import audit, csv_import, service
 from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.event_pages import router as events_router
+from rxroute.admin.formulary_pages import router as formulary_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.admin.users import router as users_router
@@ -443,3 +444,5 @@ router.include_router(users_router)
 router.include_router(audit_router)
 #: Events out: the endpoints status events are sent to.
 router.include_router(events_router)
+#: The formulary prescribers pick medicines from.
+router.include_router(formulary_router)

@@ -313,6 +313,7 @@ async def list_pharmacies(
 
 # The file checks and the report are shared with the formulary's: rxroute.admin.csv_import.
 
+
 async def import_pharmacies(
     session: AsyncSession, settings: Settings, data: bytes, *, actor_id: uuid.UUID
 ) -> ImportReport:

@@ -115,9 +115,7 @@ def new_item(checked: LineInput) -> FormularyItem:
     )
 
 
-def check_file(
-    data: bytes, active_descriptions: set[str]
-) -> tuple[ImportReport, list[LineInput]]:
+def check_file(data: bytes, active_descriptions: set[str]) -> tuple[ImportReport, list[LineInput]]:
     """Every row checked against the rules, each other and the active lines' descriptions
     (lowercased). Raises :class:`~rxroute.admin.csv_import.ImportFileError` on a bad file."""
     rows = parse_rows(decode_upload(data), FIELDS, noun="formulary lines")

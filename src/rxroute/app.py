@@ -39,6 +39,7 @@ from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 from rxroute.observability.tracing import instrument_app
 from rxroute.patients.invite import router as patient_invite_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
+from rxroute.prescriber.pages import router as prescriber_pages_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
@@ -319,6 +320,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(support_pages_router)
     app.include_router(admin_pages_router)
     app.include_router(metrics_router)
+    app.include_router(prescriber_pages_router)
     # Outermost, so every response gets them, error pages included.
     app.add_middleware(SecurityHeadersMiddleware, hsts=app.state.hsts)
     instrument_app(app)

@@ -157,6 +157,7 @@ def print_logins(url: str | None = None) -> None:
         (data.DEMO_PATIENT_EMAIL, "patient"),
         (data.DEMO_SUPPORT_EMAIL, "support"),
         (data.DEMO_ADMIN_EMAIL, "admin"),
+        (data.DEMO_PRESCRIBER_EMAIL, "prescriber"),
     ):
         console.print(f"  {email:<22} {role}")
 

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.admin.service import MAX_IMPORT_BYTES, normalise_postcode
+from rxroute.admin.csv_import import MAX_IMPORT_BYTES
+from rxroute.admin.service import normalise_postcode
 from rxroute.models import Pharmacy, Prescriber, Role, User
 from rxroute.runtime import Runtime
 from tests import factories

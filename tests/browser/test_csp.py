@@ -59,7 +59,14 @@ async def test_the_patients_scripts_run_under_the_policy(browser: Any, stack: St
 async def test_staff_pages_load_without_refusals(browser: Any, stack: Stack) -> None:
     page, refusals = await _watched_page(browser, stack)
     await _sign_in(page, data.DEMO_ADMIN_EMAIL)
-    for path in ("/support", "/admin", "/admin/pharmacies", "/admin/prescribers", "/admin/audit"):
+    for path in (
+        "/support",
+        "/admin",
+        "/admin/pharmacies",
+        "/admin/prescribers",
+        "/admin/audit",
+        "/admin/formulary",
+    ):
         response = await page.goto(path)
         assert response is not None and response.status == 200, path
     # The support search posts its form (form-action 'self') and renders the results.

@@ -72,7 +72,12 @@ def _all_emails() -> list[str]:
     for prescriber in data.prescribers():
         emails += [prescriber.email, prescriber.platform_email]
     emails += [p.email for p in (data.demo_patient(), *data.patients())]
-    emails += [data.DEMO_PATIENT_EMAIL, data.DEMO_SUPPORT_EMAIL, data.DEMO_ADMIN_EMAIL]
+    emails += [
+        data.DEMO_PATIENT_EMAIL,
+        data.DEMO_SUPPORT_EMAIL,
+        data.DEMO_ADMIN_EMAIL,
+        data.DEMO_PRESCRIBER_EMAIL,
+    ]
     return emails
 
 
@@ -115,6 +120,7 @@ async def test_seed_demo_creates_logins_clinic_and_prescriptions(
         data.DEMO_PATIENT_EMAIL: Role.PATIENT,
         data.DEMO_SUPPORT_EMAIL: Role.SUPPORT,
         data.DEMO_ADMIN_EMAIL: Role.ADMIN,
+        data.DEMO_PRESCRIBER_EMAIL: Role.PRESCRIBER,
     }
     assert set(users) == set(expected_roles)
     for email, role in expected_roles.items():

@@ -20,7 +20,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import AdminAuditEvent, AuditAction, AuditEntity, Pharmacy, Prescriber, User
+from rxroute.models import (
+    AdminAuditEvent,
+    AuditAction,
+    AuditEntity,
+    FormularyItem,
+    Pharmacy,
+    Prescriber,
+    User,
+)
 
 #: What is recorded of a pharmacy.
 PHARMACY_FIELDS = (
@@ -44,6 +52,16 @@ PRESCRIBER_FIELDS = (
 )
 #: What is recorded of a user account (never its password hash: a reset is "removed").
 USER_FIELDS = ("email", "role", "active", "prescriber_id")
+
+#: What is recorded of a formulary line (it is never edited: created, then deactivated).
+FORMULARY_FIELDS = (
+    "description",
+    "dmd_vpid",
+    "dmd_apid",
+    "default_quantity",
+    "default_directions",
+    "active",
+)
 #: A prescriber's secrets: recorded as changed or removed, never with a value.
 PRESCRIBER_SECRETS = {
     "platform_email": "platform_email_encrypted",
@@ -72,9 +90,15 @@ LABELS = {
     "prescriber_id": "Prescriber record",
     "set_password_link": "Set-password link",
     "sessions": "Live sessions",
+    "description": "Description",
+    "dmd_vpid": "dm+d VPID",
+    "dmd_apid": "dm+d APID",
+    "default_quantity": "Default quantity",
+    "default_directions": "Default directions",
 }
 
 Snapshot = dict[str, Any]
+Audited = Pharmacy | Prescriber | User | FormularyItem
 
 
 def _plain(value: Any) -> Any:
@@ -82,9 +106,6 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
-
-
-Audited = Pharmacy | Prescriber | User
 
 
 def snapshot(entity: Audited | None) -> Snapshot | None:
@@ -95,6 +116,8 @@ def snapshot(entity: Audited | None) -> Snapshot | None:
         return {name: _plain(getattr(entity, name)) for name in PHARMACY_FIELDS}
     if isinstance(entity, User):
         return {name: _plain(getattr(entity, name)) for name in USER_FIELDS}
+    if isinstance(entity, FormularyItem):
+        return {name: _plain(getattr(entity, name)) for name in FORMULARY_FIELDS}
     values = {name: _plain(getattr(entity, name)) for name in PRESCRIBER_FIELDS}
     for name, column in PRESCRIBER_SECRETS.items():
         values[name] = getattr(entity, column)
@@ -123,7 +146,11 @@ def changes_between(before: Snapshot | None, after: Snapshot) -> dict[str, Any]:
 def _entity_type(entity: Audited) -> AuditEntity:
     if isinstance(entity, User):
         return AuditEntity.USER
-    return AuditEntity.PHARMACY if isinstance(entity, Pharmacy) else AuditEntity.PRESCRIBER
+    if isinstance(entity, Pharmacy):
+        return AuditEntity.PHARMACY
+    if isinstance(entity, FormularyItem):
+        return AuditEntity.FORMULARY
+    return AuditEntity.PRESCRIBER
 
 
 def record(
@@ -189,6 +216,8 @@ class AuditLine:
             return f"/admin/pharmacies/{self.entity_id}"
         if self.entity_type == AuditEntity.PRESCRIBER.value:
             return f"/admin/prescribers/{self.entity_id}"
+        if self.entity_type == AuditEntity.FORMULARY.value:
+            return "/admin/formulary"
         return None
 
 
@@ -206,7 +235,8 @@ def _field_changes(raw: Mapping[str, Any]) -> list[FieldChange]:
 async def _labels(
     session: AsyncSession, events: Sequence[AdminAuditEvent]
 ) -> tuple[dict[uuid.UUID, str], dict[tuple[str, uuid.UUID], str]]:
-    """Actor emails, and each entity's current name (pharmacy, prescriber) or email (user)."""
+    """Actor emails, and each entity's current name (pharmacy, prescriber), email (user) or
+    description (formulary line)."""
     actor_ids = {event.actor_user_id for event in events}
     by_type: dict[str, set[uuid.UUID]] = {}
     for event in events:
@@ -222,6 +252,7 @@ async def _labels(
         (AuditEntity.PHARMACY, Pharmacy.id, Pharmacy.name),
         (AuditEntity.PRESCRIBER, Prescriber.id, Prescriber.full_name),
         (AuditEntity.USER, User.id, User.email),
+        (AuditEntity.FORMULARY, FormularyItem.id, FormularyItem.description),
     )
     for kind, id_column, name_column in sources:
         wanted = by_type.get(kind.value)

@@ -18,11 +18,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
-from starlette.datastructures import UploadFile
 
-from rxroute.admin import audit, service
+from rxroute.admin import audit, csv_import, service
 from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.event_pages import router as events_router
+from rxroute.admin.formulary_pages import router as formulary_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.admin.users import router as users_router
@@ -32,18 +32,12 @@ from rxroute.web.deps import AdminPageUser, require_admin_page
 from rxroute.web.security import CsrfGuard
 from rxroute.web.templating import render
 
-#: Multipart overhead allowed on top of the CSV size cap before the body is refused unread.
-UPLOAD_SLACK = 64 * 1024
-
 #: Admins only, and every POST carries the CSRF token (checked here). The admin forms
-#: include the CSV upload, so the guard reads bodies up to the import's size; a larger
+#: include the CSV uploads, so the guard reads bodies up to the import's size; a larger
 #: declared body is refused before it is read, with the import's own words.
 csrf_guard = CsrfGuard(
-    max_body_bytes=service.MAX_IMPORT_BYTES + UPLOAD_SLACK,
-    too_large=(
-        f"The file is larger than {service.MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
-        "split it into smaller files. Nothing was imported."
-    ),
+    max_body_bytes=csv_import.MAX_IMPORT_BYTES + csv_import.UPLOAD_SLACK,
+    too_large=csv_import.TOO_LARGE,
 )
 router = APIRouter(
     prefix="/admin",
@@ -206,9 +200,9 @@ async def import_form(request: Request, user: AdminPageUser) -> HTMLResponse:
 def _import_context(**extra: Any) -> dict[str, Any]:
     return {
         "columns": service.PHARMACY_FIELDS,
-        "max_mb": service.MAX_IMPORT_BYTES // (1024 * 1024),
-        "max_rows": service.MAX_IMPORT_ROWS,
-        "max_reported": service.MAX_REPORTED_ROWS,
+        "max_mb": csv_import.MAX_IMPORT_BYTES // (1024 * 1024),
+        "max_rows": csv_import.MAX_IMPORT_ROWS,
+        "max_reported": csv_import.MAX_REPORTED_ROWS,
         **extra,
     }
 
@@ -217,22 +211,18 @@ def _import_context(**extra: Any) -> dict[str, Any]:
 async def import_csv(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
-    # The router's guard has read the form (refusing a body over the import's size unread)
-    # and checked its CSRF token.
-    form = await request.form(max_files=1, max_fields=5)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+    uploaded = await csv_import.uploaded_file(request)
+    if uploaded is None:
         return render(
             request,
             "admin/import.html",
             _import_context(file_error="Choose a CSV file to upload."),
             status_code=422,
         )
-    data = await upload.read(service.MAX_IMPORT_BYTES + 1)
-    filename = upload.filename[:200]
+    data, filename = uploaded
     try:
         report = await service.import_pharmacies(session, runtime.settings, data, actor_id=user.id)
-    except service.ImportFileError as exc:
+    except csv_import.ImportFileError as exc:
         return render(
             request,
             "admin/import.html",
@@ -454,3 +444,5 @@ router.include_router(users_router)
 router.include_router(audit_router)
 #: Events out: the endpoints status events are sent to.
 router.include_router(events_router)
+#: The formulary prescribers pick medicines from.
+router.include_router(formulary_router)

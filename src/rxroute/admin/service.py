@@ -9,8 +9,6 @@ out here (only whether each is set). Every change is recorded in the admin audit
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import uuid
 from collections.abc import Mapping
@@ -20,6 +18,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
+from rxroute.admin.csv_import import (
+    ImportReport,
+    RejectedRow,
+    decode_upload,
+    parse_rows,
+    width_reason,
+)
 from rxroute.config import Settings
 from rxroute.crypto import SecretBox
 from rxroute.models import AuditAction, Pharmacy, Prescriber, Prescription
@@ -306,112 +311,7 @@ async def list_pharmacies(
 
 # --- CSV import -------------------------------------------------------------------------
 
-MAX_IMPORT_BYTES = 2 * 1024 * 1024
-MAX_IMPORT_ROWS = 20_000
-#: Rejected rows listed in full; beyond this the report says how many more.
-MAX_REPORTED_ROWS = 500
-
-
-class ImportFileError(ValueError):
-    """The file as a whole cannot be read; nothing was imported."""
-
-
-@dataclass(frozen=True)
-class RejectedRow:
-    line: int
-    name: str
-    reasons: list[str]
-
-
-@dataclass
-class ImportReport:
-    rows: int = 0
-    imported: int = 0
-    rejected: list[RejectedRow] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.rejected
-
-
-def decode_upload(data: bytes) -> str:
-    if not data.strip():
-        raise ImportFileError("The file is empty.")
-    if len(data) > MAX_IMPORT_BYTES:
-        raise ImportFileError(
-            f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB; split it into "
-            "smaller files."
-        )
-    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        raise ImportFileError(
-            "This looks like a spreadsheet file (.xlsx/.xls), not CSV; save it as "
-            "'CSV UTF-8' and upload that."
-        )
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ImportFileError("The file is UTF-16; save it as 'CSV UTF-8' and upload again.")
-    if b"\x00" in data:
-        raise ImportFileError("The file contains binary data (NUL bytes); it is not a CSV file.")
-    try:
-        # utf-8-sig drops the byte-order mark Excel puts at the start.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ImportFileError(
-            f"Line {line} is not valid UTF-8 text; save the file as 'CSV UTF-8' and upload again."
-        ) from exc
-
-
-def parse_rows(text: str) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) for each data row; raises :class:`ImportFileError` on bad files."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise ImportFileError(f"Line 1 is not valid CSV: {exc}.") from exc
-    if header is None or not any(cell.strip() for cell in header):
-        raise ImportFileError("The file is empty: the first line must name the columns.")
-    columns = [cell.strip().lower() for cell in header]
-    missing = [name for name in PHARMACY_FIELDS if name not in columns]
-    unknown = [name for name in columns if name not in PHARMACY_FIELDS]
-    duplicated = sorted({name for name in columns if columns.count(name) > 1})
-    problems = []
-    if missing:
-        problems.append(f"missing columns: {', '.join(missing)}")
-    if unknown:
-        shown = ", ".join(repr(name[:40]) for name in unknown[:10])
-        problems.append(f"unknown columns: {shown}")
-    if duplicated:
-        problems.append(f"repeated columns: {', '.join(duplicated)}")
-    if problems:
-        raise ImportFileError(
-            "The first line must be the column names "
-            f"{','.join(PHARMACY_FIELDS)} ({'; '.join(problems)})."
-        )
-    rows: list[tuple[int, dict[str, str]]] = []
-    line = reader.line_num + 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise ImportFileError(
-                f"Line {line} is not valid CSV ({exc}); check its quotes. Nothing was imported."
-            ) from exc
-        start, line = line, reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(rows) >= MAX_IMPORT_ROWS:
-            raise ImportFileError(
-                f"The file has more than {MAX_IMPORT_ROWS:,} rows; split it into smaller files."
-            )
-        if len(cells) != len(columns):
-            rows.append((start, {"__width__": f"{len(cells)}"}))
-            continue
-        rows.append((start, dict(zip(columns, cells, strict=True))))
-    if not rows:
-        raise ImportFileError("The file has the column names but no pharmacies.")
-    return rows
+# The file checks and the report are shared with the formulary's: rxroute.admin.csv_import.
 
 
 async def import_pharmacies(
@@ -419,10 +319,11 @@ async def import_pharmacies(
 ) -> ImportReport:
     """Validate every row, then import all of them, or none if any row is rejected.
 
-    Raises :class:`ImportFileError` when the file itself is unreadable. Each imported
+    Raises :class:`~rxroute.admin.csv_import.ImportFileError` when the file itself is
+    unreadable. Each imported
     pharmacy gets its own "imported" audit event.
     """
-    rows = parse_rows(decode_upload(data))
+    rows = parse_rows(decode_upload(data), PHARMACY_FIELDS, noun="pharmacies")
     report = ImportReport(rows=len(rows))
     accepted: list[PharmacyInput] = []
     seen_names: dict[tuple[str, str, str], int] = {}
@@ -442,17 +343,9 @@ async def import_pharmacies(
         existing_names.add((region, name, postcode))
 
     for line, raw in rows:
-        if "__width__" in raw:
-            report.rejected.append(
-                RejectedRow(
-                    line,
-                    "",
-                    [
-                        f"has {raw['__width__']} columns, the header has "
-                        f"{len(PHARMACY_FIELDS)} (a comma inside a value needs quotes)"
-                    ],
-                )
-            )
+        wrong_width = width_reason(raw, PHARMACY_FIELDS)
+        if wrong_width is not None:
+            report.rejected.append(RejectedRow(line, "", [wrong_width]))
             continue
         checked = check_pharmacy(settings, raw)
         reasons = [f"{name}: {message}" for name, message in checked.errors.items()]

@@ -8,6 +8,7 @@ from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
 from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
 from rxroute.models.event_endpoint import EventEndpoint
+from rxroute.models.formulary_item import FormularyItem
 from rxroute.models.invitation import Invitation, InvitationPurpose
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
@@ -33,6 +34,7 @@ __all__ = [
     "EventDelivery",
     "EventDeliveryState",
     "EventEndpoint",
+    "FormularyItem",
     "InboundWebhookEvent",
     "Invitation",
     "InvitationPurpose",

@@ -16,11 +16,13 @@ class AuditEntity(enum.StrEnum):
     PHARMACY = "pharmacy"
     PRESCRIBER = "prescriber"
     USER = "user"
+    #: A line of the formulary prescribers pick medicines from.
+    FORMULARY = "formulary"
 
 
 class AuditAction(enum.StrEnum):
     CREATED = "created"
-    #: Created by a CSV import (one event per imported pharmacy).
+    #: Created by a CSV import (one event per imported pharmacy or formulary line).
     IMPORTED = "imported"
     UPDATED = "updated"
     ACTIVATED = "activated"
@@ -35,7 +37,8 @@ class AuditAction(enum.StrEnum):
 
 
 class AdminAuditEvent(IdMixin, Base):
-    """One admin change to a pharmacy, prescriber or user account: who, what, before and after.
+    """One admin change to a pharmacy, prescriber, user account or formulary line: who, what,
+    before and after.
 
     Written in the same transaction as the change, so a change without its event (or the
     reverse) cannot be committed. Append-only: a database trigger (migration 0006) refuses

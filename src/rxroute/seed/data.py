@@ -5,6 +5,8 @@ produce the same records and the sandbox's default accounts (``sandbox/default_c
 generated from :func:`region_b_pharmacies`) line up with what the seed stores. All people,
 emails and phone numbers are obviously fake: ``example.com`` addresses, ``+44 7700 900xxx``
 phones, NHS numbers from the 999 test range.
+
+The medicines live in one place, the sample formulary (:mod:`rxroute.formulary.sample`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ DEMO_PASSWORD = "rxroute-demo"  # noqa: S105 - the documented demo login, develo
 DEMO_PATIENT_EMAIL = "patient@example.com"
 DEMO_SUPPORT_EMAIL = "support@example.com"
 DEMO_ADMIN_EMAIL = "admin@example.com"
+#: Signs in as the first demo prescriber (:func:`prescribers`) and writes prescriptions.
+DEMO_PRESCRIBER_EMAIL = "dr.demo@example.com"
 
 #: The demo clinic on the platform: the API wants the internal ID, the dashboard shows the
 #: display ID. Keeping both, clearly named, is the case study's lesson 2.
@@ -68,56 +72,6 @@ class PatientSeed:
     region: str
     nhs_number: str | None
 
-
-@dataclass(frozen=True)
-class Medicine:
-    description: str
-    quantity: str
-    directions: str
-    vpid: str | None = None
-    apid: str | None = None
-
-
-#: A small weight-loss formulary. dm+d codes are illustrative, not clinical references.
-FORMULARY: tuple[Medicine, ...] = (
-    Medicine(
-        "Semaglutide 0.25mg/0.5ml solution for injection pre-filled pen",
-        "1 pen",
-        "Inject 0.25mg once weekly under the skin for 4 weeks",
-        "39954111000001109",
-    ),
-    Medicine(
-        "Semaglutide 0.5mg/0.5ml solution for injection pre-filled pen",
-        "1 pen",
-        "Inject 0.5mg once weekly under the skin",
-        "39954211000001103",
-    ),
-    Medicine(
-        "Tirzepatide 2.5mg/0.5ml solution for injection pre-filled pen",
-        "4 pens",
-        "Inject 2.5mg once weekly under the skin",
-        "42173511000001101",
-    ),
-    Medicine(
-        "Tirzepatide 5mg/0.5ml solution for injection pre-filled pen",
-        "4 pens",
-        "Inject 5mg once weekly under the skin",
-        "42173611000001102",
-    ),
-    Medicine(
-        "Liraglutide 6mg/ml solution for injection 3ml pre-filled pen",
-        "5 pens",
-        "Inject 0.6mg once daily, increasing weekly as directed",
-        "36452111000001107",
-    ),
-    Medicine(
-        "Orlistat 120mg capsules",
-        "84 capsules",
-        "Take one capsule three times a day with each main meal",
-        "322183008",
-    ),
-    Medicine("Pen needles 32G 4mm", "100 needles", "Use one new needle for each injection"),
-)
 
 _CHAINS = (
     "Wellbeing Pharmacy",

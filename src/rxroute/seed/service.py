@@ -1,6 +1,7 @@
 """Write the demo data set (and bulk test prescriptions) into the database.
 
-``seed_demo`` is idempotent: it does nothing if the demo accounts already exist, so
+``seed_demo`` is idempotent: once the demo accounts exist it only adds what later versions
+of the demo brought (the sample formulary, the demo prescriber's login) where missing, so
 ``rxroute demo`` can call it on every start. ``add_prescriptions`` bulk-inserts fresh draft
 prescriptions with set-based INSERTs (thousands per second), for the case study's "always have
 fresh ones to test with".
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.passwords import hash_password
 from rxroute.crypto import SecretBox
+from rxroute.formulary.sample import add_sample, sample_medicines
 from rxroute.models import (
     Clinic,
     Patient,
@@ -32,6 +34,8 @@ from rxroute.seed import data
 
 DEMO_UNSENT_PER_REGION = 3
 BULK_CHUNK = 1000
+#: The demo's prescriptions: the sample formulary's medicines (not its pen needles).
+_PRESCRIBED = sample_medicines()[:6]
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,32 @@ def _patient_row(seed: data.PatientSeed) -> Patient:
     )
 
 
+async def _add_later_parts(session: AsyncSession) -> None:
+    """What the demo gained after databases were first seeded: the sample formulary and
+    the demo prescriber's login. Each is added only where missing, so an existing demo
+    database gets them on its next ``rxroute seed`` or ``rxroute demo``."""
+    await add_sample(session)
+    if await session.scalar(select(User.id).where(User.email == data.DEMO_PRESCRIBER_EMAIL)):
+        return
+    prescriber_id = await session.scalar(
+        select(Prescriber.id).where(Prescriber.email == data.prescribers()[0].email)
+    )
+    if prescriber_id is None:
+        return
+    session.add(
+        User(
+            email=data.DEMO_PRESCRIBER_EMAIL,
+            password_hash=hash_password(data.DEMO_PASSWORD),
+            role=Role.PRESCRIBER.value,
+            prescriber_id=prescriber_id,
+        )
+    )
+    await session.flush()
+
+
 async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
     if await is_seeded(session):
+        await _add_later_parts(session)
         return SeedSummary(created=False, pharmacies=0, patients=0, prescriptions=0)
 
     clinic = Clinic(
@@ -151,6 +179,7 @@ async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
         )
         count += 1
     await session.flush()
+    await _add_later_parts(session)
     return SeedSummary(
         created=True, pharmacies=pharmacy_count, patients=1 + len(others), prescriptions=count
     )
@@ -164,7 +193,7 @@ def _add_prescription(
     region: str,
     rng: random.Random,
 ) -> None:
-    medicines = rng.sample(data.FORMULARY[:6], k=rng.randint(1, 2))
+    medicines = rng.sample(_PRESCRIBED, k=rng.randint(1, 2))
     prescription = Prescription(
         patient_id=patient_id,
         prescriber_id=prescriber_id,
@@ -178,8 +207,8 @@ def _add_prescription(
             description=med.description,
             quantity=med.quantity,
             directions=med.directions,
-            dmd_vpid=med.vpid,
-            dmd_apid=med.apid,
+            dmd_vpid=med.dmd_vpid,
+            dmd_apid=med.dmd_apid,
         )
         for position, med in enumerate(medicines)
     ]
@@ -223,7 +252,7 @@ async def add_prescriptions(
                     "notes": "Bulk test prescription",
                 }
             )
-            for position, med in enumerate(rng.sample(data.FORMULARY[:6], k=rng.randint(1, 2))):
+            for position, med in enumerate(rng.sample(_PRESCRIBED, k=rng.randint(1, 2))):
                 items.append(
                     {
                         "id": uuid.uuid4(),
@@ -232,8 +261,8 @@ async def add_prescriptions(
                         "description": med.description,
                         "quantity": med.quantity,
                         "directions": med.directions,
-                        "dmd_vpid": med.vpid,
-                        "dmd_apid": med.apid,
+                        "dmd_vpid": med.dmd_vpid,
+                        "dmd_apid": med.dmd_apid,
                     }
                 )
         await session.execute(insert(Prescription), rows)

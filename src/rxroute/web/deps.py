@@ -113,10 +113,12 @@ def page_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
 #: handlers take the same callable's user (FastAPI runs it once per request).
 require_staff_page = page_roles(Role.SUPPORT, Role.ADMIN)
 require_admin_page = page_roles(Role.ADMIN)
+require_prescriber_page = page_roles(Role.PRESCRIBER)
 
 StaffPageUser = Annotated[User, Depends(require_staff_page)]
 AdminPageUser = Annotated[User, Depends(require_admin_page)]
 PatientPageUser = Annotated[User, Depends(page_roles(Role.PATIENT))]
+PrescriberPageUser = Annotated[User, Depends(require_prescriber_page)]
 
 
 def home_for(user: User) -> str:

@@ -57,7 +57,10 @@ MAX_QUERY = 100
 
 
 def not_for_staff(user: User) -> Response | None:
-    """Support and admin use the support console, not the patient pages."""
+    """Support and admin use the support console, prescribers their own pages, not the
+    patient pages."""
+    if user.role == Role.PRESCRIBER.value:
+        return RedirectResponse("/prescriber", status_code=303)
     if user.role != Role.PATIENT.value:
         return RedirectResponse("/support", status_code=303)
     return None

@@ -1,0 +1,1 @@
+"""The formulary: the medicine lines prescribers pick from (admins import and deactivate)."""

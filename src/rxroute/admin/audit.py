@@ -6,7 +6,8 @@ with the change itself. An update that changes nothing records nothing.
 
 Secrets never enter the trail. A prescriber's platform login, password and signing PIN are
 compared by their stored ciphertext only, and recorded as ``{"secret": "changed"}`` or
-``{"secret": "removed"}`` - no value, no ciphertext, no length.
+``{"secret": "removed"}`` - no value, no ciphertext, no length. An API client is recorded by
+its name, scopes, key prefix and whether it is revoked: never its key or the key's hash.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import AdminAuditEvent, AuditAction, AuditEntity, Pharmacy, Prescriber, User
+from rxroute.models import (
+    AdminAuditEvent,
+    ApiClient,
+    AuditAction,
+    AuditEntity,
+    Pharmacy,
+    Prescriber,
+    User,
+)
 
 #: What is recorded of a pharmacy.
 PHARMACY_FIELDS = (
@@ -42,6 +51,8 @@ PRESCRIBER_FIELDS = (
     "active",
     "platform_prescriber_id",
 )
+#: What is recorded of an API client (the prefix tells a rotated key from the one before).
+API_CLIENT_FIELDS = ("name", "scopes", "key_prefix", "revoked")
 #: A prescriber's secrets: recorded as changed or removed, never with a value.
 PRESCRIBER_SECRETS = {
     "platform_email": "platform_email_encrypted",
@@ -66,7 +77,12 @@ LABELS = {
     "platform_password": "Platform password",
     "signing_pin": "Signing PIN",
     "role": "Role",
+    "scopes": "Scopes",
+    "key_prefix": "Key prefix",
+    "revoked": "Revoked",
 }
+
+Audited = Pharmacy | Prescriber | ApiClient
 
 Snapshot = dict[str, Any]
 
@@ -78,10 +94,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def snapshot(entity: Pharmacy | Prescriber | None) -> Snapshot | None:
+def snapshot(entity: Audited | None) -> Snapshot | None:
     """The recorded fields of ``entity`` now (secrets as their ciphertext, compared only)."""
     if entity is None:
         return None
+    if isinstance(entity, ApiClient):
+        return {
+            "name": entity.name,
+            "scopes": ", ".join(entity.scopes),
+            "key_prefix": entity.key_prefix,
+            "revoked": entity.revoked_at is not None,
+        }
     if isinstance(entity, Pharmacy):
         return {name: _plain(getattr(entity, name)) for name in PHARMACY_FIELDS}
     values = {name: _plain(getattr(entity, name)) for name in PRESCRIBER_FIELDS}
@@ -109,14 +132,16 @@ def changes_between(before: Snapshot | None, after: Snapshot) -> dict[str, Any]:
     return changed
 
 
-def _entity_type(entity: Pharmacy | Prescriber) -> AuditEntity:
+def _entity_type(entity: Audited) -> AuditEntity:
+    if isinstance(entity, ApiClient):
+        return AuditEntity.API_CLIENT
     return AuditEntity.PHARMACY if isinstance(entity, Pharmacy) else AuditEntity.PRESCRIBER
 
 
 def record(
     session: AsyncSession,
     actor_id: uuid.UUID,
-    entity: Pharmacy | Prescriber,
+    entity: Audited,
     before: Snapshot | None,
     *,
     action: AuditAction | None = None,
@@ -173,6 +198,8 @@ class AuditLine:
             return f"/admin/pharmacies/{self.entity_id}"
         if self.entity_type == AuditEntity.PRESCRIBER.value:
             return f"/admin/prescribers/{self.entity_id}"
+        if self.entity_type == AuditEntity.API_CLIENT.value:
+            return "/admin/api-clients"
         return None
 
 
@@ -190,7 +217,8 @@ def _field_changes(raw: Mapping[str, Any]) -> list[FieldChange]:
 async def _labels(
     session: AsyncSession, events: Sequence[AdminAuditEvent]
 ) -> tuple[dict[uuid.UUID, str], dict[tuple[str, uuid.UUID], str]]:
-    """Actor emails, and each entity's current name (pharmacy, prescriber) or email (user)."""
+    """Actor emails, and each entity's current name (pharmacy, prescriber, API client) or
+    email (user)."""
     actor_ids = {event.actor_user_id for event in events}
     by_type: dict[str, set[uuid.UUID]] = {}
     for event in events:
@@ -206,6 +234,7 @@ async def _labels(
         (AuditEntity.PHARMACY, Pharmacy.id, Pharmacy.name),
         (AuditEntity.PRESCRIBER, Prescriber.id, Prescriber.full_name),
         (AuditEntity.USER, User.id, User.email),
+        (AuditEntity.API_CLIENT, ApiClient.id, ApiClient.name),
     )
     for kind, id_column, name_column in sources:
         wanted = by_type.get(kind.value)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
 
 from rxroute.admin import audit, service
+from rxroute.admin.api_clients import router as api_clients_router
 from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.event_pages import router as events_router
 from rxroute.admin.pharmacy_confirm import list_query
@@ -454,3 +455,5 @@ router.include_router(users_router)
 router.include_router(audit_router)
 #: Events out: the endpoints status events are sent to.
 router.include_router(events_router)
+#: Integrating platforms' API keys.
+router.include_router(api_clients_router)

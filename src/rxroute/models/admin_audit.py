@@ -16,6 +16,8 @@ class AuditEntity(enum.StrEnum):
     PHARMACY = "pharmacy"
     PRESCRIBER = "prescriber"
     USER = "user"
+    #: An integrating platform's service account and its API key.
+    API_CLIENT = "api_client"
 
 
 class AuditAction(enum.StrEnum):
@@ -25,10 +27,15 @@ class AuditAction(enum.StrEnum):
     UPDATED = "updated"
     ACTIVATED = "activated"
     DEACTIVATED = "deactivated"
+    #: An API client got a new key (the old one stopped working).
+    ROTATED = "rotated"
+    #: An API client's key was revoked.
+    REVOKED = "revoked"
 
 
 class AdminAuditEvent(IdMixin, Base):
-    """One admin change to a pharmacy, prescriber or user: who, what, before and after.
+    """One admin change to a pharmacy, prescriber, user or API client: who, what, before and
+    after.
 
     Written in the same transaction as the change, so a change without its event (or the
     reverse) cannot be committed. Append-only: a database trigger (migration 0006) refuses

@@ -106,7 +106,11 @@ def list_() -> None:
     if not clients:
         console.print("No API clients yet: create one with `rxroute apikey create`.")
         return
-    table = Table("name", "prefix", "scopes", "created", "last used", "revoked")
+    table = Table("name", "prefix")
+    # Scopes are what people read the list for: never cut short.
+    table.add_column("scopes", min_width=max(len(scope.value) for scope in Scope))
+    for heading in ("created", "last used", "revoked"):
+        table.add_column(heading)
     for client in clients:
         table.add_row(
             escape(client.name),

@@ -180,7 +180,8 @@ async def reroute(
 async def cancel(
     prescription_id: uuid.UUID, body: ReasonRequest, runtime: RuntimeDep, caller: Sender
 ) -> PrescriptionOut:
-    """The patient cancels their own prescription before it is dispensed.
+    """The patient (or their platform, with a key) cancels the prescription before it is
+    dispensed.
 
     The platform copy is voided (or the pharmacy is emailed a cancellation) before the
     answer says "cancelled".

@@ -253,7 +253,11 @@ def test_api_operations_declare_bearer_authentication(document: dict[str, Any]) 
     }
     for method, path, operation in _operations(document):
         if path.startswith(("/api/v1/prescriptions", "/api/v1/pharmacies", "/api/v1/auth/me")):
-            assert operation.get("security") == [{"bearerAuth": []}], f"{method} {path}"
+            # A signed-in user's token, or (where an API key may call it) a key: the scope
+            # each key operation documents is checked in tests/apiclients/test_openapi_scopes.
+            security = operation.get("security", [])
+            assert security[0] == {"bearerAuth": []}, f"{method} {path}"
+            assert all(set(alternative) == {"apiKey"} for alternative in security[1:]), path
 
 
 def test_operation_ids_are_unique_readable_and_stable(document: dict[str, Any]) -> None:

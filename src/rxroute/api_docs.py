@@ -45,6 +45,22 @@ bearer_auth = HTTPBearer(
     description="An access token from `POST /api/v1/auth/token`.",
 )
 
+#: Documents an integrating platform's API key (``Authorization: Bearer rxr_...``). The key
+#: dependencies (:mod:`rxroute.apiclients.dependencies`) declare it with
+#: ``Security(api_key_auth, scopes=[...])``, so each operation's ``security`` names the scope
+#: it needs, straight from the dependency that enforces it. Like :data:`bearer_auth` it only
+#: documents: it refuses nothing itself.
+api_key_auth = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="rxr_...",
+    description=(
+        "An integrating platform's API key (`rxr_...`, from `rxroute apikey create` or the "
+        "admin pages). Each operation lists the scope the key must hold: without it the "
+        "answer is 403, with a revoked key 401."
+    ),
+)
+
 
 def operation_id(route: APIRoute) -> str:
     """``<first tag>-<route name>``, lower case with hyphens: ``prescriptions-send``.

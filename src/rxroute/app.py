@@ -40,6 +40,7 @@ from rxroute.observability.tracing import instrument_app
 from rxroute.patients.invite import router as patient_invite_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriber.pages import router as prescriber_pages_router
+from rxroute.prescribers.endpoints import router as prescribers_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
@@ -311,6 +312,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pharmacies_router)
     app.include_router(prescriptions_router)
     app.include_router(patient_invite_router)
+    app.include_router(prescribers_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
     app.include_router(account_router)

@@ -1,4 +1,4 @@
-"""The ``rxroute`` command: migrate, seed, serve, worker, demo, sandbox, preflight.
+"""The ``rxroute`` command: migrate, seed, serve, worker, demo, sandbox, preflight, apikey.
 
 Every command turns a configuration or environment problem into one line on stderr naming
 what to fix, and a non-zero exit status; never a traceback.
@@ -429,12 +429,14 @@ def demo(
 
 
 def _register_service_commands() -> None:
+    from rxroute.apiclients.cli import app as apikey_app
     from rxroute.mailcatcher import run_mailcatcher
     from rxroute.sandbox.cli import sandbox_command
 
     app.command("sandbox", help="Run the e-prescription platform simulator (Region B).")(
         sandbox_command
     )
+    app.add_typer(apikey_app)
 
     @app.command("mailcatcher")
     def mailcatcher(

@@ -1,6 +1,7 @@
 """``rxroute demo``: the whole product on 127.0.0.1 from one command.
 
-One process tree: the embedded database, migrations, seeded data, the web app, a worker,
+One process tree: the embedded database, migrations, seeded data (and a fresh API key with
+every scope, printed with a curl line to try it), the web app, a worker,
 the provider sandbox (Region B), a mail catcher (Region A) and a receiver of rxroute's status
 events. rxroute's Region B settings point at the sandbox and the sandbox's webhooks point
 back at rxroute; Region A mail goes to the catcher unless ``RXROUTE_SMTP_HOST``/
@@ -16,7 +17,10 @@ import os
 from typing import Any
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.apiclients import service as apiclients
+from rxroute.apiclients.scopes import Scope
 from rxroute.cli import CliError, console, ensure_port_free, load_settings, print_logins
 from rxroute.config import DEMO_EVENTS_SECRET, Settings
 from rxroute.db import migrate
@@ -30,6 +34,33 @@ from rxroute.observability.setup import start_observability
 from rxroute.sandbox import SandboxServer, load_config
 from rxroute.seed import data
 
+#: The demo's own API client: every start gives it a fresh key with every scope.
+DEMO_CLIENT_NAME = "demo platform"
+
+
+async def demo_api_key(session: AsyncSession) -> str:
+    """A working key with every scope for :data:`DEMO_CLIENT_NAME`, made or rotated now.
+
+    Only a hash is stored, so the previous run's key cannot be shown again: rotate it. The
+    demo client is put back to every scope and, if someone revoked it (trying the admin
+    pages), brought back: its revoked key is replaced all the same.
+    """
+    existing = await apiclients.find_by_name(session, DEMO_CLIENT_NAME)
+    if existing is None:
+        issued = await apiclients.create_client(session, name=DEMO_CLIENT_NAME, scopes=list(Scope))
+        return issued.plain_key
+    existing.scopes = [scope.value for scope in Scope]
+    existing.revoked_at = None
+    return (await apiclients.rotate_client(session, DEMO_CLIENT_NAME)).plain_key
+
+
+def api_key_lines(key: str, base_url: str) -> list[str]:
+    """What the demo prints about its key: the key, and a curl line that uses it."""
+    return [
+        f"API key ({DEMO_CLIENT_NAME!r}, every scope; a new one each start): {key}",
+        f'  try: curl -H "Authorization: Bearer {key}" {base_url}/api/v1/prescriptions',
+    ]
+
 
 async def _run(settings: Settings, url: str, host: str, port: int) -> None:
     from rxroute.app import create_app
@@ -42,6 +73,10 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
         async with runtime.sessionmaker() as session, session.begin():
             summary = await seed_demo(session, runtime.secret_box)
         console.print("seeded demo data" if summary.created else "demo data already present")
+        async with runtime.sessionmaker() as session, session.begin():
+            key = await demo_api_key(session)
+        for line in api_key_lines(key, f"http://{host}:{port}"):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
         )

@@ -63,7 +63,7 @@ ALLOWED: dict[Status, set[Status]] = {
 #: Statuses only the platform (or pharmacy) reports.
 PLATFORM_REPORTED: set[Status] = {IS, SI, PR, DI, EX, VO}
 
-COMMAND_SOURCES = (Source.PATIENT, Source.SUPPORT, Source.SYSTEM)
+COMMAND_SOURCES = (Source.PATIENT, Source.API, Source.SUPPORT, Source.SYSTEM)
 WORKER = (Source.WORKER,)
 OBSERVING_SOURCES = (Source.WEBHOOK, Source.POLL, Source.PHARMACY)
 

@@ -21,6 +21,7 @@ from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import rxroute
+from rxroute.apiclients.dependencies import require_scope, user_or_key
 from rxroute.auth.csrf import SAFE_METHODS
 from rxroute.auth.dependencies import current_user
 from rxroute.config import Settings
@@ -71,6 +72,7 @@ PAGE_MODULES = (
     "admin/pharmacy_confirm.py",
     "admin/audit_pages.py",
     "admin/event_pages.py",
+    "admin/api_clients.py",
     "support/event_pages.py",
     "admin/users.py",
     "web/welcome_pages.py",
@@ -96,6 +98,19 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(sub)
 
 
+#: The API-key dependencies' checkers (one per scope; see rxroute.apiclients.dependencies):
+#: ``user_or_key`` takes a key, or else a signed-in user through ``current_user`` itself
+#: (called, not declared, so it is not in the tree); ``require_scope`` takes only a bearer
+#: key, never a cookie, so no CSRF applies.
+KEY_CHECKERS = tuple(
+    f"{factory.__qualname__}.<locals>.checker" for factory in (user_or_key, require_scope)
+)
+
+
+def _authenticates_with_a_key(calls: set[Callable[..., Any]]) -> bool:
+    return any(getattr(call, "__qualname__", "") in KEY_CHECKERS for call in calls)
+
+
 def _roles(call: Callable[..., Any]) -> frozenset[str] | None:
     """The roles a role checker (``page_roles``/``require_roles``) allows, else None."""
     name = getattr(call, "__qualname__", "")
@@ -104,12 +119,6 @@ def _roles(call: Callable[..., Any]) -> frozenset[str] | None:
     allowed = inspect.getclosurevars(call).nonlocals.get("allowed")
     assert isinstance(allowed, set | frozenset), call
     return frozenset(allowed)
-
-
-def _is_key_scope_check(call: Callable[..., Any]) -> bool:
-    """An API-key scope check (``require_scope``): the bearer key is the credential; it
-    never reads the cookie, so it needs no CSRF header either."""
-    return getattr(call, "__qualname__", "").endswith("require_scope.<locals>.checker")
 
 
 def _declared(route: Any) -> list[Any]:
@@ -162,13 +171,14 @@ def test_every_unsafe_page_route_has_the_csrf_guard_on_its_router(app: FastAPI) 
 
 def test_unsafe_api_routes_authenticate_through_current_user(app: FastAPI) -> None:
     """The API's rule: a cookie-authenticated unsafe call must send X-CSRF-Token, which
-    ``current_user`` checks; a bearer token needs none (a browser never adds it)."""
+    ``current_user`` checks; a bearer token needs none (a browser never adds it). The key
+    dependencies count: see :data:`KEY_CHECKERS`."""
     missing = []
     for method, path, route in _table(app):
         if method in SAFE_METHODS or not path.startswith("/api/") or (method, path) in PUBLIC:
             continue
         calls = set(_calls(route.dependant))
-        if current_user not in calls and not any(_is_key_scope_check(c) for c in calls):
+        if current_user not in calls and not _authenticates_with_a_key(calls):
             missing.append(f"{method} {path}")
     assert missing == []
 
@@ -189,7 +199,7 @@ def test_every_route_needs_a_role_except_the_allow_list(app: FastAPI) -> None:
             continue
         dependant = getattr(route, "dependant", None)
         calls = set(_calls(dependant)) if dependant is not None else set()
-        if not calls & {page_user, current_user} and not any(map(_is_key_scope_check, calls)):
+        if not calls & {page_user, current_user} and not _authenticates_with_a_key(calls):
             open_routes.append(f"{method} {path}")
     assert open_routes == [], f"routes anyone may call: {open_routes}"
 

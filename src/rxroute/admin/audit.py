@@ -6,7 +6,8 @@ with the change itself. An update that changes nothing records nothing.
 
 Secrets never enter the trail. A prescriber's platform login, password and signing PIN are
 compared by their stored ciphertext only, and recorded as ``{"secret": "changed"}`` or
-``{"secret": "removed"}`` - no value, no ciphertext, no length.
+``{"secret": "removed"}`` - no value, no ciphertext, no length. An API client is recorded by
+its name, scopes, key prefix and whether it is revoked: never its key or the key's hash.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.models import (
     AdminAuditEvent,
+    ApiClient,
     AuditAction,
     AuditEntity,
     FormularyItem,
@@ -62,6 +64,9 @@ FORMULARY_FIELDS = (
     "default_directions",
     "active",
 )
+
+#: What is recorded of an API client (the prefix tells a rotated key from the one before).
+API_CLIENT_FIELDS = ("name", "scopes", "key_prefix", "revoked")
 #: A prescriber's secrets: recorded as changed or removed, never with a value.
 PRESCRIBER_SECRETS = {
     "platform_email": "platform_email_encrypted",
@@ -95,10 +100,13 @@ LABELS = {
     "dmd_apid": "dm+d APID",
     "default_quantity": "Default quantity",
     "default_directions": "Default directions",
+    "scopes": "Scopes",
+    "key_prefix": "Key prefix",
+    "revoked": "Revoked",
 }
 
 Snapshot = dict[str, Any]
-Audited = Pharmacy | Prescriber | User | FormularyItem
+Audited = Pharmacy | Prescriber | User | FormularyItem | ApiClient
 
 
 def _plain(value: Any) -> Any:
@@ -112,6 +120,13 @@ def snapshot(entity: Audited | None) -> Snapshot | None:
     """The recorded fields of ``entity`` now (secrets as their ciphertext, compared only)."""
     if entity is None:
         return None
+    if isinstance(entity, ApiClient):
+        return {
+            "name": entity.name,
+            "scopes": ", ".join(entity.scopes),
+            "key_prefix": entity.key_prefix,
+            "revoked": entity.revoked_at is not None,
+        }
     if isinstance(entity, Pharmacy):
         return {name: _plain(getattr(entity, name)) for name in PHARMACY_FIELDS}
     if isinstance(entity, User):
@@ -150,6 +165,8 @@ def _entity_type(entity: Audited) -> AuditEntity:
         return AuditEntity.PHARMACY
     if isinstance(entity, FormularyItem):
         return AuditEntity.FORMULARY
+    if isinstance(entity, ApiClient):
+        return AuditEntity.API_CLIENT
     return AuditEntity.PRESCRIBER
 
 
@@ -218,6 +235,8 @@ class AuditLine:
             return f"/admin/prescribers/{self.entity_id}"
         if self.entity_type == AuditEntity.FORMULARY.value:
             return "/admin/formulary"
+        if self.entity_type == AuditEntity.API_CLIENT.value:
+            return "/admin/api-clients"
         return None
 
 
@@ -235,8 +254,8 @@ def _field_changes(raw: Mapping[str, Any]) -> list[FieldChange]:
 async def _labels(
     session: AsyncSession, events: Sequence[AdminAuditEvent]
 ) -> tuple[dict[uuid.UUID, str], dict[tuple[str, uuid.UUID], str]]:
-    """Actor emails, and each entity's current name (pharmacy, prescriber), email (user) or
-    description (formulary line)."""
+    """Actor emails, and each entity's current name (pharmacy, prescriber, API client), email
+    (user) or description (formulary line)."""
     actor_ids = {event.actor_user_id for event in events}
     by_type: dict[str, set[uuid.UUID]] = {}
     for event in events:
@@ -253,6 +272,7 @@ async def _labels(
         (AuditEntity.PRESCRIBER, Prescriber.id, Prescriber.full_name),
         (AuditEntity.USER, User.id, User.email),
         (AuditEntity.FORMULARY, FormularyItem.id, FormularyItem.description),
+        (AuditEntity.API_CLIENT, ApiClient.id, ApiClient.name),
     )
     for kind, id_column, name_column in sources:
         wanted = by_type.get(kind.value)

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from rxroute.admin import audit, csv_import, service
+from rxroute.admin.api_clients import router as api_clients_router
 from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.event_pages import router as events_router
 from rxroute.admin.formulary_pages import router as formulary_router
@@ -446,3 +447,5 @@ router.include_router(audit_router)
 router.include_router(events_router)
 #: The formulary prescribers pick medicines from.
 router.include_router(formulary_router)
+#: Integrating platforms' API keys.
+router.include_router(api_clients_router)

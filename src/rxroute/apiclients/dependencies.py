@@ -10,6 +10,10 @@ Two kinds of operation use these:
   and that user's role rules.
 
 An unknown or revoked key is 401; a key without the scope is 403 naming the scope.
+
+Both declare ``Security(api_key_auth, scopes=[scope])``: that parameter only documents the
+key and its scope in the OpenAPI document (``security: [{"apiKey": [scope]}]``), derived from
+the same ``scope`` the check enforces.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.api_docs import api_key_auth
 from rxroute.apiclients.keys import key_digest, looks_like_key
 from rxroute.apiclients.scopes import Scope
 from rxroute.auth.dependencies import RuntimeDep, SessionDep, current_user
@@ -56,7 +62,14 @@ async def authenticate_key(session: AsyncSession, plain: str) -> ApiClient:
         raise _unauthenticated("this API key was revoked; ask an admin for a new one")
     now = datetime.now(UTC)
     if client.last_used_at is None or now - client.last_used_at >= LAST_USED_RESOLUTION:
-        client.last_used_at = now
+        # The row stays locked until this request commits, which for a cancel includes the
+        # platform call; a request that finds it locked leaves the time to the one that
+        # holds it rather than queueing behind it (SKIP LOCKED).
+        mine = await session.scalar(
+            select(ApiClient.id).where(ApiClient.id == client.id).with_for_update(skip_locked=True)
+        )
+        if mine is not None:
+            client.last_used_at = now
     return client
 
 
@@ -72,7 +85,13 @@ def _check_scope(client: ApiClient, scope: Scope) -> ApiClient:
 def require_scope(scope: Scope) -> Callable[..., Coroutine[Any, Any, ApiClient]]:
     """A dependency: the calling API client, which must hold ``scope``."""
 
-    async def checker(request: Request, session: SessionDep) -> ApiClient:
+    async def checker(
+        request: Request,
+        session: SessionDep,
+        _documented: HTTPAuthorizationCredentials | None = Security(
+            api_key_auth, scopes=[scope.value]
+        ),
+    ) -> ApiClient:
         token = bearer_token(request)
         if token is None or not looks_like_key(token):
             raise _unauthenticated(
@@ -92,11 +111,26 @@ class Caller:
     user: User | None = None
     client: ApiClient | None = None
 
+    @property
+    def who(self) -> User | ApiClient:
+        """The one that is set: what who-may-see-what and the history's actor go by."""
+        if self.client is not None:
+            return self.client
+        assert self.user is not None
+        return self.user
+
 
 def user_or_key(scope: Scope) -> Callable[..., Coroutine[Any, Any, Caller]]:
     """A dependency: an API key holding ``scope``, or else a signed-in user."""
 
-    async def checker(request: Request, session: SessionDep, runtime: RuntimeDep) -> Caller:
+    async def checker(
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        _documented: HTTPAuthorizationCredentials | None = Security(
+            api_key_auth, scopes=[scope.value]
+        ),
+    ) -> Caller:
         token = bearer_token(request)
         if token is not None and looks_like_key(token):
             return Caller(client=_check_scope(await authenticate_key(session, token), scope))

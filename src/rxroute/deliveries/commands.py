@@ -1,9 +1,13 @@
-"""What patients and support ask for: send, re-route, cancel, void, retry.
+"""What patients, support and platforms ask for: send, re-route, cancel, void, retry.
 
 Each command checks the rules, changes the ledger and queues the send job in the caller's
 transaction (services never commit). Voiding and cancelling a delivery that may be on the
 platform take it back *first*, outside any transaction, and record what the platform said:
 the prescription shows "cancelled" only once nothing live is left.
+
+A platform's API key (:class:`ApiClient`) acts on the patient's behalf: the patient's rules
+and answers (no reason required), recorded with its own source (``api``) and actor
+(``api:<client name>``, no PHI) so the history says who asked.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.channels.registry import get_channel
 from rxroute.deliveries import ledger
 from rxroute.deliveries.withdrawing import RequestedBy, resolve_withdrawals
-from rxroute.models import DeliveryState, Pharmacy, Prescription, User
+from rxroute.models import ApiClient, DeliveryState, Pharmacy, Prescription, User
 from rxroute.prescriptions import repository
 from rxroute.prescriptions.errors import (
     ChannelRefused,
@@ -28,6 +32,7 @@ from rxroute.prescriptions.errors import (
 )
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import NOT_SENDABLE, Source, Status
+from rxroute.prescriptions.repository import Requester
 from rxroute.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -35,8 +40,26 @@ log = structlog.get_logger(__name__)
 MAX_REASON = 500
 
 
-def source_for(user: User) -> Source:
+#: The history's ``actor`` column holds at most this many characters.
+MAX_ACTOR = 100
+
+
+def source_for(user: Requester) -> Source:
+    if isinstance(user, ApiClient):
+        return Source.API
     return Source.PATIENT if user.role == "patient" else Source.SUPPORT
+
+
+def actor_for(user: Requester) -> str:
+    """The history's actor: a user's id, or ``api:<client name>`` for a platform's key."""
+    if isinstance(user, ApiClient):
+        return f"api:{user.name}"[:MAX_ACTOR]
+    return str(user.id)
+
+
+def _needs_reason(user: Requester) -> bool:
+    """Support must say why it changes a prescription; the patient (or their platform) not."""
+    return source_for(user) is Source.SUPPORT
 
 
 @dataclass(frozen=True)
@@ -85,7 +108,7 @@ def _reason(raw: str | None, *, required: bool) -> str | None:
 
 
 async def _visible_locked(
-    session: AsyncSession, user: User, prescription_id: uuid.UUID
+    session: AsyncSession, user: Requester, prescription_id: uuid.UUID
 ) -> Prescription:
     prescription = await repository.get_visible(session, user, prescription_id, for_update=True)
     if prescription is None:
@@ -93,7 +116,9 @@ async def _visible_locked(
     return prescription
 
 
-async def _reloaded(session: AsyncSession, user: User, prescription_id: uuid.UUID) -> Prescription:
+async def _reloaded(
+    session: AsyncSession, user: Requester, prescription_id: uuid.UUID
+) -> Prescription:
     """The row as committed (server-set columns included), safe to read after the session."""
     loaded = await repository.get_visible(session, user, prescription_id)
     assert loaded is not None
@@ -103,7 +128,7 @@ async def _reloaded(session: AsyncSession, user: User, prescription_id: uuid.UUI
 async def request_send(
     session: AsyncSession,
     runtime: Runtime,
-    user: User,
+    user: Requester,
     prescription_id: uuid.UUID,
     *,
     region: str | None,
@@ -136,7 +161,7 @@ async def request_send(
             prescription,
             delivery,
             source=source_for(user),
-            actor=str(user.id),
+            actor=actor_for(user),
             detail="sent again to the same pharmacy",
         )
         return prescription
@@ -147,7 +172,7 @@ async def request_send(
         region=destination.region,
         channel=destination.channel,
         source=source_for(user),
-        actor=str(user.id),
+        actor=actor_for(user),
         reason="sent again to another pharmacy" if delivery is not None else None,
     )
     return prescription
@@ -156,7 +181,7 @@ async def request_send(
 async def reroute(
     session: AsyncSession,
     runtime: Runtime,
-    user: User,
+    user: Requester,
     prescription_id: uuid.UUID,
     *,
     region: str | None,
@@ -173,7 +198,7 @@ async def reroute(
         )
     if current is Status.DRAFT:
         raise Conflict("this prescription has not been sent yet; send it instead")
-    why = _reason(reason, required=user.role != "patient")
+    why = _reason(reason, required=_needs_reason(user))
     destination = await choose_destination(session, runtime, region, pharmacy_id)
     delivery = await ledger.current_delivery(session, prescription)
     if (
@@ -190,10 +215,10 @@ async def reroute(
         region=destination.region,
         channel=destination.channel,
         source=source_for(user),
-        actor=str(user.id),
+        actor=actor_for(user),
         reason=why or "changed pharmacy",
     )
-    log.info("prescription_rerouted", prescription_id=str(prescription_id), actor=str(user.id))
+    log.info("prescription_rerouted", prescription_id=str(prescription_id), actor=actor_for(user))
     return prescription
 
 
@@ -234,7 +259,7 @@ async def retry(
 
 
 async def cancel(
-    runtime: Runtime, user: User, prescription_id: uuid.UUID, *, reason: str | None
+    runtime: Runtime, user: Requester, prescription_id: uuid.UUID, *, reason: str | None
 ) -> Prescription:
     """Patient's cancel and support's void: take every live copy back, then say so.
 
@@ -252,7 +277,11 @@ async def cancel(
             )
         if current.is_final:
             raise Conflict(f"this prescription is already {current.value}")
-        why = _reason(reason, required=source is not Source.PATIENT) or "cancelled by the patient"
+        why = _reason(reason, required=_needs_reason(user)) or (
+            "cancelled by the patient"
+            if source is Source.PATIENT
+            else f"cancelled through the API ({actor_for(user)})"
+        )
         delivery = await ledger.current_delivery(session, prescription)
         previous_state = delivery.state if delivery else None
         waits_for_far_side = False
@@ -270,7 +299,7 @@ async def cancel(
                 prescription.id,
                 Status.VOIDED,
                 source=source,
-                actor=str(user.id),
+                actor=actor_for(user),
                 detail=why,
                 prescription=prescription,
             )
@@ -282,7 +311,7 @@ async def cancel(
         delivery_id = delivery.id
 
     result = await resolve_withdrawals(
-        runtime, prescription_id, requested_by=RequestedBy(source, str(user.id), why)
+        runtime, prescription_id, requested_by=RequestedBy(source, actor_for(user), why)
     )
     async with runtime.sessionmaker() as session, session.begin():
         prescription = await lock_prescription(session, prescription_id)
@@ -294,7 +323,7 @@ async def cancel(
                 Status.VOIDED,
                 source=source,
                 delivery_id=delivery.id,
-                actor=str(user.id),
+                actor=actor_for(user),
                 detail=why,
                 prescription=prescription,
             )

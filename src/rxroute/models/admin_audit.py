@@ -18,6 +18,8 @@ class AuditEntity(enum.StrEnum):
     USER = "user"
     #: A line of the formulary prescribers pick medicines from.
     FORMULARY = "formulary"
+    #: An integrating platform's service account and its API key.
+    API_CLIENT = "api_client"
 
 
 class AuditAction(enum.StrEnum):
@@ -35,10 +37,15 @@ class AuditAction(enum.StrEnum):
     #: Every session of the account ended by an admin.
     SIGNED_OUT = "signed-out"
 
+    #: An API client got a new key (the old one stopped working).
+    ROTATED = "rotated"
+    #: An API client's key was revoked.
+    REVOKED = "revoked"
+
 
 class AdminAuditEvent(IdMixin, Base):
-    """One admin change to a pharmacy, prescriber, user account or formulary line: who, what,
-    before and after.
+    """One admin change to a pharmacy, prescriber, user account, formulary line or API
+    client: who, what, before and after.
 
     Written in the same transaction as the change, so a change without its event (or the
     reverse) cannot be committed. Append-only: a database trigger (migration 0006) refuses

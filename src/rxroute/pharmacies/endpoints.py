@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, Query
 
 from rxroute.api_docs import bearer_auth
 from rxroute.api_errors import ApiError, error_responses
-from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep
+from rxroute.apiclients.dependencies import Caller, user_or_key
+from rxroute.apiclients.scopes import Scope
+from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.pharmacies import repository
 from rxroute.pharmacies.schemas import PharmacyList, PharmacyOut
 
@@ -20,12 +22,13 @@ router = APIRouter(
     name="search",
     summary="Search pharmacies",
     response_model=PharmacyList,
-    responses=error_responses(401, 422, 503),
+    responses=error_responses(401, 403, 422, 503),
 )
 async def search_pharmacies(
     session: SessionDep,
     runtime: RuntimeDep,
-    user: CurrentUser,
+    # Any signed-in user, or an API key with pharmacies:read: the list is not personal.
+    caller: Annotated[Caller, Depends(user_or_key(Scope.PHARMACIES_READ))],
     region: Annotated[str, Query(min_length=1, max_length=8, description="Region code, e.g. B")],
     q: Annotated[str, Query(max_length=500, description="Name, town or postcode")] = "",
     limit: Annotated[int, Query(ge=1, le=50)] = 20,

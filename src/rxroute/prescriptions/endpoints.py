@@ -8,11 +8,14 @@ from fastapi.responses import JSONResponse
 
 from rxroute.api_docs import bearer_auth
 from rxroute.api_errors import ApiError, error_responses
-from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep, StaffUser
+from rxroute.apiclients.dependencies import Caller, user_or_key
+from rxroute.apiclients.scopes import Scope
+from rxroute.auth.dependencies import RuntimeDep, SessionDep, StaffUser
 from rxroute.deliveries.ledger import deliveries_of
 from rxroute.prescriptions import repository, service
 from rxroute.prescriptions.errors import PrescriptionError
 from rxroute.prescriptions.history import history
+from rxroute.prescriptions.repository import Requester
 from rxroute.prescriptions.schemas import (
     DeliveryOut,
     PrescriptionDetail,
@@ -43,21 +46,33 @@ MAX_OFFSET = 1_000_000
 _CHANGE_ERRORS = error_responses(403, 404, 409)
 
 
+#: A signed-in user (their role's rules), or a platform's API key holding the scope (every
+#: prescription; acting on the patient's behalf).
+Reader = Annotated[Caller, Depends(user_or_key(Scope.PRESCRIPTIONS_READ))]
+Sender = Annotated[Caller, Depends(user_or_key(Scope.PRESCRIPTIONS_SEND))]
+
+
 def _http(error: PrescriptionError) -> ApiError:
     return ApiError(error.status_code, error.message, field=error.field)
 
 
-@router.get("", name="list", summary="List prescriptions", response_model=PrescriptionList)
+@router.get(
+    "",
+    name="list",
+    summary="List prescriptions",
+    response_model=PrescriptionList,
+    responses=error_responses(403),
+)
 async def list_prescriptions(
     session: SessionDep,
-    user: CurrentUser,
+    caller: Reader,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
     offset: Annotated[
         int, Query(ge=0, le=MAX_OFFSET, description="How many to skip, newest first.")
     ] = 0,
 ) -> PrescriptionList:
-    """The caller's own prescriptions (support and admin: everyone's), newest first."""
-    found = await repository.list_visible(session, user, limit=limit, offset=offset)
+    """The caller's own prescriptions (support, admin and API keys: everyone's), newest first."""
+    found = await repository.list_visible(session, caller.who, limit=limit, offset=offset)
     return PrescriptionList(results=[PrescriptionOut.of(p) for p in found])
 
 
@@ -66,13 +81,13 @@ async def list_prescriptions(
     name="get",
     summary="Get a prescription",
     response_model=PrescriptionDetail,
-    responses=error_responses(404),
+    responses=error_responses(403, 404),
 )
 async def get_prescription(
-    prescription_id: uuid.UUID, session: SessionDep, user: CurrentUser, runtime: RuntimeDep
+    prescription_id: uuid.UUID, session: SessionDep, caller: Reader, runtime: RuntimeDep
 ) -> PrescriptionDetail:
     """Current status and the whole history: what happened, when, and who said so."""
-    prescription = await repository.get_visible(session, user, prescription_id)
+    prescription = await repository.get_visible(session, caller.who, prescription_id)
     if prescription is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, "prescription not found")
     events = await history(session, prescription_id)
@@ -94,14 +109,14 @@ async def send(
     body: SendRequest,
     session: SessionDep,
     runtime: RuntimeDep,
-    user: CurrentUser,
+    caller: Sender,
 ) -> JSONResponse:
     """Queue the prescription for its region's channel; poll the status URL for progress."""
     try:
         prescription = await service.request_send(
             session,
             runtime,
-            user,
+            caller.who,
             prescription_id,
             region=body.region,
             pharmacy_id=body.pharmacy_id,
@@ -133,19 +148,19 @@ async def reroute(
     body: RerouteRequest,
     session: SessionDep,
     runtime: RuntimeDep,
-    user: CurrentUser,
+    caller: Sender,
 ) -> JSONResponse:
     """Send it to another pharmacy or region instead, before it is dispensed.
 
     Earlier deliveries are withdrawn first (the platform copy voided, or the pharmacy sent
-    a cancellation), then the new one goes out. Patients (their own prescriptions) and
-    support may call it; support must give a reason.
+    a cancellation), then the new one goes out. Patients (their own prescriptions), API keys
+    and support may call it; support must give a reason.
     """
     try:
         prescription = await service.reroute(
             session,
             runtime,
-            user,
+            caller.who,
             prescription_id,
             region=body.region,
             pharmacy_id=body.pharmacy_id,
@@ -163,14 +178,15 @@ async def reroute(
     responses=_CHANGE_ERRORS,
 )
 async def cancel(
-    prescription_id: uuid.UUID, body: ReasonRequest, runtime: RuntimeDep, user: CurrentUser
+    prescription_id: uuid.UUID, body: ReasonRequest, runtime: RuntimeDep, caller: Sender
 ) -> PrescriptionOut:
-    """The patient cancels their own prescription before it is dispensed.
+    """The patient (or their platform, with a key) cancels the prescription before it is
+    dispensed.
 
     The platform copy is voided (or the pharmacy is emailed a cancellation) before the
     answer says "cancelled".
     """
-    return await _cancel(runtime, user, prescription_id, body.reason)
+    return await _cancel(runtime, caller.who, prescription_id, body.reason)
 
 
 @router.post(
@@ -189,7 +205,7 @@ async def void(
 
 
 async def _cancel(
-    runtime: RuntimeDep, user: CurrentUser, prescription_id: uuid.UUID, reason: str | None
+    runtime: RuntimeDep, user: Requester, prescription_id: uuid.UUID, reason: str | None
 ) -> PrescriptionOut:
     try:
         prescription = await service.cancel(runtime, user, prescription_id, reason=reason)

@@ -53,6 +53,8 @@ class Source(enum.StrEnum):
     """Who told us about a status change."""
 
     PATIENT = "patient"
+    #: An integrating platform's API key, acting on the patient's behalf.
+    API = "api"
     WORKER = "worker"
     WEBHOOK = "webhook"
     POLL = "poll"

@@ -8,16 +8,25 @@ from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from rxroute.models import Prescription, Role, User
+from rxroute.models import ApiClient, Prescription, Role, User
+
+#: Who asks: a signed-in person, or an integrating platform's API client (whose scope the
+#: operation's dependency has already checked, see :mod:`rxroute.apiclients.dependencies`).
+Requester = User | ApiClient
 
 
-def visible_to(user: User) -> Select[Prescription]:
+def visible_to(user: Requester) -> Select[Prescription]:
     """Patients see their own, prescribers what they wrote, support and admin everything.
+
+    An API client sees every prescription: the platform owns them all (it wrote them or
+    its patients did), and its key's scope decides what it may do with them.
 
     An account whose profile link is missing (no patient or prescriber record) sees nothing:
     the comparison with NULL matches no row.
     """
     statement = select(Prescription)
+    if isinstance(user, ApiClient):
+        return statement
     match user.role:
         case Role.PATIENT.value:
             statement = statement.where(Prescription.patient_id == user.patient_id)
@@ -31,7 +40,11 @@ def visible_to(user: User) -> Select[Prescription]:
 
 
 async def get_visible(
-    session: AsyncSession, user: User, prescription_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    user: Requester,
+    prescription_id: uuid.UUID,
+    *,
+    for_update: bool = False,
 ) -> Prescription | None:
     statement = (
         visible_to(user)
@@ -45,7 +58,7 @@ async def get_visible(
 
 
 async def list_visible(
-    session: AsyncSession, user: User, *, limit: int = 100, offset: int = 0
+    session: AsyncSession, user: Requester, *, limit: int = 100, offset: int = 0
 ) -> list[Prescription]:
     statement = (
         visible_to(user)

@@ -79,6 +79,8 @@ class StatusEventOut(BaseModel):
 
 class PrescriptionOut(BaseModel):
     id: uuid.UUID
+    #: The integrating platform's own ID for it, echoed as given (null when it gave none).
+    external_id: str | None
     status: str
     status_label: str
     is_final: bool
@@ -96,6 +98,7 @@ class PrescriptionOut(BaseModel):
         status = Status(prescription.status)
         return cls(
             id=prescription.id,
+            external_id=prescription.external_id,
             status=status.value,
             status_label=status.label,
             is_final=status.is_final,

@@ -30,3 +30,18 @@ window.rxroute = {
     return node;
   },
 };
+
+// A "Copy" button beside a secret shown once: <button data-copy="id-of-a-readonly-input">.
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element && event.target.closest("button[data-copy]");
+  if (!button) return;
+  const field = document.getElementById(button.dataset.copy);
+  if (!field) return;
+  field.select();
+  try {
+    await navigator.clipboard.writeText(field.value);
+    button.textContent = "Copied";
+  } catch (e) {
+    button.textContent = "Selected: press Ctrl+C (⌘C) to copy";
+  }
+});

@@ -1,0 +1,1 @@
+"""Prescribers as the API shows them: ids and external ids, never platform credentials."""

@@ -33,8 +33,10 @@ from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
+from rxroute.patients.endpoints import router as patients_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
+from rxroute.prescriptions.intake_endpoints import router as prescription_intake_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import account_router
@@ -287,6 +289,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(pharmacies_router)
     app.include_router(prescriptions_router)
+    app.include_router(prescription_intake_router)
+    app.include_router(patients_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
     app.include_router(account_router)

@@ -8,6 +8,7 @@ from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
 from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
 from rxroute.models.event_endpoint import EventEndpoint
+from rxroute.models.idempotency_key import IdempotencyKey
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
 from rxroute.models.pharmacy import Pharmacy
@@ -32,6 +33,7 @@ __all__ = [
     "EventDelivery",
     "EventDeliveryState",
     "EventEndpoint",
+    "IdempotencyKey",
     "InboundWebhookEvent",
     "OutboxEvent",
     "Patient",

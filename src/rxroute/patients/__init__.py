@@ -1,0 +1,1 @@
+"""Patients as integrating platforms manage them: upsert by the platform's own ID."""

@@ -85,6 +85,15 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(sub)
 
 
+def _needs_api_key(calls: set[Callable[..., Any]]) -> bool:
+    """The route takes only an API key (``require_scope``): a bearer header, never a cookie,
+    so there is no CSRF to guard, and the key's scope is its permission."""
+    return any(
+        getattr(call, "__qualname__", "").endswith("require_scope.<locals>.checker")
+        for call in calls
+    )
+
+
 def _roles(call: Callable[..., Any]) -> frozenset[str] | None:
     """The roles a role checker (``page_roles``/``require_roles``) allows, else None."""
     name = getattr(call, "__qualname__", "")
@@ -150,7 +159,8 @@ def test_unsafe_api_routes_authenticate_through_current_user(app: FastAPI) -> No
     for method, path, route in _table(app):
         if method in SAFE_METHODS or not path.startswith("/api/") or (method, path) in PUBLIC:
             continue
-        if current_user not in set(_calls(route.dependant)):
+        calls = set(_calls(route.dependant))
+        if current_user not in calls and not _needs_api_key(calls):
             missing.append(f"{method} {path}")
     assert missing == []
 
@@ -171,7 +181,7 @@ def test_every_route_needs_a_role_except_the_allow_list(app: FastAPI) -> None:
             continue
         dependant = getattr(route, "dependant", None)
         calls = set(_calls(dependant)) if dependant is not None else set()
-        if not calls & {page_user, current_user}:
+        if not calls & {page_user, current_user} and not _needs_api_key(calls):
             open_routes.append(f"{method} {path}")
     assert open_routes == [], f"routes anyone may call: {open_routes}"
 

@@ -152,19 +152,24 @@ async def run_once(
     The caller owns the transaction (and commits it); see the module docstring for why the
     key's row and the operation's effect must share it.
     """
-    locked = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_id(client_id, key))))
-    if not locked:
-        raise ApiError(
-            status.HTTP_409_CONFLICT,
-            f"{IDEMPOTENCY_HEADER}: a request with this key is still in progress; "
-            "retry it once that one has finished",
-            field=IDEMPOTENCY_HEADER,
+    # No autoflush until the key is ours: a pending write of the caller's (the API client's
+    # last-used time) would otherwise wait behind the request in flight instead of a 409.
+    with session.no_autoflush:
+        locked = await session.scalar(
+            select(func.pg_try_advisory_xact_lock(_lock_id(client_id, key)))
         )
-    stored = await session.scalar(
-        select(IdempotencyKey).where(
-            IdempotencyKey.client_id == client_id, IdempotencyKey.key == key
+        if not locked:
+            raise ApiError(
+                status.HTTP_409_CONFLICT,
+                f"{IDEMPOTENCY_HEADER}: a request with this key is still in progress; "
+                "retry it once that one has finished",
+                field=IDEMPOTENCY_HEADER,
+            )
+        stored = await session.scalar(
+            select(IdempotencyKey).where(
+                IdempotencyKey.client_id == client_id, IdempotencyKey.key == key
+            )
         )
-    )
     if stored is not None and stored.created_at < datetime.now(UTC) - retention(settings):
         # Past retention but not purged yet: expired all the same, so expiry does not
         # depend on when the purge job last ran.

@@ -237,7 +237,7 @@ class Settings(BaseSettings):
     # --- integrating platforms ------------------------------------------------------------
     #: Answers to POSTs made with an ``Idempotency-Key`` are replayed for this long (at
     #: least a day, as platforms retrying after an outage expect), then deleted.
-    idempotency_key_retention_hours: int = Field(default=24, ge=24, le=24 * 90)
+    idempotency_retention_hours: int = Field(default=24, ge=24, le=24 * 90)
 
     # --- Region A: email ------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"

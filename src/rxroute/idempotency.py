@@ -6,7 +6,7 @@ again with the same ``Idempotency-Key`` and gets the first answer back, with
 ``Idempotent-Replayed: true``, instead of a second prescription. The same key with another
 body is 422; the same key while its first request is still running is 409; no key is 400.
 Keys belong to one API client (two platforms may pick the same key) and are kept
-``RXROUTE_IDEMPOTENCY_KEY_RETENTION_HOURS`` (24 at least), then purged by a periodic job.
+``RXROUTE_IDEMPOTENCY_RETENTION_HOURS`` (24 at least), then purged by a periodic job.
 
 How it is made safe, and why this way rather than an ``in_flight`` row committed first:
 
@@ -135,7 +135,7 @@ class Answer:
 
 
 def retention(settings: Settings) -> timedelta:
-    return timedelta(hours=settings.idempotency_key_retention_hours)
+    return timedelta(hours=settings.idempotency_retention_hours)
 
 
 async def run_once(

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -313,7 +314,7 @@ async def test_a_request_while_the_first_is_in_flight_is_a_409(
 async def test_keys_expire_after_the_retention(
     client: httpx.AsyncClient, world: World, session: AsyncSession, runtime: Runtime
 ) -> None:
-    hours = runtime.settings.idempotency_key_retention_hours
+    hours = runtime.settings.idempotency_retention_hours
     assert hours >= 24
     first = await client.post(URL, json=body(), headers=headers(world.key))
     kept = await client.post(
@@ -385,7 +386,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -396,9 +397,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None:
-                raise AssertionError(f"rxroute serve exited: {process.stderr.read()!r}")  # type: ignore[union-attr]
-            import time
-
+                raise AssertionError(f"rxroute serve exited with {process.returncode}")
             time.sleep(0.1)
         else:
             raise AssertionError("rxroute serve did not answer /healthz")

@@ -11,7 +11,7 @@ poll of a live worker. The period is a third of the stalled interval, so the def
 gives at most about 30 + 10 + 2 seconds.
 
 :func:`purge_idempotency_keys` deletes idempotency keys past their retention, hourly, so a
-key lives between ``RXROUTE_IDEMPOTENCY_KEY_RETENTION_HOURS`` and an hour more (lookups
+key lives between ``RXROUTE_IDEMPOTENCY_RETENTION_HOURS`` and an hour more (lookups
 treat an older key as gone whether or not it was purged yet).
 """
 

@@ -17,7 +17,7 @@ class IdempotencyKey(IdMixin, Base):
     exactly when the effect does. ``fingerprint`` is the SHA-256 of method, path and
     canonical JSON body; the body itself is not kept (it carries PHI), only the answer,
     which is what the client already received. Deleted after
-    ``RXROUTE_IDEMPOTENCY_KEY_RETENTION_HOURS``.
+    ``RXROUTE_IDEMPOTENCY_RETENTION_HOURS``.
     """
 
     __tablename__ = "idempotency_keys"

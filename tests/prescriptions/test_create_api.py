@@ -444,3 +444,37 @@ async def test_20_parallel_posts_with_one_key_create_one_prescription(
     after = await http.post(URL, json=body(), headers=headers(world.key, "parallel-key"))
     assert after.status_code == 201 and after.headers[REPLAYED_HEADER] == "true"
     assert after.content == originals[0].content
+
+
+async def test_a_patient_without_a_region_gets_a_draft_without_one(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    await make_patient(session, external_id="pt-7004", region="")
+    await session.commit()
+    response = await client.post(
+        URL, json=body(patient_external_id="pt-7004"), headers=headers(world.key)
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["region"] is None  # chosen when the patient sends it
+
+
+async def test_every_answer_is_documented_with_the_error_body(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    from rxroute.app import create_app
+    from tests.test_openapi import _assert_documented
+
+    document = create_app().openapi()
+    operation = document["paths"][URL]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in operation["parameters"]}
+    assert operation["security"] == [{"bearerAuth": []}]
+    answers = [
+        await client.post(URL, json=body(), headers={"Idempotency-Key": "k"}),
+        await client.post(URL, json=body(), headers=headers(world.key, None)),
+        await client.post(URL, json=body(items=[]), headers=headers(world.key)),
+    ]
+    assert (await client.post(URL, json=body(), headers=headers(world.key))).status_code == 201
+    answers.append(await client.post(URL, json=body(), headers=headers(world.key, "k3")))
+    assert [a.status_code for a in answers] == [401, 400, 422, 409]
+    for answer in answers:
+        _assert_documented(document, "POST", URL, answer)

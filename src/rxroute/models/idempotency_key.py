@@ -15,8 +15,8 @@ class IdempotencyKey(IdMixin, Base):
     Unique per (API client, key): two platforms may pick the same key. Written in the same
     transaction as the effect it records (see :mod:`rxroute.idempotency`), so a row exists
     exactly when the effect does. ``fingerprint`` is the SHA-256 of method, path and
-    canonical JSON body; the body itself is not kept (it carries PHI), only the answer,
-    which is what the client already received. Deleted after
+    canonical JSON body; the request body itself is not kept. The stored answer is PHI (a
+    prescription's items), like the rows it describes, and is deleted with the key after
     ``RXROUTE_IDEMPOTENCY_RETENTION_HOURS``.
     """
 

@@ -37,11 +37,13 @@ from rxroute.logging import loggable_path, route_words
 from rxroute.observability.endpoints import router as metrics_router
 from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 from rxroute.observability.tracing import instrument_app
+from rxroute.patients.endpoints import router as patients_router
 from rxroute.patients.invite import router as patient_invite_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriber.pages import router as prescriber_pages_router
 from rxroute.prescribers.endpoints import router as prescribers_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
+from rxroute.prescriptions.intake_endpoints import router as prescription_intake_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
 from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import account_router
@@ -313,6 +315,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(prescriptions_router)
     app.include_router(patient_invite_router)
     app.include_router(prescribers_router)
+    app.include_router(prescription_intake_router)
+    app.include_router(patients_router)
     app.include_router(webhooks_router)
     app.include_router(auth_pages_router)
     app.include_router(account_router)

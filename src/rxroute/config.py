@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     #: Delivered events are deleted this long after they happened.
     events_retention_days: int = Field(default=30, ge=1)
 
+    # --- integrating platforms ------------------------------------------------------------
+    #: Answers to POSTs made with an ``Idempotency-Key`` are replayed for this long (at
+    #: least a day, as platforms retrying after an outage expect), then deleted.
+    idempotency_retention_hours: int = Field(default=24, ge=24, le=24 * 90)
+
     # --- Region A: email ------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)

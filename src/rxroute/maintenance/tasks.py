@@ -9,6 +9,10 @@ How soon a killed worker's job runs again is bounded by: the stalled interval (c
 its last heartbeat, so at most that long after the kill), plus the retrier's period, plus one
 poll of a live worker. The period is a third of the stalled interval, so the default 30 s
 gives at most about 30 + 10 + 2 seconds.
+
+:func:`purge_idempotency_keys` deletes idempotency keys past their retention, hourly, so a
+key lives between ``RXROUTE_IDEMPOTENCY_RETENTION_HOURS`` and an hour more (lookups
+treat an older key as gone whether or not it was purged yet).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from procrastinate.exceptions import ConnectorException
 
 from rxroute.config import Settings
 from rxroute.db.engine import outage_reason
+from rxroute.idempotency import purge_expired
 from rxroute.jobs import queue
 from rxroute.runtime import get_runtime
 
@@ -43,6 +48,12 @@ async def retry_stalled_jobs(timestamp: int) -> int:
         retried += 1
         log.warning("stalled_job_retried", job_id=job.id, task=job.task_name)
     return retried
+
+
+@queue.periodic(cron="23 * * * *", periodic_id="purge-idempotency-keys")
+@queue.task(name="purge_idempotency_keys", queueing_lock="purge_idempotency_keys")
+async def purge_idempotency_keys(timestamp: int) -> int:
+    return await purge_expired(get_runtime())
 
 
 def retrier_period_seconds(stalled_job_seconds: int) -> int:

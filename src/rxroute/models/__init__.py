@@ -9,6 +9,7 @@ from rxroute.models.delivery_attempt import DeliveryAttempt
 from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
 from rxroute.models.event_endpoint import EventEndpoint
 from rxroute.models.formulary_item import FormularyItem
+from rxroute.models.idempotency_key import IdempotencyKey
 from rxroute.models.invitation import Invitation, InvitationPurpose
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
@@ -35,6 +36,7 @@ __all__ = [
     "EventDeliveryState",
     "EventEndpoint",
     "FormularyItem",
+    "IdempotencyKey",
     "InboundWebhookEvent",
     "Invitation",
     "InvitationPurpose",

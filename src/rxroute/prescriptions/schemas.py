@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from rxroute.models import Delivery, Prescription, PrescriptionStatusEvent
 from rxroute.pharmacies.schemas import PharmacyOut
 from rxroute.prescriptions.lifecycle import Status
+from rxroute.prescriptions.writing import MAX_ITEMS
 from rxroute.timezones import format_display
 
 
@@ -152,3 +156,56 @@ class PrescriptionDetail(PrescriptionOut):
 
 class PrescriptionList(BaseModel):
     results: list[PrescriptionOut]
+
+
+# --- written by an integrating platform (POST /api/v1/prescriptions) -------------------
+
+_DMD_CODE = re.compile(r"[0-9]{6,18}")
+
+
+def _printable_id(value: str) -> str:
+    if not value.isprintable() or value != value.strip():
+        raise PydanticCustomError(
+            "invalid", "printable characters, without leading or trailing spaces"
+        )
+    return value
+
+
+PlatformId = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable_id)
+]
+
+
+def _dmd_code(value: str | None) -> str | None:
+    if value is not None and not _DMD_CODE.fullmatch(value):
+        raise PydanticCustomError("invalid", "a dm+d code: 6 to 18 digits")
+    return value
+
+
+DmdCode = Annotated[str | None, AfterValidator(_dmd_code)]
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    description: str = Field(min_length=1, max_length=500, examples=["Semaglutide 0.25mg pen"])
+    quantity: str = Field(min_length=1, max_length=100, examples=["1 pen"])
+    directions: str = Field(min_length=1, max_length=1000, examples=["Inject once weekly"])
+    dmd_vpid: DmdCode = Field(default=None, description="dm+d VPID", examples=[None])
+    dmd_apid: DmdCode = Field(default=None, description="dm+d APID", examples=[None])
+
+
+class PrescriptionCreate(BaseModel):
+    """A prescription written on the platform; give exactly one of the prescriber fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patient_external_id: PlatformId = Field(description="As in PUT /api/v1/patients/{id}.")
+    prescriber_id: uuid.UUID | None = Field(default=None, description="rxroute's id")
+    prescriber_external_id: PlatformId | None = Field(
+        default=None, description="The platform's id (GET /api/v1/prescribers lists both)."
+    )
+    external_id: PlatformId | None = Field(
+        default=None, description="The platform's own id for it; unique, echoed in events."
+    )
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)

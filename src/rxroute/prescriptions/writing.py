@@ -62,7 +62,7 @@ async def create_draft(
     prescription = Prescription(
         patient_id=patient.id,
         prescriber_id=prescriber.id,
-        region=patient.region,
+        region=patient.region or None,
         external_id=external_id,
         notes=notes,
     )

@@ -1,7 +1,7 @@
 """formulary: the medicine lines prescribers pick from
 
 Revision ID: 0012_formulary
-Revises: 0009_invitations
+Revises: 0011_idempotency_keys
 Create Date: 2026-11-26 08:00:00
 
 ``formulary_items`` holds each line's description, optional dm+d codes (VPID, APID) and the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_formulary"
-down_revision: str | None = "0009_invitations"
+down_revision: str | None = "0011_idempotency_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

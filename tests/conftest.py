@@ -24,7 +24,7 @@ from rxroute.db.scratch import create_scratch_database, drop_scratch_database
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 
 TABLES = (
-    "event_deliveries, outbox_events, event_endpoints, "
+    "patient_notifications, event_deliveries, outbox_events, event_endpoints, "
     "prescription_status_events, delivery_attempts, inbound_webhook_events, "
     "prescription_items, prescriptions, users, patients, pharmacies, prescribers, clinics, "
     "procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"

@@ -33,6 +33,7 @@ from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
+from rxroute.notifications.pages import router as notifications_pages_router
 from rxroute.pharmacies.endpoints import router as pharmacies_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
@@ -292,6 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_router)
     app.include_router(patient_pages_router)
     app.include_router(pharmacy_pages_router)
+    app.include_router(notifications_pages_router)
     app.include_router(support_pages_router)
     app.include_router(admin_pages_router)
     # Outermost, so every response gets them, error pages included.

@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 TASK_MODULES = [
     "rxroute.events.tasks",
     "rxroute.maintenance.tasks",
+    "rxroute.notifications.tasks",
     "rxroute.prescriptions.tasks",
     "rxroute.support.tasks",
     "rxroute.webhooks.tasks",

@@ -9,6 +9,7 @@ from rxroute.models.event_delivery import EventDelivery, EventDeliveryState
 from rxroute.models.event_endpoint import EventEndpoint
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
+from rxroute.models.patient_notification import NotificationState, PatientNotification
 from rxroute.models.pharmacy import Pharmacy
 from rxroute.models.prescriber import Prescriber
 from rxroute.models.prescription import Prescription
@@ -31,8 +32,10 @@ __all__ = [
     "EventDeliveryState",
     "EventEndpoint",
     "InboundWebhookEvent",
+    "NotificationState",
     "OutboxEvent",
     "Patient",
+    "PatientNotification",
     "Pharmacy",
     "Prescriber",
     "Prescription",

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Date, String
+from sqlalchemy import Boolean, Date, DateTime, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -26,6 +26,13 @@ class Patient(IdMixin, TimestampMixin, Base):
     country: Mapped[str] = mapped_column(String(2), default="GB")
     region: Mapped[str] = mapped_column(String(8))
     nhs_number: Mapped[str | None] = mapped_column(String(10), default=None)
+    #: The patient asked (through the link in an email) to get no more status emails.
+    notifications_opt_out: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    notifications_opt_out_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
 
     @property
     def full_name(self) -> str:

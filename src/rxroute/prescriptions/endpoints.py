@@ -10,11 +10,13 @@ from rxroute.api_docs import bearer_auth
 from rxroute.api_errors import ApiError, error_responses
 from rxroute.auth.dependencies import CurrentUser, RuntimeDep, SessionDep, StaffUser
 from rxroute.deliveries.ledger import deliveries_of
+from rxroute.notifications import service as notifications
 from rxroute.prescriptions import repository, service
 from rxroute.prescriptions.errors import PrescriptionError
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.schemas import (
     DeliveryOut,
+    PatientEmailOut,
     PrescriptionDetail,
     PrescriptionList,
     PrescriptionOut,
@@ -80,6 +82,12 @@ async def get_prescription(
         **PrescriptionOut.of(prescription).model_dump(),
         history=[StatusEventOut.of(event, runtime.settings.display_zone) for event in events],
         deliveries=[DeliveryOut.of(d) for d in await deliveries_of(session, prescription_id)],
+        patient_emails=[
+            PatientEmailOut.of(email, runtime.settings.display_zone)
+            for email in await notifications.of_prescription(
+                session, prescription_id, sent_only=True
+            )
+        ],
     )
 
 

@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -45,6 +45,12 @@ class PatientNotification(IdMixin, TimestampMixin, Base):
             postgresql_nulls_not_distinct=True,
         ),
         Index("ix_patient_notifications_patient_id", "patient_id"),
+        Index(
+            "ix_patient_notifications_pending",
+            "prescription_id",
+            "status_event_seq",
+            postgresql_where=text("state = 'pending'"),
+        ),
     )
 
     prescription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescriptions.id"))
@@ -60,5 +66,7 @@ class PatientNotification(IdMixin, TimestampMixin, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: After a temporary failure: not tried again before this (its retry job is due then).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     message_id: Mapped[str | None] = mapped_column(String(300), default=None)

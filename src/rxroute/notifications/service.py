@@ -30,7 +30,7 @@ from rxroute.models import (
     PrescriptionStatusEvent,
 )
 from rxroute.notifications.kinds import kind_for_event
-from rxroute.notifications.tasks import OPTED_OUT, defer_notification
+from rxroute.notifications.tasks import OPTED_OUT, defer_stream
 from rxroute.runtime import get_runtime
 
 
@@ -77,7 +77,7 @@ async def status_moved(
     if inserted is None:
         return None
     if state is NotificationState.PENDING:
-        await defer_notification(session, notification_id)
+        await defer_stream(session, prescription.id)
     return await session.get(PatientNotification, notification_id)
 
 

@@ -1,21 +1,26 @@
-"""The job that sends one patient email, and retries it when the relay is unwell.
+"""The job that sends a prescription's patient emails in order, and retries them.
 
-Each attempt reads what it needs in one short transaction (and skips the email if the
-patient opted out meanwhile, has no address, or notifications were turned off), talks to
-the SMTP relay with no transaction open, and records the outcome in another. The relay,
-its login and the sender are Region A's (:func:`rxroute.channels.email.smtp.send_configured`),
-and so is the retry policy (the email channel's :class:`~rxroute.channels.base.RetryPolicy`):
-a temporary failure (4xx, unreachable) schedules the next attempt with its backoff, in the
-transaction that records the failure; a permanent one (5xx), or the last attempt, marks the
-email failed. Errors recorded and logged carry the relay's stage and reply code, never an
-address or a name.
+One *stream* per prescription: its job runs under the procrastinate lock
+:func:`notification_lock`, so one job at a time works on it, and sends the oldest waiting
+email first, so "dispensed" never arrives before "sent". Each attempt reads what it needs in
+one short transaction (and skips the email if the patient opted out meanwhile, has no
+address, or notifications were turned off), talks to the SMTP relay with no transaction
+open, and records the outcome in another.
+
+The relay, its login and the sender are Region A's
+(:func:`rxroute.channels.email.smtp.send_configured`), and so is the retry policy (the email
+channel's :class:`~rxroute.channels.base.RetryPolicy`): a temporary failure (4xx,
+unreachable) sets the email's next attempt and defers the job for then, in the transaction
+that records the failure, and stops the stream until then; a permanent one (5xx), or the
+last attempt, marks the email failed and the stream goes on. Errors recorded and logged
+carry the relay's stage and reply code, never an address or a name.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import procrastinate
@@ -55,28 +60,32 @@ NO_EMAIL = "no_email"
 DISABLED = "disabled"
 
 
-def notification_lock(notification_id: uuid.UUID) -> str:
-    """One job at a time per email: a retry never overlaps the attempt that scheduled it."""
-    return f"notify:{notification_id}"
+def notification_lock(prescription_id: uuid.UUID) -> str:
+    """One job at a time per prescription, and its jobs start in the order deferred."""
+    return f"notify:{prescription_id}"
 
 
 @queue.task(
-    name="send_patient_notification",
+    name="send_patient_notifications",
     # Only for errors of our own (the database out of reach mid-run); the relay's failures
     # are recorded and rescheduled by the job itself, with the email channel's policy.
     retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2),
 )
-async def send_patient_notification(notification_id: str) -> str:
-    return await send_notification(get_runtime(), uuid.UUID(notification_id))
+async def send_patient_notifications(prescription_id: str) -> int:
+    return await send_stream(get_runtime(), uuid.UUID(prescription_id))
 
 
-async def defer_notification(session: AsyncSession, notification_id: uuid.UUID) -> int:
-    """The email's job, now, in the session's transaction."""
+async def defer_stream(
+    session: AsyncSession, prescription_id: uuid.UUID, *, delay_seconds: float | None = None
+) -> int:
+    """The prescription's email job (now, or after ``delay_seconds``), in the session's
+    transaction."""
     return await defer_in_session(
         session,
-        send_patient_notification,
-        lock=notification_lock(notification_id),
-        notification_id=str(notification_id),
+        send_patient_notifications,
+        lock=notification_lock(prescription_id),
+        delay_seconds=delay_seconds,
+        prescription_id=str(prescription_id),
     )
 
 
@@ -87,69 +96,96 @@ def retry_policy(runtime: Runtime) -> RetryPolicy:
 
 @dataclass(frozen=True)
 class _Outgoing:
+    notification_id: uuid.UUID
+    kind: str
     message: EmailMessage
     attempt: int
 
 
-async def send_notification(runtime: Runtime, notification_id: uuid.UUID) -> str:
-    """One attempt; returns the email's state afterwards (``sent``, ``pending`` when a retry
-    is scheduled, ``failed``, ``skipped``), or ``missing``."""
-    async with runtime.sessionmaker() as session, session.begin():
-        found = await _prepare(runtime, session, notification_id)
-    if not isinstance(found, _Outgoing):
-        return found
-    started = datetime.now(UTC)
-    try:
-        await send_configured(found.message, runtime.settings)
-    except EmailSendError as exc:
-        return await _record_failure(runtime, notification_id, found.attempt, started, exc)
-    async with runtime.sessionmaker() as session, session.begin():
-        row = await session.get_one(PatientNotification, notification_id, with_for_update=True)
-        # Recorded as sent even if an opt-out came in meanwhile: it did go out.
-        row.state = NotificationState.SENT.value
-        row.attempts = found.attempt
-        row.last_attempt_at = started
-        row.sent_at = datetime.now(UTC)
-        row.message_id = str(found.message["Message-ID"])
-        row.last_error = None
-    log.info(
-        "patient_notification_sent",
-        notification_id=str(notification_id),
-        kind=row.kind,
-        attempt=found.attempt,
-    )
-    return NotificationState.SENT.value
+@dataclass(frozen=True)
+class _Waiting:
+    """The oldest waiting email's next attempt is not due yet: the stream stops here."""
 
 
-async def _prepare(
-    runtime: Runtime, session: AsyncSession, notification_id: uuid.UUID
-) -> _Outgoing | str:
-    row = await session.get(
-        PatientNotification, notification_id, with_for_update=True, populate_existing=True
-    )
-    if row is None:
-        return "missing"
-    if row.state != NotificationState.PENDING.value:
-        return row.state
-    settings = runtime.settings
-    patient = await session.get_one(Patient, row.patient_id)
-    skip = (
-        DISABLED
-        if not settings.patient_notifications
-        else OPTED_OUT
-        if patient.notifications_opt_out
-        else NO_EMAIL
-        if not patient.email.strip()
-        else None
-    )
-    if skip is not None:
+async def send_stream(runtime: Runtime, prescription_id: uuid.UUID) -> int:
+    """Send the prescription's waiting emails, oldest first, until none is left or one
+    must wait for its retry; returns how many were sent."""
+    sent = 0
+    while True:
+        async with runtime.sessionmaker() as session, session.begin():
+            found = await _next(runtime, session, prescription_id)
+        if found is None or isinstance(found, _Waiting):
+            return sent
+        started = datetime.now(UTC)
+        try:
+            await send_configured(found.message, runtime.settings)
+        except EmailSendError as exc:
+            if await _record_failure(runtime, prescription_id, found, started, exc):
+                return sent
+            continue
+        async with runtime.sessionmaker() as session, session.begin():
+            row = await session.get_one(
+                PatientNotification, found.notification_id, with_for_update=True
+            )
+            # Recorded as sent even if an opt-out came in meanwhile: it did go out.
+            row.state = NotificationState.SENT.value
+            row.attempts = found.attempt
+            row.last_attempt_at = started
+            row.next_attempt_at = None
+            row.sent_at = datetime.now(UTC)
+            row.message_id = str(found.message["Message-ID"])
+        sent += 1
+        log.info(
+            "patient_notification_sent",
+            notification_id=str(found.notification_id),
+            kind=found.kind,
+            attempt=found.attempt,
+        )
+
+
+async def _next(
+    runtime: Runtime, session: AsyncSession, prescription_id: uuid.UUID
+) -> _Outgoing | _Waiting | None:
+    """The oldest waiting email, ready to send; skipped ones are recorded on the way."""
+    while True:
+        row = await session.scalar(
+            select(PatientNotification)
+            .where(
+                PatientNotification.prescription_id == prescription_id,
+                PatientNotification.state == NotificationState.PENDING.value,
+            )
+            .order_by(
+                PatientNotification.status_event_seq.nulls_last(), PatientNotification.created_at
+            )
+            .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if row is None:
+            return None
+        if row.next_attempt_at is not None and row.next_attempt_at > datetime.now(UTC):
+            return _Waiting()
+        settings = runtime.settings
+        patient = await session.get_one(Patient, row.patient_id, populate_existing=True)
+        skip = (
+            DISABLED
+            if not settings.patient_notifications
+            else OPTED_OUT
+            if patient.notifications_opt_out
+            else NO_EMAIL
+            if not patient.email.strip()
+            else None
+        )
+        if skip is None:
+            content = await _content(runtime, session, row, patient)
+            message = build_notification_email(
+                sender=settings.smtp_from, to=patient.email, content=content
+            )
+            return _Outgoing(row.id, row.kind, message, row.attempts + 1)
         row.state = NotificationState.SKIPPED.value
         row.skip_reason = skip
+        await session.flush()
         log.info("patient_notification_skipped", notification_id=str(row.id), reason=skip)
-        return row.state
-    content = await _content(runtime, session, row, patient)
-    message = build_notification_email(sender=settings.smtp_from, to=patient.email, content=content)
-    return _Outgoing(message=message, attempt=row.attempts + 1)
 
 
 async def _content(
@@ -206,40 +242,46 @@ async def _content(
 
 async def _record_failure(
     runtime: Runtime,
-    notification_id: uuid.UUID,
-    attempt: int,
+    prescription_id: uuid.UUID,
+    found: _Outgoing,
     started: datetime,
     exc: EmailSendError,
-) -> str:
-    """Record a failed attempt; schedule the next in the same transaction when one is due."""
+) -> bool:
+    """Record a failed attempt. True when the stream must wait: the next attempt is then
+    set, and its job deferred, in the same transaction."""
     policy = retry_policy(runtime)
-    retryable = isinstance(exc, EmailRetryable)
+    attempt = found.attempt
+    waiting = False
+    delay = policy.delay(attempt)
     async with runtime.sessionmaker() as session, session.begin():
-        row = await session.get_one(PatientNotification, notification_id, with_for_update=True)
+        row = await session.get_one(
+            PatientNotification, found.notification_id, with_for_update=True
+        )
         row.attempts = attempt
         row.last_attempt_at = started
         # The relay's stage and reply code (EmailSendError's message), never an address.
         row.last_error = str(exc)[:500]
         if row.state != NotificationState.PENDING.value:
-            state = row.state  # opted out while the relay was being asked
-        elif isinstance(exc, EmailRejected) or not retryable or policy.exhausted(attempt):
-            row.state = state = NotificationState.FAILED.value
+            pass  # opted out while the relay was being asked
+        elif (
+            isinstance(exc, EmailRejected)
+            or not isinstance(exc, EmailRetryable)
+            or policy.exhausted(attempt)
+        ):
+            row.state = NotificationState.FAILED.value
+            row.next_attempt_at = None
         else:
-            state = row.state
-            await defer_in_session(
-                session,
-                send_patient_notification,
-                lock=notification_lock(notification_id),
-                delay_seconds=policy.delay(attempt),
-                notification_id=str(notification_id),
-            )
+            waiting = True
+            row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+            await defer_stream(session, prescription_id, delay_seconds=delay)
+        state = row.state
     log.warning(
         "patient_notification_not_sent",
-        notification_id=str(notification_id),
+        notification_id=str(found.notification_id),
         attempt=attempt,
         stage=exc.stage,
         smtp_code=exc.smtp_code,
         state=state,
-        retry_in_seconds=policy.delay(attempt) if state == "pending" else None,
+        retry_in_seconds=delay if waiting else None,
     )
-    return state
+    return waiting

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("message_id", sa.String(length=300), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -84,6 +85,12 @@ def upgrade() -> None:
         postgresql_nulls_not_distinct=True,
     )
     op.create_index("ix_patient_notifications_patient_id", "patient_notifications", ["patient_id"])
+    op.create_index(
+        "ix_patient_notifications_pending",
+        "patient_notifications",
+        ["prescription_id", "status_event_seq"],
+        postgresql_where=sa.text("state = 'pending'"),
+    )
 
 
 def downgrade() -> None:

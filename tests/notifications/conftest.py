@@ -133,7 +133,7 @@ async def notifications_of(
             await session.scalars(
                 select(PatientNotification)
                 .where(PatientNotification.prescription_id == prescription_id)
-                .order_by(PatientNotification.created_at)
+                .order_by(PatientNotification.status_event_seq)
             )
         )
 

@@ -151,8 +151,13 @@ SCENARIOS: dict[str, tuple[str, list[Step], list[str]]] = {
     # Region B: signed and printed are steps inside the pharmacy's day, not emails.
     "region-b-printed-expired": (
         "B",
-        [_queue, _sending, _observed(Status.SIGNED), _observed(Status.PRINTED)]
-        + [_observed(Status.EXPIRED)],
+        [
+            _queue,
+            _sending,
+            _observed(Status.SIGNED),
+            _observed(Status.PRINTED),
+            _observed(Status.EXPIRED),
+        ],
         ["sent", "expired"],
     ),
     "failed": ("A", [_queue, _sending, _fail], ["action_needed"]),
@@ -266,13 +271,12 @@ async def test_a_job_run_twice_sends_once(mail: Runtime, catcher: MailCatcher) -
 
 async def test_a_rolled_back_move_sends_nothing(mail: Runtime, catcher: MailCatcher) -> None:
     rx = await _setup(mail)
-    async with mail.sessionmaker() as session:
-        async with session.begin():
-            await _queue(session, rx)
-            await _sending(session, rx)
-            await _emailed(session, rx)
-            assert await jobs_waiting(mail) == 0, "the job is not visible before commit"
-            await session.rollback()
+    async with mail.sessionmaker() as session, session.begin():
+        await _queue(session, rx)
+        await _sending(session, rx)
+        await _emailed(session, rx)
+        assert await jobs_waiting(mail) == 0, "the job is not visible before commit"
+        await session.rollback()
     assert await notifications_of(mail, rx.prescription_id) == []
     assert await jobs_waiting(mail) == 0
     await run_notification_jobs(mail)

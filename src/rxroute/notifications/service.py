@@ -117,7 +117,9 @@ async def of_prescription(
         query = query.where(PatientNotification.state == NotificationState.SENT.value)
     return list(
         await session.scalars(
-            query.order_by(PatientNotification.created_at, PatientNotification.status_event_seq)
+            query.order_by(
+                PatientNotification.status_event_seq.nulls_last(), PatientNotification.created_at
+            )
         )
     )
 

@@ -22,7 +22,7 @@ from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.channels.email.links import LinkInvalid
 from rxroute.models import Patient
 from rxroute.notifications import service
-from rxroute.notifications.links import MAX_TOKEN, read_unsubscribe_token
+from rxroute.notifications.links import read_unsubscribe_token
 from rxroute.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -80,8 +80,9 @@ async def unsubscribe(
     token: str,
     session: SessionDep,
     runtime: RuntimeDep,
-    nonce: Annotated[str, Form(max_length=2 * MAX_TOKEN)] = "",
-    one_click: Annotated[str, Form(alias="List-Unsubscribe", max_length=20)] = "",
+    # No length limits here: a bad form is answered by the page below, not a JSON 422.
+    nonce: Annotated[str, Form()] = "",
+    one_click: Annotated[str, Form(alias="List-Unsubscribe")] = "",
 ) -> Response:
     try:
         patient_id = read_unsubscribe_token(runtime.settings, token)

@@ -7,6 +7,7 @@ jobs against the mail catcher.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from email import message_from_bytes, policy
@@ -18,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.deliveries import ledger
 from rxroute.mailcatcher import MailCatcher
 from rxroute.mailcatcher.store import StoredMessage
-from rxroute.models import PatientNotification, Pharmacy
+from rxroute.models import OutboxEvent, PatientNotification, Pharmacy, Prescription
+from rxroute.notifications import service as notifications
 from rxroute.notifications.tasks import send_stream
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
@@ -329,3 +331,37 @@ async def test_turned_off_after_the_move_skips_the_waiting_email(
     (row,) = await notifications_of(mail, rx.prescription_id)
     assert (row.state, row.skip_reason) == ("skipped", "disabled")
     assert catcher.messages() == []
+
+
+async def test_two_writers_of_the_same_email_at_once_record_it_once(mail: Runtime) -> None:
+    """The unique index, not the prescription's row lock, is what keeps it to one: two
+    transactions record the same email at the same time, and one of them gets nothing."""
+    mail.settings = mail.settings.model_copy(update={"patient_notifications": False})
+    rx = await _setup(mail)
+    await _run(mail, rx, [_queue, _sending, _emailed])
+    mail.settings = mail.settings.model_copy(update={"patient_notifications": True})
+    async with mail.sessionmaker() as session:
+        event_id = await session.scalar(
+            select(OutboxEvent.id).where(
+                OutboxEvent.prescription_id == rx.prescription_id,
+                OutboxEvent.type == "prescription.sent",
+            )
+        )
+        prescription = await session.get_one(Prescription, rx.prescription_id)
+        delivery_id = prescription.current_delivery_id
+    both_inserting = asyncio.Barrier(2)
+
+    async def record() -> bool:
+        async with mail.sessionmaker() as session, session.begin():
+            loaded = await session.get_one(Prescription, rx.prescription_id)
+            await both_inserting.wait()
+            row = await notifications.status_moved(
+                session, loaded, event_id=event_id, delivery_id=delivery_id, status_event_seq=None
+            )
+            # Hold the transaction open, so the other insert really waits on this one.
+            await asyncio.sleep(0.3)
+            return row is not None
+
+    assert sorted(await asyncio.gather(record(), record())) == [False, True]
+    assert len(await notifications_of(mail, rx.prescription_id)) == 1
+    assert await jobs_waiting(mail) == 1

@@ -365,3 +365,18 @@ async def test_two_writers_of_the_same_email_at_once_record_it_once(mail: Runtim
     assert sorted(await asyncio.gather(record(), record())) == [False, True]
     assert len(await notifications_of(mail, rx.prescription_id)) == 1
     assert await jobs_waiting(mail) == 1
+
+
+async def test_an_email_that_cannot_be_composed_fails_without_holding_up_the_next(
+    mail: Runtime, catcher: MailCatcher
+) -> None:
+    rx = await _setup(mail)
+    await _run(mail, rx, [_queue, _sending, _emailed])
+    mail.settings = mail.settings.model_copy(update={"public_url": "ftp://rxroute.test"})
+    await run_notification_jobs(mail)
+    (row,) = await notifications_of(mail, rx.prescription_id)
+    assert (row.state, row.last_error) == ("failed", "the unsubscribe URL must be an http(s) URL")
+    mail.settings = mail.settings.model_copy(update={"public_url": "http://rxroute.test"})
+    await _run(mail, rx, [_observed(Status.DISPENSED)])
+    await run_notification_jobs(mail)
+    assert kinds(to_patient(catcher, rx.patient)) == ["dispensed"]

@@ -178,9 +178,17 @@ async def _next(
         )
         if skip is None:
             content = await _content(runtime, session, row, patient)
-            message = build_notification_email(
-                sender=settings.smtp_from, to=patient.email, content=content
-            )
+            try:
+                message = build_notification_email(
+                    sender=settings.smtp_from, to=patient.email, content=content
+                )
+            except ValueError as exc:
+                # Our own configuration (RXROUTE_PUBLIC_URL): retrying would not help.
+                row.state = NotificationState.FAILED.value
+                row.last_error = str(exc)
+                await session.flush()
+                log.warning("patient_notification_not_composed", notification_id=str(row.id))
+                continue
             return _Outgoing(row.id, row.kind, message, row.attempts + 1)
         row.state = NotificationState.SKIPPED.value
         row.skip_reason = skip

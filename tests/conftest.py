@@ -24,8 +24,8 @@ from rxroute.db.scratch import create_scratch_database, drop_scratch_database
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 
 TABLES = (
-    "idempotency_keys, formulary_items, invitations, api_clients, event_deliveries, "
-    "outbox_events, event_endpoints, "
+    "patient_notifications, idempotency_keys, formulary_items, invitations, api_clients, "
+    "event_deliveries, outbox_events, event_endpoints, "
     "prescription_status_events, delivery_attempts, inbound_webhook_events, "
     "prescription_items, prescriptions, users, patients, pharmacies, prescribers, clinics, "
     "procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"

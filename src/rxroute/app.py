@@ -34,6 +34,7 @@ from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
+from rxroute.notifications.pages import router as notifications_pages_router
 from rxroute.observability.endpoints import router as metrics_router
 from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 from rxroute.observability.tracing import instrument_app
@@ -323,6 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(welcome_router)
     app.include_router(patient_pages_router)
     app.include_router(pharmacy_pages_router)
+    app.include_router(notifications_pages_router)
     app.include_router(support_pages_router)
     app.include_router(admin_pages_router)
     app.include_router(metrics_router)

@@ -252,6 +252,12 @@ class Settings(BaseSettings):
     smtp_from: str = "prescriptions@rxroute.example.com"
     pharmacy_link_ttl_hours: int = Field(default=24 * 28, ge=1)
 
+    # --- patient notifications -------------------------------------------------------------
+    #: Email patients when their prescription's status changes (sent, dispensed, action
+    #: needed, expired, cancelled, re-routed), through the SMTP settings above. Patients can
+    #: unsubscribe from the link in each email.
+    patient_notifications: bool = True
+
     # --- display --------------------------------------------------------------------------
     #: The IANA zone pages show times in (stored times are UTC); the zone is always named.
     display_timezone: str = DEFAULT_DISPLAY_TIMEZONE

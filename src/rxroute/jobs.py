@@ -36,6 +36,7 @@ TASK_MODULES = [
     "rxroute.auth.tasks",
     "rxroute.events.tasks",
     "rxroute.maintenance.tasks",
+    "rxroute.notifications.tasks",
     "rxroute.prescriptions.tasks",
     "rxroute.support.tasks",
     "rxroute.webhooks.tasks",

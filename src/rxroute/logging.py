@@ -27,8 +27,9 @@ from structlog.types import EventDict, WrappedLogger
 
 from rxroute.observability.tracing import add_trace_ids
 
-#: Paths whose last segment is a bearer credential (the pharmacy's confirmation token).
-SECRET_PATH_PREFIXES = ("/pharmacy/confirm/",)
+#: Paths whose last segment is a bearer credential (the pharmacy's confirmation token, a
+#: patient's unsubscribe token).
+SECRET_PATH_PREFIXES = ("/pharmacy/confirm/", "/notifications/unsubscribe/")
 #: What a masked path segment is logged as.
 MASKED = "<masked>"
 _ID = re.compile(r"^[0-9]{1,20}$")

@@ -168,11 +168,16 @@ async def test_region_a_email_and_confirmation_link(
     await _mark(page)
     status = page.locator("#status")
     await expect(status).to_have_text("Emailed to pharmacy", timeout=LIVE_TIMEOUT)
+    # The patient is emailed too, and the live timeline says so.
+    await expect(page.locator("#timeline")).to_contain_text(
+        "Email sent to patient: sent to pharmacy", timeout=LIVE_TIMEOUT
+    )
     await shots.take(page, "emailed", top="#confirmation")
 
     mail = await _desktop_page(browser)
     await mail.goto(stack.mail.web_url)
-    message = mail.get_by_role("link", name=re.compile("rescription"))
+    # The pharmacy's email (the patient's own emails are in the catcher too).
+    message = mail.get_by_role("link", name=re.compile("^Private prescription"))
     await expect(message.first).to_be_visible()
     await message.first.click()
     await expect(mail.locator("body")).to_contain_text(str(prescription_id))
@@ -193,6 +198,18 @@ async def test_region_a_email_and_confirmation_link(
     await expect(page.locator("#timeline")).to_contain_text("Emailed to pharmacy")
     await _still_marked(page)
     await shots.take(page, "dispensed", top="#status-panel")
+
+    # The patient's emails in the mail catcher: sent (naming the pharmacy), then dispensed.
+    await mail.goto(stack.mail.web_url)
+    await expect(
+        mail.get_by_role("link", name=re.compile("^Your prescription has been dispensed"))
+    ).to_be_visible(timeout=LIVE_TIMEOUT)
+    await mail.get_by_role(
+        "link", name=re.compile("^Your prescription has been sent to your pharmacy")
+    ).click()
+    await expect(mail.locator("body")).to_contain_text(str(prescription_id))
+    assert data.demo_patient().last_name not in await mail.content()
+    await shots.take(mail, "patient-email", key="13-patient-email")
 
 
 async def test_wrong_password_keeps_the_email(browser: Any, stack: Stack, shots: Shots) -> None:

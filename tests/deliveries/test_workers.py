@@ -62,6 +62,10 @@ WORKER_SETTINGS = {
     "RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
     "RXROUTE_LOG_JSON": "true",
     "RXROUTE_LOG_LEVEL": "WARNING",
+    # Patient emails share the email channel's retry policy (50 tries, 0.05 s apart here)
+    # and have no relay to reach: their retries would crowd out the sends measured here.
+    # They are tested in tests/notifications.
+    "RXROUTE_PATIENT_NOTIFICATIONS": "false",
 }
 
 

@@ -71,11 +71,13 @@ async def world(erx: Erx, session: AsyncSession) -> World:
 
 
 async def _jobs(runtime: Runtime, prescription_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The prescription's send jobs (its patient emails have jobs of their own)."""
     async with runtime.engine.connect() as connection:
         rows = await connection.execute(
             text(
                 "SELECT task_name, status, lock, args FROM procrastinate_jobs "
-                "WHERE args->>'prescription_id' = :pid"
+                "WHERE args->>'prescription_id' = :pid "
+                "AND task_name <> 'send_patient_notifications'"
             ),
             {"pid": str(prescription_id)},
         )

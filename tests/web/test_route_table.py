@@ -47,6 +47,12 @@ PUBLIC = {
     ("POST", "/pharmacy/confirm/{token}"): "pharmacy link: the signed token is the credential",
     ("GET", "/welcome/{token}"): "set-password link: the one-time, hashed token is the credential",
     ("POST", "/welcome/{token}"): "set-password link: the one-time, hashed token is the credential",
+    (
+        "GET",
+        "/notifications/unsubscribe/{token}",
+    ): "unsubscribe link: shows a form, changes nothing",
+    ("POST", "/notifications/unsubscribe/{token}"): "unsubscribe link: the signed token is the "
+    "credential",
     ("GET", "/openapi.json"): "API docs",
     ("GET", "/docs"): "API docs",
     ("GET", "/redoc"): "API docs",
@@ -60,6 +66,8 @@ NO_PAGE_CSRF = {
     ("POST", "/api/v1/auth/token"): "API sign-in: a JSON body, no cookie",
     ("POST", "/webhooks/erx"): "HMAC-signed by the platform, no cookie",
     ("POST", "/pharmacy/confirm/{token}"): "the form repeats the link's token (its nonce)",
+    ("POST", "/notifications/unsubscribe/{token}"): "the form repeats the link's token (its "
+    "nonce), or a mail provider's RFC 8058 one-click POST",
 }
 
 #: The page modules whose POSTs the router guards; none may call the check itself.
@@ -70,6 +78,7 @@ PAGE_MODULES = (
     "support/change_pages.py",
     "admin/pages.py",
     "admin/pharmacy_confirm.py",
+    "notifications/pages.py",
     "admin/audit_pages.py",
     "admin/event_pages.py",
     "admin/api_clients.py",

@@ -13,6 +13,7 @@ from rxroute.models.idempotency_key import IdempotencyKey
 from rxroute.models.invitation import Invitation, InvitationPurpose
 from rxroute.models.outbox_event import OutboxEvent
 from rxroute.models.patient import Patient
+from rxroute.models.patient_notification import NotificationState, PatientNotification
 from rxroute.models.pharmacy import Pharmacy
 from rxroute.models.prescriber import Prescriber
 from rxroute.models.prescription import Prescription
@@ -40,8 +41,10 @@ __all__ = [
     "InboundWebhookEvent",
     "Invitation",
     "InvitationPurpose",
+    "NotificationState",
     "OutboxEvent",
     "Patient",
+    "PatientNotification",
     "Pharmacy",
     "Prescriber",
     "Prescription",

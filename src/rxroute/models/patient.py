@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Date, Index, String, text
+from sqlalchemy import Boolean, Date, DateTime, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -36,6 +36,13 @@ class Patient(IdMixin, TimestampMixin, Base):
     nhs_number: Mapped[str | None] = mapped_column(String(10), default=None)
     #: The integrating platform's own ID for this patient (``PUT /api/v1/patients/{id}``).
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: The patient asked (through the link in an email) to get no more status emails.
+    notifications_opt_out: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    notifications_opt_out_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
 
     @property
     def full_name(self) -> str:

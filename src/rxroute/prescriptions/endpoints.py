@@ -12,12 +12,14 @@ from rxroute.apiclients.dependencies import Caller, user_or_key
 from rxroute.apiclients.scopes import Scope
 from rxroute.auth.dependencies import RuntimeDep, SessionDep, StaffUser
 from rxroute.deliveries.ledger import deliveries_of
+from rxroute.notifications import service as notifications
 from rxroute.prescriptions import repository, service
 from rxroute.prescriptions.errors import PrescriptionError
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.repository import Requester
 from rxroute.prescriptions.schemas import (
     DeliveryOut,
+    PatientEmailOut,
     PrescriptionDetail,
     PrescriptionList,
     PrescriptionOut,
@@ -95,6 +97,12 @@ async def get_prescription(
         **PrescriptionOut.of(prescription).model_dump(),
         history=[StatusEventOut.of(event, runtime.settings.display_zone) for event in events],
         deliveries=[DeliveryOut.of(d) for d in await deliveries_of(session, prescription_id)],
+        patient_emails=[
+            PatientEmailOut.of(email, runtime.settings.display_zone)
+            for email in await notifications.of_prescription(
+                session, prescription_id, sent_only=True
+            )
+        ],
     )
 
 

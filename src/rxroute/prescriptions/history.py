@@ -6,6 +6,8 @@ the prescription's current one, moves the cached ``prescriptions.status`` in the
 transaction. The row lock on the prescription serialises concurrent writers (a webhook and
 the send job, say). A far-side fact already recorded for the delivery is not recorded again:
 the insert is ``ON CONFLICT DO NOTHING`` against the once-per-delivery unique index.
+A move also writes, in the same transaction, the outbox event for the platform and the
+email to the patient (:mod:`rxroute.events.outbox`, :mod:`rxroute.notifications.service`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.events import outbox
 from rxroute.models import Prescription, PrescriptionStatusEvent
+from rxroute.notifications import service as notifications
 from rxroute.prescriptions.lifecycle import (
     FAR_SIDE_STATUSES,
     LOCAL_STATUSES,
@@ -104,12 +107,16 @@ async def record_status(
             index_elements=["delivery_id", "status"], index_where=_ONCE_PER_DELIVERY
         )
     result = await session.execute(statement.returning(PrescriptionStatusEvent.seq))
-    if result.first() is None:
+    row = result.first()
+    if row is None:
         return Recorded(appended=False, moved=False, status=current)
     if moved:
         locked.status = status.value
         await session.flush()
-        await outbox.status_moved(session, locked, current, status, about, occurred_at)
+        event_id = await outbox.status_moved(session, locked, current, status, about, occurred_at)
+        await notifications.status_moved(
+            session, locked, event_id=event_id, delivery_id=about, status_event_seq=row.seq
+        )
     return Recorded(appended=True, moved=moved, status=status if moved else current)
 
 

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from rxroute.models import Delivery, Prescription, PrescriptionStatusEvent
+from rxroute.models import Delivery, PatientNotification, Prescription, PrescriptionStatusEvent
+from rxroute.notifications.kinds import timeline_label
 from rxroute.pharmacies.schemas import PharmacyOut
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.prescriptions.writing import MAX_ITEMS
@@ -149,9 +150,34 @@ class DeliveryOut(BaseModel):
         return cls.model_validate(delivery, from_attributes=True)
 
 
+class PatientEmailOut(BaseModel):
+    """An email sent to the patient about a status change (its text is not kept)."""
+
+    kind: str = Field(
+        examples=["dispensed"],
+        description="sent, dispensed, action_needed, expired, cancelled or rerouted",
+    )
+    label: str = Field(examples=["Email sent to patient: dispensed"])
+    sent_at: datetime
+    #: ``sent_at`` in the configured display zone, zone named (as ``occurred_at_display``).
+    sent_at_display: str = Field(examples=["1 Jul 2026, 13:00 BST"])
+
+    @classmethod
+    def of(cls, notification: PatientNotification, zone: ZoneInfo) -> PatientEmailOut:
+        assert notification.sent_at is not None
+        return cls(
+            kind=notification.kind,
+            label=timeline_label(notification.kind),
+            sent_at=notification.sent_at,
+            sent_at_display=format_display(notification.sent_at, zone),
+        )
+
+
 class PrescriptionDetail(PrescriptionOut):
     history: list[StatusEventOut]
     deliveries: list[DeliveryOut]
+    #: Status emails sent to the patient, oldest first.
+    patient_emails: list[PatientEmailOut]
 
 
 class PrescriptionList(BaseModel):

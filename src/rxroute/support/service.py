@@ -27,12 +27,14 @@ from rxroute.models import (
     DeliveryAttempt,
     InboundWebhookEvent,
     Patient,
+    PatientNotification,
     Pharmacy,
     Prescription,
     PrescriptionStatusEvent,
     User,
     WebhookEventState,
 )
+from rxroute.notifications import service as notifications
 from rxroute.prescriptions.errors import Conflict, NotFound
 from rxroute.prescriptions.history import history, lock_prescription, record_note
 from rxroute.prescriptions.lifecycle import Source, Status
@@ -233,6 +235,14 @@ class PrescriptionView:
     actors: dict[str, str]
     #: The database's clock when the page was read, for the webhook events' rules.
     now: datetime
+    #: Status emails to the patient (sent, waiting, skipped or failed): what and when, never
+    #: their text.
+    emails: list[PatientNotification] = field(default_factory=list)
+
+    @property
+    def timeline(self) -> list[notifications.TimelineItem]:
+        """The history with each patient email right after the status line it announces."""
+        return notifications.timeline(self.history, self.emails)
 
     def event_is_stale(self, event: InboundWebhookEvent) -> bool:
         return dead_letters.is_stale(event, self.now)
@@ -313,6 +323,7 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
         pharmacy_names=pharmacy_names,
         actors=actors,
         now=await dead_letters.database_now(session),
+        emails=await notifications.of_prescription(session, prescription_id),
     )
 
 

@@ -30,19 +30,13 @@ from rxroute.models import (
     Role,
     User,
 )
+from rxroute.notifications import service as notifications
 from rxroute.pharmacies import repository as pharmacy_repository
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.lifecycle import CHANGEABLE, NOT_SENDABLE, Source, Status
 from rxroute.runtime import Runtime
+from rxroute.web.failure_text import FAILURE_HEADLINE, FAILURE_NEXT_STEP
 from rxroute.web.templating import render
-
-#: What a patient reads when a send failed, and what to do next. The platform's own words
-#: follow in small print, for support.
-FAILURE_HEADLINE = "We could not send this to the pharmacy."
-FAILURE_NEXT_STEP = (
-    "Our support team has been told. You can choose another pharmacy and try again, "
-    "or contact us and quote the prescription number."
-)
 
 #: A status that needs no more polling from the patient's page.
 QUIET_STATUSES = frozenset({Status.DRAFT, Status.FAILED}) | {
@@ -216,11 +210,13 @@ async def render_detail(
     sendable = status not in NOT_SENDABLE
     changeable = can_change(status)
     events = await history(session, prescription.id)
+    emails = await notifications.of_prescription(session, prescription.id, sent_only=True)
     regions = sorted(runtime.settings.region_channels)
     context: dict[str, Any] = {
         "p": prescription,
         "status": status,
         "events": events,
+        "timeline": notifications.timeline(events, emails),
         "sendable": sendable,
         "can_change": changeable,
         "can_cancel": can_cancel(status),

@@ -27,10 +27,9 @@ from rxroute.prescriptions import repository, service
 from rxroute.prescriptions.errors import NotFound, PrescriptionError
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.web.deps import PageUser, page_user
+from rxroute.web.failure_text import FAILURE_HEADLINE, FAILURE_NEXT_STEP
 from rxroute.web.patient_changes import router as changes_router
 from rxroute.web.patient_detail import (
-    FAILURE_HEADLINE,
-    FAILURE_NEXT_STEP,
     MAX_QUERY,
     QUIET_STATUSES,
     detail_url,

@@ -15,6 +15,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup
 
 from rxroute.auth.dependencies import SESSION_COOKIE
+from rxroute.notifications.kinds import timeline_label
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.runtime import get_runtime
 from rxroute.timezones import format_display, utc_iso
@@ -68,6 +69,8 @@ templates.env.filters["utc_iso"] = utc_iso
 #: The old name, kept so a template written before the rename still converts (same code).
 templates.env.filters["when"] = _localtime
 templates.env.filters["status_label"] = _status_label
+#: ``{{ notification.kind|email_label }}``: "Email sent to patient: dispensed".
+templates.env.filters["email_label"] = timeline_label
 
 
 def render(

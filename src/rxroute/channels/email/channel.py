@@ -36,7 +36,7 @@ from rxroute.channels.email.message import (
     copy_notice,
 )
 from rxroute.channels.email.pdf import render_prescription_pdf
-from rxroute.channels.email.smtp import send_email
+from rxroute.channels.email.smtp import send_configured
 from rxroute.channels.registry import EMAIL
 from rxroute.config import Settings
 from rxroute.models import Delivery, Pharmacy, Prescription
@@ -193,16 +193,8 @@ class EmailDeliveryChannel:
         return None
 
     async def _send(self, runtime: Runtime, message: EmailMessage) -> None:
-        settings = runtime.settings
         try:
-            await send_email(
-                message,
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=settings.smtp_password.get_secret_value(),
-                starttls=settings.smtp_starttls,
-            )
+            await send_configured(message, runtime.settings)
         except EmailRejected as exc:
             raise DeliveryRejected(f"the mail server refused the email: {exc}") from exc
         except EmailRetryable as exc:

@@ -20,6 +20,7 @@ __all__ = [
     "LinkError",
     "LinkExpired",
     "LinkInvalid",
+    "link_serializer",
     "make_dispense_token",
     "read_dispense_token",
 ]
@@ -39,14 +40,25 @@ class LinkInvalid(LinkError):
     """Not a token we issued (tampered, truncated, or signed with another secret or salt)."""
 
 
-def _serializer(secrets: str | Sequence[str]) -> URLSafeTimedSerializer:
-    """``secrets``: one key, or the current key then the previous ones."""
+def link_serializer(secrets: str | Sequence[str], salt: str) -> URLSafeTimedSerializer:
+    """The signer of every emailed link, under the link key (``RXROUTE_LINK_SECRET``).
+
+    ``secrets``: one key, or the current key then the previous ones. ``salt`` names the
+    link's purpose, so a token minted for one purpose (confirming a dispense) is refused
+    for another (unsubscribing from patient emails).
+    """
     keys = [secrets] if isinstance(secrets, str) else list(secrets)
     if not keys or not all(keys):
         # An empty key would make every token forgeable; refuse rather than sign with it.
         raise ValueError("the link-signing secret is empty")
+    if not salt:
+        raise ValueError("a link needs its purpose (salt)")
     # itsdangerous signs with the last key and verifies with every key: newest last.
-    return URLSafeTimedSerializer(keys[::-1], salt=DISPENSE_LINK_SALT)
+    return URLSafeTimedSerializer(keys[::-1], salt=salt)
+
+
+def _serializer(secrets: str | Sequence[str]) -> URLSafeTimedSerializer:
+    return link_serializer(secrets, DISPENSE_LINK_SALT)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,14 @@ import re
 import smtplib
 import ssl
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from rxroute.channels.email.errors import EmailRejected, EmailRetryable, EmailSendError
 
-__all__ = ["send_email"]
+if TYPE_CHECKING:
+    from rxroute.config import Settings
+
+__all__ = ["send_configured", "send_email"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,23 @@ async def send_email(
         password=password,
         starttls=starttls,
         timeout=timeout,
+    )
+
+
+async def send_configured(message: EmailMessage, settings: Settings) -> None:
+    """Deliver ``message`` through the relay the ``RXROUTE_SMTP_*`` settings name.
+
+    Every email rxroute sends (Region A's prescriptions and cancellations, the patients'
+    status emails) goes through here, so they always share one relay and its login.
+    Raises :class:`EmailRetryable` or :class:`EmailRejected`.
+    """
+    await send_email(
+        message,
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        starttls=settings.smtp_starttls,
     )
 
 

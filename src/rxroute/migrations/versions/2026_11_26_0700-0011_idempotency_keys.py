@@ -1,7 +1,7 @@
 """idempotency keys: the answers of POSTs made with an Idempotency-Key, per API client
 
 Revision ID: 0011_idempotency_keys
-Revises: 0009_invitations
+Revises: 0010_patient_notifications
 Create Date: 2026-11-26 07:00:00
 
 One row per (API client, key), written in the same transaction as the effect it records.
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_idempotency_keys"
-down_revision: str | None = "0009_invitations"
+down_revision: str | None = "0010_patient_notifications"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

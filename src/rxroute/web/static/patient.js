@@ -141,13 +141,24 @@
     statusEl.className = `status status-${data.status}`;
     const items = data.history.map((event) => {
       const where = event.delivery_id ? pharmacies[event.delivery_id] : "";
-      return rx.el("li", {},
+      const item = rx.el("li", {},
         rx.el("span", { class: "tl-label" }, event.label),
         ...(where ? [rx.el("span", { class: "tl-where small" }, ` \u00b7 ${where}`)] : []), " ",
         rx.el("time", { class: "small muted", datetime: event.occurred_at, title: event.occurred_at },
           event.occurred_at_display));
+      return { at: Date.parse(event.occurred_at), item };
     });
-    timeline.replaceChildren(...items);
+    // Each email to the patient goes after the last step that happened before it was sent.
+    for (const email of data.patient_emails || []) {
+      const at = Date.parse(email.sent_at);
+      let index = items.length;
+      while (index > 0 && items[index - 1].at > at) index -= 1;
+      items.splice(index, 0, { at, item: rx.el("li", { class: "tl-email" },
+        rx.el("span", { class: "tl-label" }, email.label), " ",
+        rx.el("time", { class: "small muted", datetime: email.sent_at, title: email.sent_at },
+          email.sent_at_display)) });
+    }
+    timeline.replaceChildren(...items.map((entry) => entry.item));
     const failed = data.status === "failed";
     failure.hidden = !failed;
     if (failed) {

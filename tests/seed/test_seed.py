@@ -168,6 +168,14 @@ async def test_seeded_prescribers_credentials_are_encrypted(
         assert db.secret_box.decrypt(prescriber.platform_email_encrypted) == seed.platform_email
 
 
+async def test_seeded_prescribers_have_the_external_ids_the_readme_uses(
+    session: AsyncSession, db: Runtime
+) -> None:
+    await seed_demo(session, db.secret_box)
+    stored = {p.email: p.external_id for p in await session.scalars(select(Prescriber))}
+    assert [stored[seed.email] for seed in data.prescribers()][:2] == ["dr_1", "dr_2"]
+
+
 async def test_seed_demo_is_idempotent(session: AsyncSession, db: Runtime) -> None:
     await seed_demo(session, db.secret_box)
     before = await _counts(session)

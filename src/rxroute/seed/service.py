@@ -114,8 +114,10 @@ async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
             platform_password_encrypted=box.encrypt(p.platform_password),
             signing_pin_encrypted=box.encrypt(p.signing_pin),
             platform_prescriber_id=p.platform_prescriber_id,
+            # The integrating platform's ids for them, as README's API examples use.
+            external_id=f"dr_{number}",
         )
-        for p in data.prescribers()
+        for number, p in enumerate(data.prescribers(), start=1)
     ]
     session.add_all(prescribers)
 

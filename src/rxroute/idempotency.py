@@ -48,11 +48,12 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Header, Request, Response, status
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.api_errors import ApiError
 from rxroute.config import Settings
+from rxroute.db.purge import delete_in_batches
 from rxroute.models import IdempotencyKey
 from rxroute.runtime import Runtime
 
@@ -63,7 +64,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 #: Printable ASCII: what every HTTP stack passes through unchanged.
 _KEY = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}")
-PURGE_BATCH = 1000
 
 
 def idempotency_key(
@@ -203,21 +203,6 @@ async def run_once(
 async def purge_expired(runtime: Runtime, now: datetime | None = None) -> int:
     """Delete keys older than the retention, in batches; returns how many."""
     cutoff = (now or datetime.now(UTC)) - retention(runtime.settings)
-    purged = 0
-    while True:
-        async with runtime.sessionmaker() as session, session.begin():
-            batch = (
-                select(IdempotencyKey.id)
-                .where(IdempotencyKey.created_at < cutoff)
-                .limit(PURGE_BATCH)
-                .scalar_subquery()
-            )
-            result = await session.execute(
-                delete(IdempotencyKey)
-                .where(IdempotencyKey.id.in_(batch))
-                .execution_options(synchronize_session=False)
-            )
-        count = int(getattr(result, "rowcount", 0) or 0)
-        purged += count
-        if count < PURGE_BATCH:
-            return purged
+    return await delete_in_batches(
+        runtime.sessionmaker, IdempotencyKey, IdempotencyKey.created_at < cutoff
+    )

@@ -467,7 +467,7 @@ async def test_every_answer_is_documented_with_the_error_body(
     document = create_app().openapi()
     operation = document["paths"][URL]["post"]
     assert "Idempotency-Key" in {p["name"] for p in operation["parameters"]}
-    assert operation["security"] == [{"bearerAuth": []}]
+    assert operation["security"] == [{"bearerAuth": []}, {"apiKey": ["prescriptions:write"]}]
     answers = [
         await client.post(URL, json=body(), headers={"Idempotency-Key": "k"}),
         await client.post(URL, json=body(), headers=headers(world.key, None)),

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import procrastinate
 import structlog
-from sqlalchemy import delete, exists, select, text
+from sqlalchemy import exists, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.db.purge import delete_in_batches
 from rxroute.events.delivery import (
     REQUEST_TIMEOUT_SECONDS,
     Outgoing,
@@ -35,7 +36,6 @@ log = structlog.get_logger(__name__)
 #: Streams whose due event has had no job for this long are given one by the sweep.
 ORPHANED_AFTER = timedelta(seconds=30)
 SWEEP_BATCH = 500
-PURGE_BATCH = 5000
 
 
 def stream_lock(endpoint_id: uuid.UUID, prescription_id: uuid.UUID) -> str:
@@ -213,24 +213,9 @@ async def purge_once(runtime: Runtime, now: datetime | None = None) -> int:
         EventDelivery.event_id == OutboxEvent.id,
         EventDelivery.state != EventDeliveryState.DELIVERED.value,
     )
-    purged = 0
-    while True:
-        async with runtime.sessionmaker() as session, session.begin():
-            batch = (
-                select(OutboxEvent.id)
-                .where(OutboxEvent.created_at < cutoff, ~undelivered)
-                .limit(PURGE_BATCH)
-                .scalar_subquery()
-            )
-            result = await session.execute(
-                delete(OutboxEvent)
-                .where(OutboxEvent.id.in_(batch))
-                .execution_options(synchronize_session=False)
-            )
-        count = int(getattr(result, "rowcount", 0) or 0)
-        purged += count
-        if count < PURGE_BATCH:
-            return purged
+    return await delete_in_batches(
+        runtime.sessionmaker, OutboxEvent, OutboxEvent.created_at < cutoff, ~undelivered
+    )
 
 
 @queue.periodic(cron="41 3 * * *", periodic_id="purge-outbox-events")

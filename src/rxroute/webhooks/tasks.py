@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import procrastinate
 import structlog
-from sqlalchemy import and_, delete, func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.base import DeliveryError, NotSendable, Purpose
 from rxroute.channels.registry import channel_names, get_channel
+from rxroute.db.purge import delete_in_batches
 from rxroute.deliveries import ledger
 from rxroute.jobs import defer_in_session, queue
 from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
@@ -203,11 +204,9 @@ async def purge_webhook_events(timestamp: int) -> int:
     """Drop processed events past the retention window (far beyond the sender's retries)."""
     runtime = get_runtime()
     cutoff = datetime.now(UTC) - timedelta(days=runtime.settings.webhook_event_retention_days)
-    async with runtime.sessionmaker() as session, session.begin():
-        result = await session.execute(
-            delete(InboundWebhookEvent).where(
-                InboundWebhookEvent.received_at < cutoff,
-                InboundWebhookEvent.state == WebhookEventState.PROCESSED.value,
-            )
-        )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return await delete_in_batches(
+        runtime.sessionmaker,
+        InboundWebhookEvent,
+        InboundWebhookEvent.received_at < cutoff,
+        InboundWebhookEvent.state == WebhookEventState.PROCESSED.value,
+    )

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.apiclients import service as apiclients
 from rxroute.apiclients.scopes import Scope
-from rxroute.cli import CliError, console, ensure_port_free, load_settings, print_logins
+from rxroute.cli import print_logins
+from rxroute.cli_support import CliError, console, ensure_port_free, load_settings
 from rxroute.config import DEMO_EVENTS_SECRET, Settings
 from rxroute.db import migrate
 from rxroute.db.engine import resolve_database_url

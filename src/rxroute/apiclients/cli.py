@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.apiclients import service
 from rxroute.apiclients.scopes import Scope, parse_scopes
-from rxroute.cli import console, err_console, friendly_errors, load_settings
+from rxroute.cli_support import console, err_console, friendly_errors, load_settings
 from rxroute.timezones import format_display
 
 app = typer.Typer(

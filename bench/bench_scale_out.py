@@ -45,7 +45,10 @@ def report(result: ScaleOutResult, sizes: list[tuple[str, int, int]]) -> None:
         f"\n{len(result.ids)} sends through {plan.servers} web + {plan.workers} worker processes "
         f"(concurrency {plan.concurrency or 'default'}), {result.kills} SIGKILLed and replaced"
     )
-    print(f"  accepted per web process: {dict(result.accepted_by_server)}")
+    print(
+        f"  accepted per web process: {dict(result.accepted_by_server)}, all answered after "
+        f"{result.accept_seconds:.1f} s"
+    )
     print(
         f"  all sent after {result.send_seconds:.1f} s: {result.sends_per_second:.1f} sends/s; "
         f"settled after {result.settle_seconds:.1f} s"

@@ -126,6 +126,9 @@ class ScaleOutResult:
     refused: list[str] = field(default_factory=list)
     accepted_by_server: Counter[str] = field(default_factory=Counter)
     kills: int = 0
+    #: From the first send request to the last one answered.
+    accept_seconds: float = 0.0
+    #: From the first send request to the last prescription reaching the platform.
     send_seconds: float = 0.0
     settle_seconds: float = 0.0
     settled: bool = False
@@ -226,12 +229,14 @@ class _Run:
         """Send jobs done per worker id (kept at their highest: a dead worker's row goes)."""
         while True:
             async with self.runtime.engine.connect() as connection:
-                rows = await connection.exec_driver_sql(
-                    "SELECT worker_id, count(*) FROM procrastinate_jobs "
-                    "WHERE task_name = 'send_prescription' AND status = 'succeeded' "
-                    "AND worker_id IS NOT NULL GROUP BY worker_id"
+                rows = await connection.execute(
+                    text(
+                        "SELECT worker_id, count(*) FROM procrastinate_jobs "
+                        "WHERE task_name = 'send_prescription' AND status = 'succeeded' "
+                        "AND worker_id IS NOT NULL GROUP BY worker_id"
+                    )
                 )
-                for worker_id, count in rows:
+                for worker_id, count in rows.tuples():
                     self.send_jobs[worker_id] = max(count, self.send_jobs.get(worker_id, 0))
                 # Every client of this database: the processes and the harness.
                 peak = await connection.scalar(
@@ -332,6 +337,7 @@ async def run_scale_out(
         started = time.monotonic()
         killer = asyncio.create_task(run.kill_along_the_way())
         await run.send_all(servers, key, pharmacies)
+        result.accept_seconds = time.monotonic() - started
 
         async def all_sent() -> bool:
             if killer.done():

@@ -236,7 +236,8 @@ class _Run:
                         "AND worker_id IS NOT NULL GROUP BY worker_id"
                     )
                 )
-                for worker_id, count in rows.tuples():
+                for row in rows:
+                    worker_id, count = int(row[0]), int(row[1])
                     self.send_jobs[worker_id] = max(count, self.send_jobs.get(worker_id, 0))
                 # Every client of this database: the processes and the harness.
                 peak = await connection.scalar(

@@ -18,17 +18,10 @@ which the settings' own validation accepts) keeps the stalled-job test short.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -44,138 +37,16 @@ from rxroute.sandbox import SandboxServer
 from rxroute.seed.service import add_prescriptions, seed_demo
 from tests.erx_sandbox import sandbox_config
 from tests.factories import queue_delivery
+from tests.processes import (
+    HEARTBEAT_SECONDS,
+    STALLED_SECONDS,
+    Workers,
+    sandbox_stats,
+    wait_until,
+)
+from tests.processes import scalar as _scalar
 
 pytestmark = pytest.mark.slow
-
-RXROUTE = str(Path(sys.executable).parent / "rxroute")
-HEARTBEAT_SECONDS = 1
-STALLED_SECONDS = 8
-DEADLINE_SECONDS = 3
-#: What every worker process gets besides the database and the sandbox's URL.
-WORKER_SETTINGS = {
-    "RXROUTE_ERX_CLINIC_ID": "994",
-    "RXROUTE_ERX_SEND_BACKOFF_SECONDS": "0.05",
-    "RXROUTE_ERX_SEND_BACKOFF_CAP_SECONDS": "0.5",
-    "RXROUTE_ERX_SEND_MAX_ATTEMPTS": "50",
-    "RXROUTE_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-    "RXROUTE_STALLED_JOB_SECONDS": str(STALLED_SECONDS),
-    "RXROUTE_PLATFORM_CALL_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
-    "RXROUTE_LOG_JSON": "true",
-    "RXROUTE_LOG_LEVEL": "WARNING",
-    # Patient emails share the email channel's retry policy (50 tries, 0.05 s apart here)
-    # and have no relay to reach: their retries would crowd out the sends measured here.
-    # They are tested in tests/notifications.
-    "RXROUTE_PATIENT_NOTIFICATIONS": "false",
-}
-
-
-# --- worker processes -------------------------------------------------------------------------
-
-
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@dataclass
-class Workers:
-    runtime: Runtime
-    database_url: str
-    folder: Path
-    sandbox_url: str = ""
-    started: list[WorkerProcess] = field(default_factory=list)
-
-    async def start(self, count: int, *, concurrency: int) -> list[WorkerProcess]:
-        """``count`` ``rxroute worker`` processes, returned once each is registered."""
-        assert self.sandbox_url, "point the workers at a sandbox first"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RXROUTE_")}
-        env.update(WORKER_SETTINGS)
-        env["RXROUTE_DATABASE_URL"] = self.database_url
-        env["RXROUTE_ERX_BASE_URL"] = self.sandbox_url
-        before = await _scalar(
-            self.runtime, "SELECT coalesce(max(id), 0) FROM procrastinate_workers"
-        )
-        new = []
-        for _ in range(count):
-            log_path = self.folder / f"worker-{len(self.started)}.log"
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [RXROUTE, "worker", "--concurrency", str(concurrency)],
-                    cwd=self.folder,  # no .env here: the environment above is everything
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            worker = WorkerProcess(process, log_path)
-            self.started.append(worker)
-            new.append(worker)
-
-        async def registered() -> bool:
-            for worker in new:
-                assert worker.alive(), f"worker exited at start-up:\n{worker.log()}"
-            rows = await _scalar(
-                self.runtime,
-                "SELECT count(*) FROM procrastinate_workers WHERE id > :before",
-                before=before,
-            )
-            return int(rows) >= count
-
-        await wait_until(registered, "the workers to register", timeout=30)
-        return new
-
-    def kill(self, worker: WorkerProcess) -> None:
-        worker.process.send_signal(signal.SIGKILL)
-        worker.process.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for worker in self.started:
-            if worker.alive():
-                worker.process.send_signal(signal.SIGTERM)
-        for worker in self.started:
-            try:
-                worker.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-
-    def tracebacks(self) -> list[str]:
-        return [w.log() for w in self.started if "Traceback" in w.log()]
-
-
-@pytest.fixture
-async def workers(db: Runtime, database_url: str, tmp_path: Path) -> AsyncIterator[Workers]:
-    # Workers killed by earlier tests are gone; their rows must not count as registered.
-    async with db.engine.begin() as connection:
-        await connection.execute(text("DELETE FROM procrastinate_workers"))
-    running = Workers(db, database_url, tmp_path)
-    try:
-        yield running
-    finally:
-        await asyncio.to_thread(running.stop_all)
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"gave up after {timeout:g} s waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
-async def _scalar(runtime: Runtime, query: str, **params: Any) -> Any:
-    async with runtime.engine.connect() as connection:
-        return await connection.scalar(text(query), params)
-
 
 # --- data and checks ------------------------------------------------------------------------------
 
@@ -240,11 +111,7 @@ async def _until_all_sent(runtime: Runtime, ids: list[uuid.UUID], timeout: float
 
 
 async def _stats(sandbox: SandboxServer) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=sandbox.url, timeout=30, trust_env=False) as http:
-        response = await http.get("/_sandbox/stats")
-    response.raise_for_status()
-    stats: dict[str, Any] = response.json()
-    return stats
+    return await sandbox_stats(sandbox.url)
 
 
 async def _control(sandbox: SandboxServer, method: str, path: str, **kwargs: Any) -> Any:

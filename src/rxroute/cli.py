@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,9 +25,9 @@ from rxroute.cli_support import (
     load_settings,
     require_encryption_keys,
 )
-from rxroute.config import Settings
-from rxroute.db.engine import resolve_database_url
-from rxroute.db.wait import wait_for_database
+
+if TYPE_CHECKING:
+    from rxroute.config import Settings
 
 app = typer.Typer(
     name="rxroute",
@@ -36,6 +36,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """:func:`rxroute.db.engine.resolve_database_url`, imported when a command runs (the
+    database layer is not needed to print ``--help``)."""
+    from rxroute.db.engine import resolve_database_url as resolve
+
+    return resolve(settings)
 
 
 @contextlib.contextmanager
@@ -83,6 +91,8 @@ WaitForDb = Annotated[
 
 def database_url_when_ready(settings: Settings, wait_seconds: float) -> str:
     """The database URL, once the server accepts connections (waiting up to the bound)."""
+    from rxroute.db.wait import wait_for_database
+
     url = resolve_database_url(settings)
     wait_for_database(url, wait_seconds)
     return url
@@ -335,7 +345,6 @@ def demo(
 
 def _register_service_commands() -> None:
     from rxroute.apiclients.cli import app as apikey_app
-    from rxroute.mailcatcher import run_mailcatcher
     from rxroute.sandbox.cli import sandbox_command
 
     app.command("sandbox", help="Run the e-prescription platform simulator (Region B).")(
@@ -350,6 +359,8 @@ def _register_service_commands() -> None:
         web_port: Annotated[int, typer.Option(min=1, max=65535)] = 8026,
     ) -> None:
         """A local SMTP server that keeps every email and shows it on a web page."""
+        from rxroute.mailcatcher import run_mailcatcher
+
         run_mailcatcher(host, smtp_port, web_port)
 
 

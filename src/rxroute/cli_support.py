@@ -11,17 +11,18 @@ import errno
 import functools
 import socket
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from rxroute.config import Settings, get_settings
-from rxroute.crypto import DecryptionError, EncryptionKeyError
-from rxroute.db.embedded import EmbeddedDatabaseError
-from rxroute.db.engine import DatabaseConfigError
-from rxroute.db.wait import DatabaseNotReady
+if TYPE_CHECKING:
+    # Settings, the database layer and their error types are imported when a command runs,
+    # not when the CLI loads: ``rxroute --help`` stays quick (no pydantic models, SQLAlchemy
+    # or cryptography to import).
+    from pydantic import ValidationError
+
+    from rxroute.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -63,6 +64,13 @@ def _database_error_line(exc: BaseException) -> str | None:
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from pydantic import ValidationError
+
+        from rxroute.crypto import DecryptionError, EncryptionKeyError
+        from rxroute.db.embedded import EmbeddedDatabaseError
+        from rxroute.db.engine import DatabaseConfigError
+        from rxroute.db.wait import DatabaseNotReady
+
         try:
             return func(*args, **kwargs)
         except ValidationError as exc:
@@ -92,6 +100,8 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and ``.env``, with command-line overrides on top."""
+    from rxroute.config import Settings, get_settings
+
     get_settings.cache_clear()
     if overrides:
         return Settings(**overrides)

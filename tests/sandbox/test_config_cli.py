@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import typer
+import uvicorn
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -48,7 +49,7 @@ def test_sandbox_command_maps_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_run(app: Any, **kwargs: Any) -> None:
         seen.update(kwargs, faults=app.sandbox.faults, webhook=app.sandbox.webhook)
 
-    monkeypatch.setattr(cli.uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn, "run", fake_run)
     command = typer.Typer()
     command.command("sandbox")(cli.sandbox_command)
     command.command("noop")(lambda: None)

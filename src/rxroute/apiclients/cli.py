@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.apiclients import service
 from rxroute.apiclients.scopes import Scope, parse_scopes
 from rxroute.cli_support import console, err_console, friendly_errors, load_settings
-from rxroute.timezones import format_display
+
+if TYPE_CHECKING:
+    # The database side is imported where a command runs, so ``rxroute --help`` stays fast.
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from rxroute.apiclients import service
 
 app = typer.Typer(
     name="apikey",
@@ -42,6 +44,7 @@ def _refuse(message: str) -> typer.Exit:
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one committed transaction against the configured database."""
+    from rxroute.apiclients import service
     from rxroute.db.engine import create_engine, create_sessionmaker, resolve_database_url
 
     settings = load_settings()
@@ -90,6 +93,7 @@ def create(
         chosen = parse_scopes(scopes)
     except ValueError as exc:
         raise _refuse(f"scopes: {exc}") from None
+    from rxroute.apiclients import service
 
     async def work(session: AsyncSession) -> service.IssuedKey:
         return await service.create_client(session, name=name, scopes=chosen)
@@ -101,6 +105,11 @@ def create(
 @friendly_errors
 def list_() -> None:
     """List the API clients: prefix, scopes, when made, last used, revoked."""
+    from rich.table import Table
+
+    from rxroute.apiclients import service
+    from rxroute.timezones import format_display
+
     zone = load_settings().display_zone
     clients = _in_transaction(service.list_clients)
     if not clients:
@@ -127,6 +136,7 @@ def list_() -> None:
 @friendly_errors
 def revoke(name: Annotated[str, typer.Argument(help="The API client's name.")]) -> None:
     """Revoke an API client's key: its next request gets 401."""
+    from rxroute.apiclients import service
 
     async def work(session: AsyncSession) -> bool:
         found = await service.find_by_name(session, name)
@@ -143,6 +153,7 @@ def revoke(name: Annotated[str, typer.Argument(help="The API client's name.")]) 
 @friendly_errors
 def rotate(name: Annotated[str, typer.Argument(help="The API client's name.")]) -> None:
     """Give an API client a new key (same scopes); the old key stops working at once."""
+    from rxroute.apiclients import service
 
     async def work(session: AsyncSession) -> service.IssuedKey:
         return await service.rotate_client(session, name)

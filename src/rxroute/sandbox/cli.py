@@ -6,10 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
-
-from .app import create_app
-from .config import load_config
 
 
 def run_sandbox(
@@ -25,6 +21,12 @@ def run_sandbox(
     ``error_rate``, ``sign_delay_seconds``...); None values are ignored so CLI defaults
     do not mask the config file.
     """
+    # Imported here: ``rxroute --help`` lists this command without loading the web stack.
+    import uvicorn
+
+    from .app import create_app
+    from .config import load_config
+
     config = load_config(config_path).with_overrides(webhook_url=webhook_url, **fault_overrides)
     uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False)
 

@@ -95,6 +95,7 @@ async def _send(
     await page.get_by_role("button", name="Send", exact=True).click()
     await expect(page).to_have_url(re.compile(rf"/prescriptions/{prescription_id}\?sent=1$"))
     await expect(page.locator("#confirmation")).to_contain_text(f"Sent for processing to {name}")
+    await expect(page.get_by_text("Reload this page to see")).to_be_hidden()
     return name
 
 
@@ -272,6 +273,9 @@ async def test_send_form_works_without_javascript(browser: Any, stack: Stack, sh
     await shots.take(page, "no-js-chosen", top="#send-heading")
     await page.get_by_role("button", name="Send", exact=True).click()
     await expect(page.locator("#confirmation")).to_contain_text(f"Sent for processing to {name}")
+    # Without the script nothing updates by itself: the page says to reload instead.
+    await expect(page.locator("#confirmation")).to_contain_text("Reload this page")
+    await expect(page.get_by_text("This page updates by itself")).to_be_hidden()
 
 
 async def _unknown_contact_pharmacy(session: AsyncSession) -> None:

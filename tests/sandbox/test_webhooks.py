@@ -80,6 +80,9 @@ async def test_failed_deliveries_are_retried_and_logged(
     assert stats["webhooks_delivered"] == 1 and stats["webhooks_failed"] == 2
     page = await client.get("/deliveries")
     assert log[0]["event_id"] in page.text
+    # Each row's copy number, not Jinja's view of dict.copy (the method) for ``a.copy``.
+    assert "built-in method" not in page.text
+    assert f"<td>{log[0]['copy']}</td>" in page.text
 
 
 async def test_gives_up_after_max_attempts_and_times_out(

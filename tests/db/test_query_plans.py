@@ -12,10 +12,8 @@ up here as a named query and its plan. The figures at 100,000 / 1,000,000 are in
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -23,67 +21,16 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import Role, User
-from rxroute.prescriber import service as prescriber_service
 from rxroute.prescriptions import repository
-from rxroute.prescriptions.history import history
 from rxroute.runtime import Runtime
 from rxroute.support import service as support_service
-from rxroute.webhooks.tasks import orphaned_sends, polling_channels, reconcile_candidates
 from tests.conftest import TABLES
 from tests.db import volume
+from tests.db.volume import QUERIES, Query, patient_user, reconcile
 
 PRESCRIPTIONS = 40_000
 EVENTS_PER = 3
 WATCHED = frozenset({"prescriptions", "patients", "prescription_status_events"})
-
-Query = Callable[[AsyncSession, Runtime], Awaitable[object]]
-
-
-def _patient() -> User:
-    return User(role=Role.PATIENT.value, patient_id=volume.patient_id(7), email="p@example.com")
-
-
-def _prescriber() -> User:
-    return User(
-        role=Role.PRESCRIBER.value, prescriber_id=volume.prescriber_id(3), email="d@example.com"
-    )
-
-
-def _support() -> User:
-    return User(role=Role.SUPPORT.value, email="s@example.com")
-
-
-async def _reconcile(session: AsyncSession, runtime: Runtime) -> object:
-    quiet_since = datetime.now(UTC) - timedelta(seconds=runtime.settings.reconcile_after_seconds)
-    return list(await session.scalars(reconcile_candidates(polling_channels(runtime), quiet_since)))
-
-
-async def _orphans(session: AsyncSession, runtime: Runtime) -> object:
-    return list(await session.scalars(orphaned_sends(datetime.now(UTC) - timedelta(minutes=5))))
-
-
-QUERIES: dict[str, Query] = {
-    "patient list (API)": lambda s, r: repository.list_visible(s, _patient()),
-    "patient list (page)": lambda s, r: repository.list_visible(s, _patient(), limit=200),
-    "patient's prescription and timeline": lambda s, r: history(
-        s, uuid.UUID(volume.synthetic_id("prescription", 5).hex)
-    ),
-    "prescriber list": lambda s, r: prescriber_service.written_by(s, _prescriber()),
-    "support list": lambda s, r: repository.list_visible(s, _support()),
-    "support list, a later page": lambda s, r: repository.list_visible(s, _support(), offset=200),
-    "support search by email": lambda s, r: support_service.search(s, volume.patient_email(42)),
-    "support search by id": lambda s, r: support_service.search(
-        s, str(volume.synthetic_id("prescription", 11))
-    ),
-    "support search by platform id": lambda s, r: support_service.search(s, "SRXV0000000000A"),
-    "support console problems": lambda s, r: support_service.recent_problems(s),
-    "prescriber patient search by email": lambda s, r: prescriber_service.search_patients(
-        s, volume.patient_email(42)
-    ),
-    "reconciliation candidates": _reconcile,
-    "orphaned sends": _orphans,
-}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +115,7 @@ async def test_the_check_notices_a_sequential_scan(loaded: Runtime) -> None:
         await session.execute(text("SET LOCAL enable_indexscan = off"))
         await session.execute(text("SET LOCAL enable_bitmapscan = off"))
         await session.execute(text("SET LOCAL enable_indexonlyscan = off"))
-        return await repository.list_visible(session, _patient())
+        return await repository.list_visible(session, patient_user())
 
     async with _session(loaded) as session:
         with _captured(loaded) as statements:
@@ -181,9 +128,9 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     """The plans above are for a loaded table, and the queries find what they should."""
     async with _session(loaded) as session:
         counted = await session.scalar(text("SELECT count(*) FROM prescriptions"))
-        mine = await repository.list_visible(session, _patient(), limit=200)
+        mine = await repository.list_visible(session, patient_user(), limit=200)
         found = await support_service.search(session, volume.patient_email(42).upper())
-        candidates = await _reconcile(session, loaded)
+        candidates = await reconcile(session, loaded)
     assert counted == PRESCRIPTIONS
     assert len(mine) == 2
     assert {p.patient_id for p in mine} == {volume.patient_id(7)}

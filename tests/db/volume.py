@@ -15,8 +15,20 @@ year, newest first by n. All data synthetic: ``example.com`` emails, 999-range N
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from hashlib import md5
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.models import Role, User
+from rxroute.prescriber import service as prescriber_service
+from rxroute.prescriptions import repository
+from rxroute.prescriptions.history import history
+from rxroute.runtime import Runtime
+from rxroute.support import service as support_service
+from rxroute.webhooks.tasks import orphaned_sends, polling_channels, reconcile_candidates
 
 PRESCRIBERS = 50
 PHARMACIES = 100
@@ -46,7 +58,7 @@ def load(conn: Any, *, prescriptions: int, events_per: int) -> None:
         """
         INSERT INTO prescribers (id, full_name, email, registration_number, active)
         SELECT md5('prescriber' || n)::uuid, 'Volume Prescriber ' || n,
-               'volume.prescriber' || n || '@example.com', 'GMC' || (7000000 + n), true
+               'prescriber' || n || '@example.com', 'GMC' || (7000000 + n), true
         FROM generate_series(0, %(prescribers)s - 1) AS n
         """,
         {"prescribers": PRESCRIBERS},
@@ -138,3 +150,52 @@ def load(conn: Any, *, prescriptions: int, events_per: int) -> None:
         conn.execute(f"ANALYZE {table}")
     conn.execute("ANALYZE prescription_status_events")
     conn.commit()
+
+
+# --- the lists and searches, called as the app calls them --------------------
+
+Query = Callable[[AsyncSession, Runtime], Awaitable[object]]
+
+
+def patient_user() -> User:
+    return User(role=Role.PATIENT.value, patient_id=patient_id(7), email="p@example.com")
+
+
+def prescriber_user() -> User:
+    return User(role=Role.PRESCRIBER.value, prescriber_id=prescriber_id(3), email="d@example.com")
+
+
+def support_user() -> User:
+    return User(role=Role.SUPPORT.value, email="s@example.com")
+
+
+async def reconcile(session: AsyncSession, runtime: Runtime) -> object:
+    quiet_since = datetime.now(UTC) - timedelta(seconds=runtime.settings.reconcile_after_seconds)
+    return list(await session.scalars(reconcile_candidates(polling_channels(runtime), quiet_since)))
+
+
+async def orphans(session: AsyncSession, runtime: Runtime) -> object:
+    return list(await session.scalars(orphaned_sends(datetime.now(UTC) - timedelta(minutes=5))))
+
+
+QUERIES: dict[str, Query] = {
+    "patient list (API)": lambda s, r: repository.list_visible(s, patient_user()),
+    "patient list (page)": lambda s, r: repository.list_visible(s, patient_user(), limit=200),
+    "patient's prescription and timeline": lambda s, r: history(s, synthetic_id("prescription", 5)),
+    "prescriber list": lambda s, r: prescriber_service.written_by(s, prescriber_user()),
+    "support list": lambda s, r: repository.list_visible(s, support_user()),
+    "support list, a later page": lambda s, r: repository.list_visible(
+        s, support_user(), offset=200
+    ),
+    "support search by email": lambda s, r: support_service.search(s, patient_email(42)),
+    "support search by id": lambda s, r: support_service.search(
+        s, str(synthetic_id("prescription", 11))
+    ),
+    "support search by platform id": lambda s, r: support_service.search(s, "SRXV0000000000A"),
+    "support console problems": lambda s, r: support_service.recent_problems(s),
+    "prescriber patient search by email": lambda s, r: prescriber_service.search_patients(
+        s, patient_email(42)
+    ),
+    "reconciliation candidates": reconcile,
+    "orphaned sends": orphans,
+}

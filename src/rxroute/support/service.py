@@ -150,9 +150,14 @@ async def recent_problems(session: AsyncSession, now: datetime | None = None) ->
             .limit(PROBLEM_LIMIT)
         )
     )
+    # The latest line of the history (by seq: the order it was recorded in), one read of
+    # ix_prescription_status_events_prescription_seq per queued or sending prescription,
+    # rather than max(recorded_at) over all its lines.
     last_change = (
-        select(func.max(PrescriptionStatusEvent.recorded_at))
+        select(PrescriptionStatusEvent.recorded_at)
         .where(PrescriptionStatusEvent.prescription_id == Prescription.id)
+        .order_by(PrescriptionStatusEvent.seq.desc())
+        .limit(1)
         .correlate(Prescription)
         .scalar_subquery()
     )

@@ -2,10 +2,11 @@
 
 Ranking puts postcode prefix matches first, then name prefix, then town prefix, then the
 rest, so "LS1", "leeds" and "wellbeing le" find what a person expects. The statement is one
-``UNION ALL`` with a branch per rank, each reading a page from its own index in order
-(``name_key``, ``town_key``, ``postcode_key``: see :class:`rxroute.models.Pharmacy`) and
-stopping there, so no query makes PostgreSQL collect and sort every match: a one-letter
-query matches most of the region, and "pharmacy" most of the country.
+``UNION ALL`` with a branch per prefix rank, each reading a page from its own index in order
+(``postcode_key``, ``name_key``, ``town_key``: see :class:`rxroute.models.Pharmacy`) and
+stopping there, plus the rest, read only when the prefixes leave the page short. So no
+query makes PostgreSQL collect and sort every match: a one-letter query matches most of the
+region, and "chemist" a quarter of the country.
 
 Prefixes are written as ranges (``key >= 'ab' AND key < 'ab' || U+10FFFF``) rather than
 ``LIKE 'ab%'``: a range keeps using the index when psycopg has prepared the statement and
@@ -50,6 +51,12 @@ CANDIDATES = 200
 TOP = "\U0010ffff"
 
 
+def _needed(terms: str) -> list[str]:
+    """The words that must occur, without repeats or words inside another ("leed leeds")."""
+    words = list(dict.fromkeys(terms.split(" ")))
+    return [w for w in words if not any(w != other and w in other for other in words)]
+
+
 def starts_with(key: InstrumentedAttribute[str], prefix: str) -> ColumnElement[bool]:
     """``key`` starts with ``prefix``, as a btree range ("C" collation: byte order)."""
     return and_(key >= prefix, key < prefix + TOP)
@@ -61,10 +68,12 @@ def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select
     * empty: alphabetical by town and name, straight from ``ix_pharmacies_..._town_key``;
     * only short words (under three characters, e.g. "a", "m1 4"): a word of the name, town
       or postcode starting with what was typed - one letter finds what starts with it, not
-      the thousands of names that merely contain it; ordered by rank, then postcode, name
-      or town (whichever matched);
-    * otherwise every word must occur somewhere; the best ``CANDIDATES`` by rank and name
-      are then ordered by rank and trigram similarity, the expensive part.
+      the thousands of names that merely contain it; ordered by rank, then by the key that
+      matched (postcode, name, or town and name), then by name;
+    * otherwise every word must occur somewhere; the first ``CANDIDATES`` by rank and key
+      are then ordered by rank and trigram similarity. Among "the rest" (no prefix
+      matched), the candidates are the first by id: arbitrary but stable, and cheap
+      whether the word is rare or everywhere.
     """
     active = (Pharmacy.region == region, Pharmacy.active == true())
     terms = normalise_query(query)
@@ -84,7 +93,7 @@ def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select
         page = limit
     else:
         elsewhere = and_(
-            *(Pharmacy.search_text.contains(word, autoescape=True) for word in terms.split(" "))
+            *(Pharmacy.search_text.contains(word, autoescape=True) for word in _needed(terms))
         )
         page = max(limit, CANDIDATES)
     # Each rank's first ``page`` rows in its own order (the order of its index). A row may

@@ -15,10 +15,15 @@ PostgreSQL runs its generic plan, where a ``LIKE`` pattern built from a paramete
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
+    String,
     and_,
+    bindparam,
     distinct,
     func,
     literal,
@@ -28,7 +33,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from rxroute.models import Pharmacy
 
@@ -57,13 +61,46 @@ def _needed(terms: str) -> list[str]:
     return [w for w in words if not any(w != other and w in other for other in words)]
 
 
-def starts_with(key: InstrumentedAttribute[str], prefix: str) -> ColumnElement[bool]:
-    """``key`` starts with ``prefix``, as a btree range ("C" collation: byte order)."""
-    return and_(key >= prefix, key < prefix + TOP)
+def _like(text: str) -> str:
+    """``text`` as a ``LIKE`` pattern's literal part (escape character ``/``)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
-def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select[Pharmacy]:
-    """Active pharmacies of ``region`` matching ``query``, best first, at most ``limit``.
+def search_parameters(
+    region: str, query: str = "", *, limit: int = 20
+) -> tuple[Select[Pharmacy], dict[str, object]]:
+    """The search for ``query`` as (statement, parameters): see :func:`_statement`.
+
+    The statement depends only on the query's shape (empty, short, or how many words), so
+    it is built once per shape and SQLAlchemy's compiled form is reused; building it anew
+    for every keystroke cost more than running it.
+    """
+    parameters: dict[str, object] = {"region": region, "limit": limit}
+    terms = normalise_query(query)
+    if not terms:
+        return _statement("empty", 0), parameters
+    compact = terms.replace(" ", "")
+    short = all(len(word) < TRIGRAM_MIN for word in terms.split(" "))
+    parameters.update(
+        terms=terms,
+        terms_top=terms + TOP,
+        compact=compact,
+        compact_top=compact + TOP,
+        page=limit if short else max(limit, CANDIDATES),
+    )
+    if short:
+        # Short words match at the start of a word only: rank 1 is a prefix of search_text
+        # itself (it starts with the name); anything else starts a later word.
+        parameters["word0"] = f"% {_like(terms)}%"
+        return _statement("short", 1), parameters
+    words = _needed(terms)
+    parameters.update({f"word{i}": f"%{_like(word)}%" for i, word in enumerate(words)})
+    return _statement("long", len(words)), parameters
+
+
+@functools.cache
+def _statement(shape: str, words: int) -> Select[Pharmacy]:
+    """Active pharmacies of ``:region`` matching the query, best first, at most ``:limit``.
 
     * empty: alphabetical by town and name, straight from ``ix_pharmacies_..._town_key``;
     * only short words (under three characters, e.g. "a", "m1 4"): a word of the name, town
@@ -75,34 +112,33 @@ def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select
       matched), the candidates are the first by id: arbitrary but stable, and cheap
       whether the word is rare or everywhere.
     """
-    active = (Pharmacy.region == region, Pharmacy.active == true())
-    terms = normalise_query(query)
-    if not terms:
+    active = (Pharmacy.region == bindparam("region"), Pharmacy.active == true())
+    limit = bindparam("limit", type_=Integer)
+    if shape == "empty":
         return (
             select(Pharmacy)
             .where(*active)
             .order_by(Pharmacy.town_key, Pharmacy.name_key)
             .limit(limit)
         )
-    compact = terms.replace(" ", "")
-    short = all(len(word) < TRIGRAM_MIN for word in terms.split(" "))
-    if short:
-        # Short words match at the start of a word only: rank 1 is a prefix of search_text
-        # itself (it starts with the name); anything else starts a later word.
-        elsewhere = Pharmacy.search_text.contains(" " + terms, autoescape=True)
-        page = limit
-    else:
-        elsewhere = and_(
-            *(Pharmacy.search_text.contains(word, autoescape=True) for word in _needed(terms))
+    page = bindparam("page", type_=Integer)
+    terms, terms_top = bindparam("terms", type_=String), bindparam("terms_top", type_=String)
+    compact = bindparam("compact", type_=String)
+    compact_top = bindparam("compact_top", type_=String)
+    elsewhere = and_(
+        *(
+            Pharmacy.search_text.like(bindparam(f"word{i}", type_=String), escape="/")
+            for i in range(words)
         )
-        page = max(limit, CANDIDATES)
+    )
     # Each rank's first ``page`` rows in its own order (the order of its index). A row may
     # come from more than one branch; it keeps its best rank. Enough rows survive that: a
     # branch can lose to better ranks only rows the better branches returned in full.
+    # ``lo <= key < lo || U+10FFFF`` is "key starts with lo" in the "C" collation.
     ranks = (
-        (0, starts_with(Pharmacy.postcode_key, compact), Pharmacy.postcode_key),
-        (1, starts_with(Pharmacy.name_key, terms), Pharmacy.name_key),
-        (2, starts_with(Pharmacy.town_key, terms), Pharmacy.town_key),
+        (0, Pharmacy.postcode_key, compact, compact_top),
+        (1, Pharmacy.name_key, terms, terms_top),
+        (2, Pharmacy.town_key, terms, terms_top),
     )
     prefixed = [
         select(
@@ -113,12 +149,12 @@ def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select
             Pharmacy.search_text,
         )
         # A prefix of a key implies that every word occurs in search_text: no filter.
-        .where(*active, condition)
+        .where(*active, key >= low, key < high)
         .order_by(key, Pharmacy.name_key)
         .limit(page)
         .subquery()
         .select()
-        for rank, condition, key in ranks
+        for rank, key, low, high in ranks
     ]
     better = union_all(*prefixed).cte("better")
     # The rest is read only when the prefixes leave the page short. Its matches may be rare
@@ -144,7 +180,7 @@ def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select
     )
     order = (best.c.rank, best.c.first, best.c.name_key)
     # Only the page's rows are read in full.
-    if short:
+    if shape == "short":
         top = select(best.c.id, *order).order_by(*order).limit(limit).subquery("top")
         ordering: tuple[ColumnElement[object], ...] = (top.c.rank, top.c.first, top.c.name_key)
     else:
@@ -169,5 +205,6 @@ def search_statement(region: str, query: str = "", *, limit: int = 20) -> Select
 async def search(
     session: AsyncSession, region: str, query: str = "", *, limit: int = 20
 ) -> list[Pharmacy]:
-    """See :func:`search_statement`."""
-    return list(await session.scalars(search_statement(region, query, limit=limit)))
+    """Active pharmacies of ``region`` matching ``query``, best first: see :func:`_statement`."""
+    statement, parameters = search_parameters(region, query, limit=limit)
+    return list(await session.scalars(statement, parameters))

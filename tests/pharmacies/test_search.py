@@ -150,3 +150,14 @@ async def test_long_queries_rank_by_similarity_within_a_rank(session: AsyncSessi
 
     found = await _names(session, "wellbeing leeds")
     assert found == ["Wellbeing Leeds", "Wellbeing Pharmacy Leeds Kirkstall Road"]
+
+
+async def test_symbols_match_only_at_the_start_of_a_key(session: AsyncSession) -> None:
+    """Without a letter or digit the trigram index cannot help: no search inside names."""
+    await _add(session, "🙂 Pharmacy", "Leeds", "LS1 1AA")
+    await _add(session, "Boots 🙂", "Leeds", "LS2 1AA")
+    await _add(session, "Boots !!! Chemist", "Leeds", "LS3 1AA")
+
+    assert await _names(session, "🙂") == ["🙂 Pharmacy"]
+    assert await _names(session, "!!!") == []
+    assert await _names(session, "chemist") == ["Boots !!! Chemist"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Integer,
     Select,
@@ -87,6 +88,9 @@ def search_parameters(
         compact=compact,
         compact_top=compact + TOP,
         page=limit if short else max(limit, CANDIDATES),
+        # A word with no letter or digit ("🙂", "!!!") gives the trigram index nothing to
+        # look up: finding it anywhere but at the start of a key would read every row.
+        anywhere=all(any(ch.isalnum() for ch in word) for word in terms.split(" ")),
     )
     if short:
         # Short words match at the start of a word only: rank 1 is a prefix of search_text
@@ -165,7 +169,7 @@ def _statement(shape: str, words: int) -> Select[Pharmacy]:
     found = select(func.count(distinct(better.c.id))).scalar_subquery()
     rest = (
         select(Pharmacy.id, literal(3), Pharmacy.name_key, Pharmacy.name_key, Pharmacy.search_text)
-        .where(*active, elsewhere, found < page)
+        .where(*active, elsewhere, bindparam("anywhere", type_=Boolean), found < page)
         .order_by(Pharmacy.id)
         .limit(page)
         .subquery()

@@ -33,13 +33,19 @@ EVENTS_PER = 3
 WATCHED = frozenset({"prescriptions", "patients", "prescription_status_events"})
 
 
-@pytest.fixture(scope="module")
-async def loaded(runtime: Runtime, database_url: str) -> Runtime:
+async def _truncate(runtime: Runtime) -> None:
     async with runtime.engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(scope="module")
+async def loaded(runtime: Runtime, database_url: str) -> AsyncIterator[Runtime]:
+    """The volume, loaded once for this module and removed after it."""
+    await _truncate(runtime)
     with psycopg.connect(database_url) as conn:
         volume.load(conn, prescriptions=PRESCRIPTIONS, events_per=EVENTS_PER)
-    return runtime
+    yield runtime
+    await _truncate(runtime)
 
 
 @contextmanager

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Index, String, false, text
+from sqlalchemy import Boolean, Date, DateTime, Index, String, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -19,13 +19,15 @@ class Patient(IdMixin, TimestampMixin, Base):
             unique=True,
             postgresql_where=text("external_id IS NOT NULL"),
         ),
+        # Support and prescribers look patients up by email, case-insensitively.
+        Index("ix_patients_lower_email", func.lower(text("email"))),
     )
 
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     date_of_birth: Mapped[date] = mapped_column(Date)
     gender: Mapped[str] = mapped_column(String(20))
-    email: Mapped[str] = mapped_column(String(320), index=True)
+    email: Mapped[str] = mapped_column(String(320))
     phone: Mapped[str] = mapped_column(String(40), default="")
     address_line1: Mapped[str] = mapped_column(String(200), default="")
     address_line2: Mapped[str] = mapped_column(String(200), default="")

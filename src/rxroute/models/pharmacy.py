@@ -15,7 +15,11 @@ class Pharmacy(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "pharmacies"
     __table_args__ = (
-        Index("ix_pharmacies_region_active", "region", "active"),
+        # Type-ahead under three characters and the empty query read these in order and stop
+        # after a page (see rxroute.pharmacies.repository); they also serve region lookups.
+        Index("ix_pharmacies_region_active_name_key", "region", "active", "name_key"),
+        Index("ix_pharmacies_region_active_town_key", "region", "active", "town_key", "name_key"),
+        Index("ix_pharmacies_region_active_postcode_key", "region", "active", "postcode_key"),
         Index(
             "ix_pharmacies_search_text_trgm",
             "search_text",
@@ -40,6 +44,19 @@ class Pharmacy(IdMixin, TimestampMixin, Base):
             "lower(name || ' ' || town || ' ' || postcode || ' ' || replace(postcode, ' ', ''))",
             persisted=True,
         ),
+    )
+
+    #: Lower-cased name, town and postcode without spaces, in the "C" collation: a btree on
+    #: them answers a prefix (``LIKE 'ab%'``) and returns rows in order, whatever the
+    #: database's default collation (only "C" lets PostgreSQL turn a prefix into a range).
+    name_key: Mapped[str] = mapped_column(
+        String(200, collation="C"), Computed("lower(name)", persisted=True)
+    )
+    town_key: Mapped[str] = mapped_column(
+        String(100, collation="C"), Computed("lower(town)", persisted=True)
+    )
+    postcode_key: Mapped[str] = mapped_column(
+        String(16, collation="C"), Computed("lower(replace(postcode, ' ', ''))", persisted=True)
     )
 
     @property

@@ -4,11 +4,11 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
-from rxroute.prescriptions.lifecycle import Status
+from rxroute.prescriptions.lifecycle import POLLABLE_STATUSES, Status
 
 if TYPE_CHECKING:
     from rxroute.models.patient import Patient
@@ -27,8 +27,25 @@ class Prescription(IdMixin, TimestampMixin, Base):
     __tablename__ = "prescriptions"
     __table_args__ = (
         UniqueConstraint("provider_prescription_id"),
-        Index("ix_prescriptions_status", "status"),
-        Index("ix_prescriptions_patient_id", "patient_id"),
+        # Every list reads newest first and stops after a page: the patient's, the
+        # prescriber's, and everyone's (support, admin, API clients).
+        Index("ix_prescriptions_patient_created", "patient_id", text("created_at DESC"), "id"),
+        Index(
+            "ix_prescriptions_prescriber_created", "prescriber_id", text("created_at DESC"), "id"
+        ),
+        Index("ix_prescriptions_created", text("created_at DESC"), "id"),
+        # The support console's failed and stuck lists, the orphaned-send sweep, counts.
+        Index("ix_prescriptions_status_updated", "status", "updated_at"),
+        # Reconciliation: in flight on the platform, longest silent first.
+        Index(
+            "ix_prescriptions_reconcile",
+            func.coalesce(text("last_provider_update_at"), text("updated_at")),
+            postgresql_where=text(
+                "provider_prescription_id IS NOT NULL AND status IN ("
+                + ", ".join(f"'{s.value}'" for s in POLLABLE_STATUSES)
+                + ")"
+            ),
+        ),
         Index(
             "uq_prescriptions_external_id",
             "external_id",

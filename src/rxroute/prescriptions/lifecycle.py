@@ -81,6 +81,10 @@ PROVIDER_STATUSES = frozenset(
 #: Facts about the far side: each is recorded at most once per delivery.
 FAR_SIDE_STATUSES = PROVIDER_STATUSES | {Status.EMAILED}
 
+#: Issued on the platform and not final: what reconciliation asks the platform about. The
+#: reconciliation index's predicate (migration 0013) is built from it: change both together.
+POLLABLE_STATUSES = (Status.ISSUED, Status.SIGNED, Status.PRINTED)
+
 #: Facts about our own sending.
 LOCAL_STATUSES = frozenset({Status.QUEUED, Status.SENDING, Status.FAILED})
 

@@ -150,21 +150,30 @@ async def recent_problems(session: AsyncSession, now: datetime | None = None) ->
             .limit(PROBLEM_LIMIT)
         )
     )
+    # The latest line of the history (by seq: the order it was recorded in), one read of
+    # ix_prescription_status_events_prescription_seq per queued or sending prescription,
+    # computed once each (a materialised CTE: inline, PostgreSQL would run it for the filter
+    # and again for the sort).
     last_change = (
-        select(func.max(PrescriptionStatusEvent.recorded_at))
+        select(PrescriptionStatusEvent.recorded_at)
         .where(PrescriptionStatusEvent.prescription_id == Prescription.id)
+        .order_by(PrescriptionStatusEvent.seq.desc())
+        .limit(1)
         .correlate(Prescription)
         .scalar_subquery()
     )
-    since = func.coalesce(last_change, Prescription.updated_at)
+    waiting = (
+        select(Prescription.id, func.coalesce(last_change, Prescription.updated_at).label("since"))
+        .where(Prescription.status.in_([Status.QUEUED.value, Status.SENDING.value]))
+        .cte("waiting")
+        .prefix_with("MATERIALIZED")
+    )
     rows = await session.execute(
-        select(Prescription, since)
+        select(Prescription, waiting.c.since)
+        .join(waiting, waiting.c.id == Prescription.id)
         .options(selectinload(Prescription.pharmacy))
-        .where(
-            Prescription.status.in_([Status.QUEUED.value, Status.SENDING.value]),
-            since < moment - STUCK_AFTER,
-        )
-        .order_by(since)
+        .where(waiting.c.since < moment - STUCK_AFTER)
+        .order_by(waiting.c.since)
         .limit(PROBLEM_LIMIT)
     )
     stuck = [StuckPrescription(prescription=row[0], since=row[1]) for row in rows]

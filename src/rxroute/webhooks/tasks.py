@@ -14,7 +14,15 @@ from datetime import UTC, datetime, timedelta
 
 import procrastinate
 import structlog
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    func,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.base import DeliveryError, NotSendable, Purpose
@@ -25,7 +33,7 @@ from rxroute.jobs import defer_in_session, queue
 from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
 from rxroute.observability.metrics import RECONCILE_CORRECTIONS, RECONCILE_POLLS
 from rxroute.prescriptions.history import lock_prescription
-from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.prescriptions.lifecycle import POLLABLE_STATUSES, Source, Status
 from rxroute.prescriptions.repository import load_for_sending
 from rxroute.prescriptions.tasks import defer_send, send_lock
 from rxroute.runtime import Runtime, get_runtime
@@ -67,11 +75,36 @@ async def defer_processing(session: AsyncSession, event_id: uuid.UUID, *, lock_k
     )
 
 
-POLLABLE = (Status.ISSUED.value, Status.SIGNED.value, Status.PRINTED.value)
+POLLABLE = tuple(status.value for status in POLLABLE_STATUSES)
 
 
 def polling_channels(runtime: Runtime) -> list[str]:
     return [name for name in channel_names() if get_channel(runtime, name).polls]
+
+
+def quiet_since_last_heard() -> ColumnElement[datetime]:
+    """When we last heard anything about it: the platform's last word, else our last change.
+
+    The partial index ``ix_prescriptions_reconcile`` is on exactly this expression, so the
+    candidates are read longest-silent first and the read stops after a batch.
+    """
+    return func.coalesce(Prescription.last_provider_update_at, Prescription.updated_at)
+
+
+def reconcile_candidates(channels: list[str], quiet_since: datetime) -> Select[uuid.UUID]:
+    """Issued, not final, on a polling channel, and silent since ``quiet_since``."""
+    last_heard = quiet_since_last_heard()
+    return (
+        select(Prescription.id)
+        .where(
+            Prescription.channel.in_(channels),
+            Prescription.status.in_(POLLABLE),
+            Prescription.provider_prescription_id.is_not(None),
+            last_heard < quiet_since,
+        )
+        .order_by(last_heard)
+        .limit(RECONCILE_BATCH)
+    )
 
 
 async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
@@ -82,20 +115,8 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
     quiet_since = moment - timedelta(seconds=settings.reconcile_after_seconds)
     counts = {"polled": 0, "changed": 0, "errors": 0, "requeued": 0}
     async with runtime.sessionmaker() as session:
-        candidates = list(
-            await session.scalars(
-                select(Prescription.id)
-                .where(
-                    Prescription.channel.in_(polling_channels(runtime)),
-                    Prescription.status.in_(POLLABLE),
-                    Prescription.provider_prescription_id.is_not(None),
-                    func.coalesce(Prescription.last_provider_update_at, Prescription.updated_at)
-                    < quiet_since,
-                )
-                .order_by(Prescription.last_provider_update_at.nulls_first())
-                .limit(RECONCILE_BATCH)
-            )
-        )
+        statement = reconcile_candidates(polling_channels(runtime), quiet_since)
+        candidates = list(await session.scalars(statement))
     for prescription_id in candidates:
         async with runtime.sessionmaker() as session:
             prescription = await load_for_sending(session, prescription_id)
@@ -146,6 +167,24 @@ async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
+def orphaned_sends(stale_before: datetime) -> CompoundSelect[uuid.UUID]:
+    """Queued or sending with no change since ``stale_before``, or with an earlier delivery
+    waiting that long to be withdrawn.
+
+    A UNION rather than one OR: each half reads its own index (``ix_prescriptions_status_updated``,
+    ``ix_deliveries_needs_withdrawal``), where ``... OR id IN (subquery)`` reads every row.
+    """
+    stuck = select(Prescription.id).where(
+        Prescription.status.in_((Status.QUEUED.value, Status.SENDING.value)),
+        Prescription.updated_at < stale_before,
+        Prescription.channel.is_not(None),
+    )
+    waiting_withdrawal = select(Delivery.prescription_id).where(
+        Delivery.needs_withdrawal, Delivery.updated_at < stale_before
+    )
+    return union(stuck, waiting_withdrawal).limit(RECONCILE_BATCH)
+
+
 async def requeue_orphaned_sends(now: datetime) -> int:
     """Prescriptions whose send job is gone get a new one.
 
@@ -156,27 +195,7 @@ async def requeue_orphaned_sends(now: datetime) -> int:
     stale_before = now - ORPHANED_SEND_AFTER
     requeued = 0
     async with runtime.sessionmaker() as session, session.begin():
-        waiting_withdrawal = (
-            select(Delivery.prescription_id)
-            .where(Delivery.needs_withdrawal, Delivery.updated_at < stale_before)
-            .scalar_subquery()
-        )
-        orphans = list(
-            await session.scalars(
-                select(Prescription.id)
-                .where(
-                    or_(
-                        and_(
-                            Prescription.status.in_((Status.QUEUED.value, Status.SENDING.value)),
-                            Prescription.updated_at < stale_before,
-                            Prescription.channel.is_not(None),
-                        ),
-                        Prescription.id.in_(waiting_withdrawal),
-                    )
-                )
-                .limit(RECONCILE_BATCH)
-            )
-        )
+        orphans = list(await session.scalars(orphaned_sends(stale_before)))
         for prescription_id in orphans:
             has_job = await session.scalar(
                 text(

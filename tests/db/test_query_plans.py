@@ -1,0 +1,146 @@
+"""The lists and searches read indexes, not whole tables, at volume.
+
+40,000 prescriptions (120,000 history rows, 20,000 patients) are loaded by SQL and analysed;
+then each list or search is run the way the app runs it (the real function, with a real
+user), every statement it sends is captured from the engine with its parameters, and
+PostgreSQL's plan for exactly that statement is checked: no sequential scan of
+prescriptions, patients or the status history. A missing index (see migration 0013) shows
+up here as a named query and its plan. The figures at 100,000 / 1,000,000 are in
+``bench/bench_lists.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.prescriptions import repository
+from rxroute.runtime import Runtime
+from rxroute.support import service as support_service
+from tests.conftest import TABLES
+from tests.db import volume
+from tests.db.volume import QUERIES, Query, patient_user, reconcile
+
+PRESCRIPTIONS = 40_000
+EVENTS_PER = 3
+WATCHED = frozenset({"prescriptions", "patients", "prescription_status_events"})
+
+
+async def _truncate(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(scope="module")
+async def loaded(runtime: Runtime, database_url: str) -> AsyncIterator[Runtime]:
+    """The volume, loaded once for this module and removed after it."""
+    await _truncate(runtime)
+    with psycopg.connect(database_url) as conn:
+        volume.load(conn, prescriptions=PRESCRIPTIONS, events_per=EVENTS_PER)
+    yield runtime
+    await _truncate(runtime)
+
+
+@contextmanager
+def _captured(runtime: Runtime) -> Iterator[list[tuple[str, Any]]]:
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
+
+
+@asynccontextmanager
+async def _session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
+    async with runtime.sessionmaker() as session:
+        yield session
+
+
+def _seq_scans(plan: dict[str, Any]) -> list[str]:
+    """Watched tables read by a sequential scan anywhere in the plan (subplans included)."""
+    found = []
+    if plan.get("Node Type") == "Seq Scan" and plan.get("Relation Name") in WATCHED:
+        found.append(plan["Relation Name"])
+    for child in plan.get("Plans", []):
+        found.extend(_seq_scans(child))
+    return found
+
+
+async def _plans(
+    session: AsyncSession, statements: list[tuple[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    connection = await session.connection()
+    plans = []
+    for statement, parameters in statements:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            continue
+        result = await connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
+        document = result.scalar_one()
+        document = json.loads(document) if isinstance(document, str) else document
+        plans.append((statement, document[0]["Plan"]))
+    return plans
+
+
+async def _offences(runtime: Runtime, query: Query) -> tuple[int, list[str]]:
+    """(statements checked, a line per statement that scans a watched table)."""
+    async with _session(runtime) as session:
+        with _captured(runtime) as statements:
+            await query(session, runtime)
+        plans = await _plans(session, statements)
+    offences = [
+        f"{', '.join(scans)} scanned by:\n{statement}\nplan: {json.dumps(plan)[:2000]}"
+        for statement, plan in plans
+        if (scans := _seq_scans(plan))
+    ]
+    return len(plans), offences
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+async def test_no_sequential_scan(loaded: Runtime, name: str) -> None:
+    checked, offences = await _offences(loaded, QUERIES[name])
+    assert checked >= 1, f"{name}: no SELECT captured"
+    assert offences == [], f"{name}: " + "\n\n".join(offences)
+
+
+async def test_the_check_notices_a_sequential_scan(loaded: Runtime) -> None:
+    """With index scans disabled the same query is reported: the check above can fail."""
+
+    async def without_indexes(session: AsyncSession, runtime: Runtime) -> object:
+        await session.execute(text("SET LOCAL enable_indexscan = off"))
+        await session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        await session.execute(text("SET LOCAL enable_indexonlyscan = off"))
+        return await repository.list_visible(session, patient_user())
+
+    async with _session(loaded) as session:
+        with _captured(loaded) as statements:
+            await without_indexes(session, loaded)
+        plans = await _plans(session, statements)
+    assert any("prescriptions" in _seq_scans(plan) for _, plan in plans)
+
+
+async def test_the_volume_is_there(loaded: Runtime) -> None:
+    """The plans above are for a loaded table, and the queries find what they should."""
+    async with _session(loaded) as session:
+        counted = await session.scalar(text("SELECT count(*) FROM prescriptions"))
+        mine = await repository.list_visible(session, patient_user(), limit=200)
+        found = await support_service.search(session, volume.patient_email(42).upper())
+        candidates = await reconcile(session, loaded)
+    assert counted == PRESCRIPTIONS
+    assert len(mine) == 2
+    assert {p.patient_id for p in mine} == {volume.patient_id(7)}
+    assert [p.created_at for p in mine] == sorted((p.created_at for p in mine), reverse=True)
+    assert found.kind == "email" and found.prescriptions
+    assert {p.patient_id for p in found.prescriptions} == {volume.patient_id(42)}
+    assert isinstance(candidates, list) and len(candidates) == 200

@@ -1,0 +1,201 @@
+"""Synthetic volume for query-plan tests and the list benchmark, written by SQL in one go.
+
+``load(conn, prescriptions=N, events_per=K)`` adds N prescriptions (N / 2 patients, 50
+prescribers, 100 pharmacies) and K history rows each, all with ``INSERT ... SELECT
+generate_series`` (100,000 prescriptions and 1,000,000 history rows take seconds, where the
+ORM would take minutes), then runs ANALYZE. Ids are ``md5(kind || n)::uuid``, so a test can
+name patient 7 without a lookup (:func:`patient_id`).
+
+The mix is a busy service's: half in flight on the platform (issued, signed, printed; a
+third of those never heard from since issue), a quarter dispensed, a few per cent each of
+expired, voided, emailed, draft and failed, and 1% queued or sending. Created over the last
+year, newest first by n. All data synthetic: ``example.com`` emails, 999-range NHS numbers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from hashlib import md5
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.models import Role, User
+from rxroute.prescriber import service as prescriber_service
+from rxroute.prescriptions import repository
+from rxroute.prescriptions.history import history
+from rxroute.runtime import Runtime
+from rxroute.support import service as support_service
+from rxroute.webhooks.tasks import orphaned_sends, polling_channels, reconcile_candidates
+
+PRESCRIBERS = 50
+PHARMACIES = 100
+
+
+def synthetic_id(kind: str, n: int) -> uuid.UUID:
+    """The id :func:`load` gives the ``n``-th row of ``kind`` (patient, prescriber, ...)."""
+    return uuid.UUID(md5(f"{kind}{n}".encode(), usedforsecurity=False).hexdigest())
+
+
+def patient_id(n: int) -> uuid.UUID:
+    return synthetic_id("patient", n)
+
+
+def prescriber_id(n: int) -> uuid.UUID:
+    return synthetic_id("prescriber", n)
+
+
+def patient_email(n: int) -> str:
+    return f"Volume.Patient{n}@Example.com"
+
+
+def load(conn: Any, *, prescriptions: int, events_per: int) -> None:
+    """Add the volume on a psycopg (sync) connection and commit."""
+    patients = max(prescriptions // 2, 1)
+    conn.execute(
+        """
+        INSERT INTO prescribers (id, full_name, email, registration_number, active)
+        SELECT md5('prescriber' || n)::uuid, 'Volume Prescriber ' || n,
+               'prescriber' || n || '@example.com', 'GMC' || (7000000 + n), true
+        FROM generate_series(0, %(prescribers)s - 1) AS n
+        """,
+        {"prescribers": PRESCRIBERS},
+    )
+    conn.execute(
+        """
+        INSERT INTO pharmacies (id, name, address_line1, address_line2, town, postcode, region,
+                                email, platform_contact_id, active)
+        SELECT md5('pharmacy' || n)::uuid, 'Volume Pharmacy ' || n, n || ' High Street', '',
+               'Leeds', 'LS1 ' || (mod(n, 9) + 1) || 'AB', 'B', NULL, 200000 + n, true
+        FROM generate_series(0, %(pharmacies)s - 1) AS n
+        """,
+        {"pharmacies": PHARMACIES},
+    )
+    conn.execute(
+        """
+        INSERT INTO patients (id, first_name, last_name, date_of_birth, gender, email, phone,
+                              address_line1, address_line2, town, postcode, country, region,
+                              nhs_number)
+        SELECT md5('patient' || n)::uuid, 'Volume', 'Patient' || n,
+               DATE '1950-01-01' + mod(n, 20000), 'Other',
+               'Volume.Patient' || n || '@Example.com',
+               '+44 7700 900' || lpad(mod(n, 1000)::text, 3, '0'),
+               '1 Test Street', '', 'Leeds', 'LS1 4AP', 'GB', 'B', NULL
+        FROM generate_series(0, %(patients)s - 1) AS n
+        """,
+        {"patients": patients},
+    )
+    conn.execute(
+        """
+        INSERT INTO prescriptions (id, patient_id, prescriber_id, status, region, channel,
+                                   pharmacy_id, provider_prescription_id, notes,
+                                   last_provider_update_at, created_at, updated_at)
+        SELECT md5('prescription' || n)::uuid,
+               md5('patient' || mod(n, %(patients)s))::uuid,
+               md5('prescriber' || mod(n, %(prescribers)s))::uuid,
+               status,
+               CASE WHEN status = 'emailed' THEN 'A' WHEN status = 'draft' THEN NULL
+                    ELSE 'B' END,
+               CASE WHEN status = 'emailed' THEN 'email' WHEN status = 'draft' THEN NULL
+                    ELSE 'erx' END,
+               CASE WHEN status = 'draft' THEN NULL
+                    ELSE md5('pharmacy' || mod(n, %(pharmacies)s))::uuid END,
+               CASE WHEN status IN ('issued', 'signed', 'printed', 'dispensed', 'expired',
+                                    'voided')
+                    THEN 'SRXV' || upper(lpad(to_hex(n), 11, '0')) END,
+               '',
+               CASE WHEN status IN ('issued', 'signed', 'printed') AND mod(n, 3) <> 0
+                    THEN created + interval '1 hour' END,
+               created, created + interval '10 minutes'
+        FROM (
+            SELECT n,
+                   CASE
+                       WHEN mod(n, 1000) < 500
+                           THEN (ARRAY['issued', 'signed', 'printed'])[mod(n, 3) + 1]
+                       WHEN mod(n, 1000) < 750 THEN 'dispensed'
+                       WHEN mod(n, 1000) < 800 THEN 'expired'
+                       WHEN mod(n, 1000) < 850 THEN 'voided'
+                       WHEN mod(n, 1000) < 900 THEN 'emailed'
+                       WHEN mod(n, 1000) < 950 THEN 'draft'
+                       WHEN mod(n, 1000) < 990 THEN 'failed'
+                       ELSE (ARRAY['queued', 'sending'])[mod(n, 2) + 1]
+                   END AS status,
+                   now() - (n * (interval '365 days' / %(prescriptions)s)) AS created
+            FROM generate_series(0, %(prescriptions)s - 1) AS n
+        ) AS generated
+        """,
+        {
+            "patients": patients,
+            "prescriptions": prescriptions,
+            "prescribers": PRESCRIBERS,
+            "pharmacies": PHARMACIES,
+        },
+    )
+    conn.execute(
+        """
+        INSERT INTO prescription_status_events (id, prescription_id, status, source,
+                                                occurred_at, recorded_at)
+        SELECT gen_random_uuid(), p.id,
+               (ARRAY['draft', 'queued', 'sending', 'issued', 'signed'])[mod(k, 5) + 1],
+               'system', p.created_at + k * interval '1 minute',
+               p.created_at + k * interval '1 minute'
+        FROM prescriptions AS p, generate_series(0, %(events)s - 1) AS k
+        """,
+        {"events": events_per},
+    )
+    conn.commit()
+    for table in ("prescribers", "pharmacies", "patients", "prescriptions"):
+        conn.execute(f"ANALYZE {table}")
+    conn.execute("ANALYZE prescription_status_events")
+    conn.commit()
+
+
+# --- the lists and searches, called as the app calls them --------------------
+
+Query = Callable[[AsyncSession, Runtime], Awaitable[object]]
+
+
+def patient_user() -> User:
+    return User(role=Role.PATIENT.value, patient_id=patient_id(7), email="p@example.com")
+
+
+def prescriber_user() -> User:
+    return User(role=Role.PRESCRIBER.value, prescriber_id=prescriber_id(3), email="d@example.com")
+
+
+def support_user() -> User:
+    return User(role=Role.SUPPORT.value, email="s@example.com")
+
+
+async def reconcile(session: AsyncSession, runtime: Runtime) -> object:
+    quiet_since = datetime.now(UTC) - timedelta(seconds=runtime.settings.reconcile_after_seconds)
+    return list(await session.scalars(reconcile_candidates(polling_channels(runtime), quiet_since)))
+
+
+async def orphans(session: AsyncSession, runtime: Runtime) -> object:
+    return list(await session.scalars(orphaned_sends(datetime.now(UTC) - timedelta(minutes=5))))
+
+
+QUERIES: dict[str, Query] = {
+    "patient list (API)": lambda s, r: repository.list_visible(s, patient_user()),
+    "patient list (page)": lambda s, r: repository.list_visible(s, patient_user(), limit=200),
+    "patient's prescription and timeline": lambda s, r: history(s, synthetic_id("prescription", 5)),
+    "prescriber list": lambda s, r: prescriber_service.written_by(s, prescriber_user()),
+    "support list": lambda s, r: repository.list_visible(s, support_user()),
+    "support list, a later page": lambda s, r: repository.list_visible(
+        s, support_user(), offset=200
+    ),
+    "support search by email": lambda s, r: support_service.search(s, patient_email(42)),
+    "support search by id": lambda s, r: support_service.search(
+        s, str(synthetic_id("prescription", 11))
+    ),
+    "support search by platform id": lambda s, r: support_service.search(s, "SRXV0000000000A"),
+    "support console problems": lambda s, r: support_service.recent_problems(s),
+    "prescriber patient search by email": lambda s, r: prescriber_service.search_patients(
+        s, patient_email(42)
+    ),
+    "reconciliation candidates": reconcile,
+    "orphaned sends": orphans,
+}

@@ -1,6 +1,6 @@
 """Every name the Region B platform's wire contract uses, in one place.
 
-The platform publishes no open API reference (see ``/work/shared/provider-contract.md``), so
+The platform publishes no open API reference (see ``docs/platform-contract.md``), so
 some of these names are our best guess. Keeping every path, header name, field name and
 exact message text here means a difference found against the real platform is a one-line
 change here plus a recorded fixture under ``tests/fixtures/erx/``, never a refactor.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -15,31 +14,10 @@ from rxroute.auth.tasks import send_invitation
 from rxroute.mailcatcher import MailCatcher
 from rxroute.mailcatcher.store import StoredMessage
 from rxroute.runtime import Runtime
+from tests.mail import catcher as catcher  # a fixture
+from tests.mail import sending_to
 
 _LINK = re.compile(r"https?://\S+/welcome/([A-Za-z0-9_-]+)")
-
-
-@contextlib.contextmanager
-def sending_to(runtime: Runtime, catcher: MailCatcher) -> Iterator[Runtime]:
-    saved = runtime.settings
-    runtime.settings = saved.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": catcher.smtp_port,
-            "smtp_username": "",
-            "smtp_starttls": False,
-        }
-    )
-    try:
-        yield runtime
-    finally:
-        runtime.settings = saved
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher("127.0.0.1", 0, 0) as running:
-        yield running
 
 
 @pytest.fixture

@@ -52,6 +52,8 @@ from tests.factories import (
     make_user,
     queue_delivery,
 )
+from tests.mail import catcher as catcher  # a fixture
+from tests.mail import sending_to
 
 #: The email channel's retry policy in these tests (RXROUTE_ERX_SEND_* are its settings).
 MAX_ATTEMPTS = 3
@@ -59,32 +61,18 @@ BASE_DELAY = 7.0
 CAP_DELAY = 60.0
 
 
-@contextlib.contextmanager
-def _sending_to(runtime: Runtime, catcher: MailCatcher) -> Iterator[Settings]:
-    """Point the runtime's SMTP settings at the catcher, with a small retry policy."""
-    saved = runtime.settings
-    runtime.settings = saved.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": catcher.smtp_port,
-            "smtp_username": "",
-            "smtp_starttls": False,
-            "erx_send_max_attempts": MAX_ATTEMPTS,
-            "erx_send_backoff_seconds": BASE_DELAY,
-            "erx_send_backoff_cap_seconds": CAP_DELAY,
-            "display_timezone": "Europe/London",
-        }
+def _sending_to(
+    runtime: Runtime, catcher: MailCatcher
+) -> contextlib.AbstractContextManager[Settings]:
+    """Email to the catcher, with a small retry policy."""
+    return sending_to(
+        runtime,
+        catcher,
+        erx_send_max_attempts=MAX_ATTEMPTS,
+        erx_send_backoff_seconds=BASE_DELAY,
+        erx_send_backoff_cap_seconds=CAP_DELAY,
+        display_timezone="Europe/London",
     )
-    try:
-        yield runtime.settings
-    finally:
-        runtime.settings = saved
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher("127.0.0.1", 0, 0) as running:
-        yield running
 
 
 @pytest.fixture

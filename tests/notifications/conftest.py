@@ -23,6 +23,8 @@ from rxroute.mailcatcher.store import StoredMessage
 from rxroute.models import Patient, PatientNotification, Pharmacy
 from rxroute.runtime import Runtime
 from tests.factories import make_patient, make_pharmacy, make_prescriber, make_prescription
+from tests.mail import catcher as catcher  # a fixture
+from tests.mail import sending_to
 
 TASK = "send_patient_notifications"
 MAX_ATTEMPTS = 3
@@ -33,34 +35,20 @@ PATIENT_STREET = "12 Patientside Road"
 
 
 @pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    with MailCatcher("127.0.0.1", 0, 0) as running:
-        yield running
-
-
-@pytest.fixture
 def mail(db: Runtime, catcher: MailCatcher) -> Iterator[Runtime]:
     """The runtime, sending email to the catcher with a test-sized retry policy."""
-    saved = db.settings
-    db.settings = saved.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": catcher.smtp_port,
-            "smtp_username": "",
-            "smtp_starttls": False,
-            "smtp_from": "prescriptions@rxroute.example.com",
-            "public_url": "http://rxroute.test",
-            "erx_send_max_attempts": MAX_ATTEMPTS,
-            "erx_send_backoff_seconds": BASE_DELAY,
-            "erx_send_backoff_cap_seconds": CAP_DELAY,
-            "events_url": "",
-            "patient_notifications": True,
-        }
-    )
-    try:
+    with sending_to(
+        db,
+        catcher,
+        smtp_from="prescriptions@rxroute.example.com",
+        public_url="http://rxroute.test",
+        erx_send_max_attempts=MAX_ATTEMPTS,
+        erx_send_backoff_seconds=BASE_DELAY,
+        erx_send_backoff_cap_seconds=CAP_DELAY,
+        events_url="",
+        patient_notifications=True,
+    ):
         yield db
-    finally:
-        db.settings = saved
 
 
 @dataclass

@@ -14,7 +14,9 @@ in a URL.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -64,6 +66,15 @@ async def _user(session: SessionDep, user_id: uuid.UUID) -> User:
 
 def _done(page: int, done: str, user_id: uuid.UUID) -> RedirectResponse:
     return RedirectResponse(f"/admin/users?page={page}&done={done}&who={user_id}", 303)
+
+
+@contextlib.contextmanager
+def _refusals_answered() -> Iterator[None]:
+    """A staff action the rules refuse becomes its HTTP answer (one place for all of them)."""
+    try:
+        yield
+    except staff.StaffActionRefused as exc:
+        raise _refused(exc) from None
 
 
 def _refused(exc: staff.StaffActionRefused) -> HTTPException:
@@ -150,12 +161,10 @@ async def change_role(
     page: PageNumber = 1,
 ) -> RedirectResponse:
     target = await _user(session, user_id)
-    try:
+    with _refusals_answered():
         changed = await staff.change_role(
             session, target, role, actor=admin, prescriber_id=prescriber_id
         )
-    except staff.StaffActionRefused as exc:
-        raise _refused(exc) from None
     return _done(page, "role-changed" if changed else "role-unchanged", user_id)
 
 
@@ -168,10 +177,8 @@ async def reset_password(
     page: PageNumber = 1,
 ) -> RedirectResponse:
     target = await _user(session, user_id)
-    try:
+    with _refusals_answered():
         await staff.reset_password(session, runtime, target, actor=admin)
-    except staff.StaffActionRefused as exc:
-        raise _refused(exc) from None
     return _done(page, "reset", user_id)
 
 
@@ -184,10 +191,8 @@ async def resend_invite(
     page: PageNumber = 1,
 ) -> RedirectResponse:
     target = await _user(session, user_id)
-    try:
+    with _refusals_answered():
         await staff.resend_invite(session, runtime, target, actor=admin)
-    except staff.StaffActionRefused as exc:
-        raise _refused(exc) from None
     return _done(page, "invite-resent", user_id)
 
 
@@ -213,8 +218,6 @@ async def set_active(
 ) -> RedirectResponse:
     target = await _user(session, user_id)
     turn_on = active == "1"
-    try:
+    with _refusals_answered():
         await staff.set_active(session, target, turn_on, actor=admin)
-    except staff.StaffActionRefused as exc:
-        raise _refused(exc) from None
     return _done(page, "reactivated" if turn_on else "deactivated", user_id)

@@ -225,11 +225,15 @@ async def sweep(now: datetime | None = None) -> dict[str, int]:
     limit = asyncio.Semaphore(settings.reconcile_concurrency)
     channels = polling_channels(runtime)
     counts = {"polled": 0, "changed": 0, "errors": 0}
+    seen: set[uuid.UUID] = set()
     while time.monotonic() < deadline:
         async with runtime.sessionmaker() as session, session.begin():
             ids = list(await session.scalars(reconcile_candidates(channels, quiet_since, moment)))
-            if not ids:
+            if seen.issuperset(ids):
+                # None due, or only ones this run already asked about (each is moved along,
+                # so this is a guard against asking the platform in a loop, not a path).
                 break
+            seen.update(ids)
             batch = await load_batch(session, runtime, ids)
             counts["errors"] += batch.refused
             await back_off(session, batch.skipped, moment)

@@ -28,7 +28,8 @@ from rxroute.prescriptions import repository
 from rxroute.prescriptions.history import history
 from rxroute.runtime import Runtime
 from rxroute.support import service as support_service
-from rxroute.webhooks.tasks import orphaned_sends, polling_channels, reconcile_candidates
+from rxroute.webhooks.reconciliation import polling_channels, reconcile_candidates
+from rxroute.webhooks.tasks import orphaned_sends
 
 PRESCRIBERS = 50
 PHARMACIES = 100

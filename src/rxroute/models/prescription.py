@@ -4,7 +4,17 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text, UniqueConstraint, func, text
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -36,10 +46,12 @@ class Prescription(IdMixin, TimestampMixin, Base):
         Index("ix_prescriptions_created", text("created_at DESC"), "id"),
         # The support console's failed and stuck lists, the orphaned-send sweep, counts.
         Index("ix_prescriptions_status_updated", "status", "updated_at"),
-        # Reconciliation: in flight on the platform, longest silent first.
+        # Reconciliation: in flight on the platform, longest silent first; the backoff
+        # column rides along so a backed-off row is skipped from the index entry.
         Index(
             "ix_prescriptions_reconcile",
             func.coalesce(text("last_provider_update_at"), text("updated_at")),
+            "reconcile_next_at",
             postgresql_where=text(
                 "provider_prescription_id IS NOT NULL AND status IN ("
                 + ", ".join(f"'{s.value}'" for s in POLLABLE_STATUSES)
@@ -72,6 +84,12 @@ class Prescription(IdMixin, TimestampMixin, Base):
     failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
     #: When we last heard anything from the platform about it (webhook or poll).
     last_provider_update_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    #: Reconciliation polls that failed in a row; the backoff doubles with each (reset on success).
+    reconcile_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: After a failed poll, not polled again before this (None: due once quiet long enough).
+    reconcile_next_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), default=None
     )
     #: The delivery the current status is derived from (the open one, else the latest). A

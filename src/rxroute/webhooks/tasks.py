@@ -15,33 +15,27 @@ from datetime import UTC, datetime, timedelta
 import procrastinate
 import structlog
 from sqlalchemy import (
-    ColumnElement,
     CompoundSelect,
-    Select,
-    func,
     select,
     text,
     union,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.channels.base import DeliveryError, NotSendable, Purpose
-from rxroute.channels.registry import channel_names, get_channel
 from rxroute.db.purge import delete_in_batches
-from rxroute.deliveries import ledger
 from rxroute.jobs import defer_in_session, queue
 from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
-from rxroute.observability.metrics import RECONCILE_CORRECTIONS, RECONCILE_POLLS
-from rxroute.prescriptions.history import lock_prescription
-from rxroute.prescriptions.lifecycle import POLLABLE_STATUSES, Source, Status
-from rxroute.prescriptions.repository import load_for_sending
+from rxroute.prescriptions.lifecycle import Status
 from rxroute.prescriptions.tasks import defer_send, send_lock
-from rxroute.runtime import Runtime, get_runtime
+from rxroute.runtime import get_runtime
 from rxroute.webhooks.processing import process_event
+from rxroute.webhooks.reconciliation import (
+    RECONCILE_BATCH,
+    sweep,
+)
 
 log = structlog.get_logger(__name__)
 
-RECONCILE_BATCH = 200
 #: A queued/sending prescription with no live job for this long gets its send re-queued.
 ORPHANED_SEND_AFTER = timedelta(minutes=5)
 
@@ -75,95 +69,11 @@ async def defer_processing(session: AsyncSession, event_id: uuid.UUID, *, lock_k
     )
 
 
-POLLABLE = tuple(status.value for status in POLLABLE_STATUSES)
-
-
-def polling_channels(runtime: Runtime) -> list[str]:
-    return [name for name in channel_names() if get_channel(runtime, name).polls]
-
-
-def quiet_since_last_heard() -> ColumnElement[datetime]:
-    """When we last heard anything about it: the platform's last word, else our last change.
-
-    The partial index ``ix_prescriptions_reconcile`` is on exactly this expression, so the
-    candidates are read longest-silent first and the read stops after a batch.
-    """
-    return func.coalesce(Prescription.last_provider_update_at, Prescription.updated_at)
-
-
-def reconcile_candidates(channels: list[str], quiet_since: datetime) -> Select[uuid.UUID]:
-    """Issued, not final, on a polling channel, and silent since ``quiet_since``."""
-    last_heard = quiet_since_last_heard()
-    return (
-        select(Prescription.id)
-        .where(
-            Prescription.channel.in_(channels),
-            Prescription.status.in_(POLLABLE),
-            Prescription.provider_prescription_id.is_not(None),
-            last_heard < quiet_since,
-        )
-        .order_by(last_heard)
-        .limit(RECONCILE_BATCH)
-    )
-
-
 async def reconcile_once(now: datetime | None = None) -> dict[str, int]:
-    """One reconciliation pass; returns counts for tests and logs."""
-    runtime = get_runtime()
-    settings = runtime.settings
-    moment = now or datetime.now(UTC)
-    quiet_since = moment - timedelta(seconds=settings.reconcile_after_seconds)
-    counts = {"polled": 0, "changed": 0, "errors": 0, "requeued": 0}
-    async with runtime.sessionmaker() as session:
-        statement = reconcile_candidates(polling_channels(runtime), quiet_since)
-        candidates = list(await session.scalars(statement))
-    for prescription_id in candidates:
-        async with runtime.sessionmaker() as session:
-            prescription = await load_for_sending(session, prescription_id)
-            delivery = await ledger.current_delivery(session, prescription)
-            if delivery is None or delivery.provider_ref is None:
-                continue
-            channel = get_channel(runtime, delivery.channel)
-            delivery_id, ref = delivery.id, delivery.provider_ref
-            try:
-                prepared = await channel.prepare(
-                    runtime, session, prescription, delivery, Purpose.POLL
-                )
-            except NotSendable:
-                counts["errors"] += 1
-                continue
-        try:
-            copy = await channel.poll(runtime, prepared, ref)
-        except DeliveryError as exc:
-            counts["errors"] += 1
-            RECONCILE_POLLS.labels(outcome="error").inc()
-            log.warning(
-                "reconcile_failed",
-                prescription_id=str(prescription_id),
-                error_type=type(exc).__name__,
-            )
-            continue
-        counts["polled"] += 1
-        RECONCILE_POLLS.labels(outcome="ok").inc()
-        async with runtime.sessionmaker() as session, session.begin():
-            locked = await lock_prescription(session, prescription_id)
-            locked.last_provider_update_at = datetime.now(UTC)
-            target = await ledger.get_delivery(session, delivery_id, for_update=True)
-            recorded = await ledger.observe(
-                session,
-                locked,
-                target,
-                copy.status,
-                source=Source.POLL,
-                implies=channel.delivered_status,
-                mirror_ref=True,
-                raw_status=copy.raw_status,
-            )
-            if recorded.appended:
-                counts["changed"] += 1
-        if recorded.appended:
-            RECONCILE_CORRECTIONS.inc()
-    counts["requeued"] = await requeue_orphaned_sends(moment)
+    """One reconciliation run (see :mod:`rxroute.webhooks.reconciliation`), then the
+    orphaned-send sweep; returns counts for tests and logs."""
+    counts = await sweep(now)
+    counts["requeued"] = await requeue_orphaned_sends(now or datetime.now(UTC))
     return counts
 
 

@@ -1,0 +1,159 @@
+"""The reconciliation sweep at scale: failures back off, loads are batched, polls are bounded.
+
+Against the real sandbox (tests/webhooks/conftest.py ``platform``): healthy prescriptions are
+issued through the real send job; failing ones carry a platform id the sandbox never issued,
+so asking about them fails with the platform's own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, select, update
+
+from rxroute.channels.registry import get_channel
+from rxroute.models import Prescription
+from rxroute.runtime import Runtime
+from rxroute.webhooks import reconciliation
+from rxroute.webhooks.reconciliation import BACKOFF_BASE, BACKOFF_CAP, backoff
+from rxroute.webhooks.tasks import reconcile_once
+from tests.webhooks.helpers import new_prescription
+from tests.webhooks.test_reconciliation import _after_quiet_time, _issue, _wait_signed
+
+
+async def _ghosts(runtime: Runtime, count: int, *, silent_since: datetime) -> list[uuid.UUID]:
+    """``count`` issued prescriptions the platform never heard of, silent the longest."""
+    ids = [
+        await new_prescription(runtime, provider_id=f"SRXGHOST{n:06d}{uuid.uuid4().hex[:6]}")
+        for n in range(count)
+    ]
+    async with runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Prescription)
+            .where(Prescription.id.in_(ids))
+            .values(last_provider_update_at=silent_since)
+        )
+    return ids
+
+
+async def _schedule(
+    runtime: Runtime, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, datetime | None, datetime | None]]:
+    async with runtime.sessionmaker() as session:
+        rows = await session.execute(
+            select(
+                Prescription.id,
+                Prescription.reconcile_failures,
+                Prescription.reconcile_next_at,
+                Prescription.last_provider_update_at,
+            ).where(Prescription.id.in_(ids))
+        )
+        return {pid: (failures, next_at, heard) for pid, failures, next_at, heard in rows}
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff(n) for n in (1, 2, 3)] == [BACKOFF_BASE, 2 * BACKOFF_BASE, 4 * BACKOFF_BASE]
+    assert backoff(50) == BACKOFF_CAP
+
+
+async def test_failing_polls_back_off_and_do_not_starve_the_rest(
+    db: Runtime, platform: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches: the failing ones fill the whole first batch, at the head of the order.
+    monkeypatch.setattr(reconciliation, "RECONCILE_BATCH", 4)
+    healthy = await _issue(db, 20)
+    await _wait_signed(platform, list(healthy.values()))
+    ghosts = await _ghosts(db, 5, silent_since=datetime.now(UTC) - timedelta(days=1))
+    # One healthy prescription had failed before: a success clears its backoff.
+    recovered = next(iter(healthy))
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Prescription).where(Prescription.id == recovered).values(reconcile_failures=3)
+        )
+    started = datetime.now(UTC)
+    moment = _after_quiet_time(db)
+
+    counts = await reconcile_once(now=moment)
+
+    assert counts == {"polled": 20, "changed": 20, "errors": 5, "requeued": 0}
+    schedule = await _schedule(db, [*healthy, *ghosts])
+    for pid in healthy:
+        failures, next_at, heard = schedule[pid]
+        assert (failures, next_at) == (0, None)
+        assert heard is not None and heard >= started
+    for pid in ghosts:
+        assert schedule[pid][:2] == (1, moment + BACKOFF_BASE)
+
+    # Within the backoff the failing ones are not asked again.
+    soon = await reconcile_once(now=moment + BACKOFF_BASE / 2)
+    assert soon["errors"] == 0
+    # After it they are, and the wait doubles.
+    later = moment + BACKOFF_BASE + timedelta(seconds=1)
+    again = await reconcile_once(now=later)
+    assert again["errors"] == 5
+    schedule = await _schedule(db, ghosts)
+    for pid in ghosts:
+        assert schedule[pid][:2] == (2, later + 2 * BACKOFF_BASE)
+
+
+async def _statements_in_sweep(runtime: Runtime, moment: datetime) -> tuple[int, dict[str, int]]:
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        counts = await reconciliation.sweep(now=moment)
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
+    return len(seen), counts
+
+
+async def test_a_batch_is_loaded_in_a_fixed_number_of_statements(
+    db: Runtime, platform: httpx.AsyncClient
+) -> None:
+    """Three candidates or thirty: the same statements (read, load, back off), not per row."""
+    old = datetime.now(UTC) - timedelta(days=1)
+    await _ghosts(db, 3, silent_since=old)
+    few, counts = await _statements_in_sweep(db, _after_quiet_time(db))
+    assert counts["errors"] == 3
+    await _ghosts(db, 30, silent_since=old)
+    many, counts = await _statements_in_sweep(db, _after_quiet_time(db, 10_000))
+    assert counts["errors"] == 33
+    assert many == few
+    # Candidates, 5 loads (prescriptions, items, patients, prescribers, pharmacies),
+    # deliveries, one backoff update, and the empty read that ends the run.
+    assert few <= 10
+
+
+async def test_polls_run_concurrently_up_to_the_setting(
+    db: Runtime, platform: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "settings", db.settings.model_copy(update={"reconcile_concurrency": 3}))
+    healthy = await _issue(db, 12)
+    await _wait_signed(platform, list(healthy.values()))
+    channel = get_channel(db, "erx")
+    real_poll = channel.poll
+    in_flight = 0
+    peak = 0
+
+    async def slow_poll(runtime: Runtime, prepared: Any, ref: str) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            return await real_poll(runtime, prepared, ref)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(channel, "poll", slow_poll)
+    counts = await reconcile_once(now=_after_quiet_time(db))
+    assert counts["polled"] == 12
+    assert peak == 3

@@ -36,13 +36,14 @@ import httpx
 from bench_seed import drop_database, fresh_database
 from sqlalchemy import func, select
 
+from rxroute.apiclients.scopes import Scope
+from rxroute.apiclients.service import create_client
 from rxroute.config import Settings
 from rxroute.db import migrate
+from rxroute.deliveries.commands import request_send
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
 from rxroute.models import Pharmacy, Prescription
-from rxroute.prescriptions.history import record_status
-from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 from rxroute.sandbox import SandboxServer, load_config
@@ -74,13 +75,21 @@ async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:
                 .limit(count)
             )
         )
+        # The same command POST .../send runs (a delivery opened, the status queued), as an
+        # integrating platform's key would ask for it.
+        platform = await create_client(
+            session, name="bench platform", scopes=[Scope.PRESCRIPTIONS_SEND]
+        )
         for index, prescription_id in enumerate(ids):
-            prescription = await session.get(Prescription, prescription_id)
-            assert prescription is not None
             pharmacy = pharmacies[index % len(pharmacies)]
-            prescription.channel = "erx"
-            prescription.pharmacy_id = pharmacy.id
-            await record_status(session, prescription_id, Status.QUEUED, source=Source.PATIENT)
+            await request_send(
+                session,
+                runtime,
+                platform.client,
+                prescription_id,
+                region="B",
+                pharmacy_id=pharmacy.id,
+            )
             await defer_send(session, prescription_id)
     return ids
 
@@ -185,6 +194,9 @@ async def main(sends: int, concurrency: int) -> None:
                 worker_concurrency=concurrency,
                 db_pool_size=max(10, concurrency + 2),
                 log_level="WARNING",
+                # The patient's status emails would need a mail server, and are not the
+                # send path this measures.
+                patient_notifications=False,
                 _env_file=None,
             )
             runtime = await start_runtime(settings, url)

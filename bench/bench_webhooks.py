@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import uvicorn
-from fastapi import Response
+from fastapi import Request, Response
 from sqlalchemy import select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,9 +63,17 @@ from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 from rxroute.seed import data
 from rxroute.seed.service import add_prescriptions, seed_demo
-from rxroute.webhooks.signature import sign
+from rxroute.webhooks.receiver import webhook_secrets
+from rxroute.webhooks.signature import (
+    HEADER_SIGNATURE,
+    HEADER_SIGNATURE_TIMESTAMP,
+    SignatureError,
+    sign,
+    verify,
+)
 
 BARE = "/_bench/bare"
+MINIMAL = "/_bench/minimal"
 WEBHOOK = "/webhooks/erx"
 
 
@@ -163,13 +172,13 @@ async def serve(app: Any) -> AsyncIterator[str]:
         sock.close()
 
 
-# --- the load generator (its own thread and event loop) ---------------------------------------
+# --- the load generator (its own processes) ---------------------------------------------------
 
 
 def in_process(pool: ProcessPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
-    """Run ``asyncio.run(func(*args))`` in the load-generator process; await it here.
+    """Run ``asyncio.run(func(*args))`` in a load-generator process; await it here.
 
-    A separate process, not a thread: two busy event loops sharing one GIL would measure
+    Separate processes, not threads: two busy event loops sharing one GIL would measure
     the GIL's switch interval instead of the server.
     """
     return asyncio.get_running_loop().run_in_executor(pool, _run_coroutine, func, *args)
@@ -180,41 +189,188 @@ def _run_coroutine(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
 
 
 async def load(
+    url: str,
+    requests: list[tuple[bytes, dict[str, str]]],
+    concurrency: int,
+    max_seconds: float,
+    rate: float | None,
+    expect: int,
+) -> tuple[list[float], int, float, float]:
+    """One load process: its own client; closed loop, or open loop at ``rate`` req/s.
+
+    Returns (latencies in ms, unexpected answers, start, end) with wall-clock times, so the
+    parent can add up processes that ran side by side.
+    """
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
+        # Open the connections before the clock starts.
+        origin = httpx.URL(url).copy_with(path=BARE)
+        await asyncio.gather(*(client.post(origin) for _ in range(concurrency)))
+
+        async def send(body: bytes, headers: dict[str, str]) -> None:
+            nonlocal errors
+            sent = time.perf_counter()
+            response = await client.post(url, content=body, headers=headers)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            if response.status_code != expect:
+                errors += 1
+
+        started_wall = time.time()
+        started = time.perf_counter()
+        deadline = started + max_seconds
+        if rate is None:
+            queue_ = iter(requests)
+
+            async def one_client() -> None:
+                for body, headers in queue_:
+                    if time.perf_counter() >= deadline:
+                        return
+                    await send(body, headers)
+
+            await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for n, (body, headers) in enumerate(requests):
+                due = started + n / rate
+                if due >= deadline:
+                    break
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                tasks.append(asyncio.create_task(send(body, headers)))
+            await asyncio.gather(*tasks)
+    return latencies, errors, started_wall, time.time()
+
+
+async def load_from_processes(
+    pool: ProcessPoolExecutor,
+    processes: int,
     name: str,
     url: str,
     requests: list[tuple[bytes, dict[str, str]]],
     concurrency: int,
     max_seconds: float,
+    rate: float | None = None,
     expect: int = 200,
 ) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    index = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
-        warm_up = min(50, len(requests) // 10)
-        for body, headers in requests[:warm_up]:
-            await client.post(url, content=body, headers=headers)
-        index = warm_up
-        started = time.perf_counter()
-        deadline = started + max_seconds
+    """The load of ``processes`` processes at once, each with its share of requests."""
+    shares = [requests[n::processes] for n in range(processes)]
+    per_process = max(1, concurrency // processes)
+    per_rate = None if rate is None else rate / processes
+    parts = await asyncio.gather(
+        *(
+            in_process(pool, load, url, share, per_process, max_seconds, per_rate, expect)
+            for share in shares
+        )
+    )
+    latencies = [ms for part in parts for ms in part[0]]
+    seconds = max(part[3] for part in parts) - min(part[2] for part in parts)
+    return Result(name, len(latencies), seconds, latencies, sum(part[1] for part in parts))
 
-        async def one_client() -> None:
-            nonlocal index, errors
-            while time.perf_counter() < deadline:
-                if index >= len(requests):
-                    return
-                body, headers = requests[index]
-                index += 1
-                sent = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                latencies.append((time.perf_counter() - sent) * 1000)
-                if response.status_code != expect:
-                    errors += 1
 
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(name, len(latencies), seconds, latencies, errors)
+# --- what the server did -------------------------------------------------------------------------
+
+
+class StatementCounter:
+    """Counts statements sent by this process: cursor executes, and commits or rollbacks
+    of an open transaction.
+
+    Patched onto psycopg's async classes, so it sees the ORM, procrastinate, raw pool
+    connections and the pool's own health check (an empty query at each checkout) alike.
+    The BEGIN psycopg sends before a transaction's first statement is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for cls, name in (
+            (psycopg.AsyncCursor, "execute"),
+            (psycopg.AsyncConnection, "commit"),
+            (psycopg.AsyncConnection, "rollback"),
+        ):
+            original = getattr(cls, name)
+            self._originals.append((cls, name, original))
+            setattr(cls, name, self._counted(original))
+
+    def _counted(self, original: Any) -> Any:
+        counter = self
+
+        async def counted(target: Any, *args: Any, **kwargs: Any) -> Any:
+            # A commit or rollback with no transaction open sends nothing.
+            if not isinstance(target, psycopg.AsyncConnection) or (
+                target.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            ):
+                counter.count += 1
+            return await original(target, *args, **kwargs)
+
+        return counted
+
+    def uninstall(self) -> None:
+        for cls, name, original in self._originals:
+            setattr(cls, name, original)
+
+
+async def database_sessions(runtime: Runtime) -> tuple[set[int], int]:
+    """Backend pids connected to this database now, and pg_stat_database.sessions."""
+    async with runtime.queue_pool.connection() as connection:
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        pids = await connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        found = {row[0] for row in await pids.fetchall()}
+        total = await connection.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+        row = await total.fetchone()
+        await connection.commit()
+    return found, int(row[0]) if row else 0
+
+
+MINIMAL_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_minimal_events (
+    id bigserial PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    payload jsonb NOT NULL
+)
+"""
+
+
+def add_bench_routes(app: Any, runtime: Runtime) -> None:
+    """The ceiling (a bare 200) and a minimal durable receiver, on rxroute's own app."""
+    settings = runtime.settings
+
+    async def bare() -> Response:
+        return Response(status_code=200)
+
+    async def minimal(request: Request) -> Response:
+        """Verify the signature, one INSERT in autocommit on the same pool: nothing else."""
+        body = await request.body()
+        try:
+            verify(
+                body,
+                request.headers.get(HEADER_SIGNATURE),
+                request.headers.get(HEADER_SIGNATURE_TIMESTAMP),
+                webhook_secrets(runtime),
+                now=time.time,
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            )
+        except SignatureError:
+            return Response(status_code=401)
+        async with runtime.queue_pool.connection() as connection:
+            await connection.set_autocommit(True)
+            try:
+                await connection.execute(
+                    "INSERT INTO bench_minimal_events (payload) VALUES (%s::jsonb)",
+                    (body.decode(),),
+                )
+            finally:
+                await connection.set_autocommit(False)
+        return Response(status_code=200)
+
+    app.add_api_route(BARE, bare, methods=["POST"], include_in_schema=False)
+    app.add_api_route(MINIMAL, minimal, methods=["POST"], include_in_schema=False)
 
 
 async def visibility(
@@ -248,19 +404,18 @@ async def visibility(
 # --- main ---------------------------------------------------------------------------------------
 
 
-def report(result: Result, bare: Result | None) -> None:
+def report(result: Result, ceilings: list[Result], statements: float | None) -> None:
     line = (
-        f"{result.name:<22} {result.completed:>6} req in {result.seconds:5.1f} s  "
-        f"{result.rps:8.0f} req/s  p50 {result.pct(0.5):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
+        f"{result.name:<28} {result.completed:>6} req in {result.seconds:5.1f} s "
+        f"{result.rps:7.0f} req/s  p50 {result.pct(0.5):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
     )
+    if statements is not None:
+        line += f"  {statements:4.1f} stmt/req"
+    for ceiling in ceilings:
+        if ceiling.rps and ceiling is not result:
+            line += f"  {result.rps / ceiling.rps:4.2f}x {ceiling.name.split()[0]}"
     if result.errors:
         line += f"  ({result.errors} unexpected answers)"
-    if bare is not None and bare.rps:
-        line += (
-            f"   vs bare: {result.rps / bare.rps:4.2f}x req/s, "
-            f"{result.pct(0.5) / bare.pct(0.5):4.1f}x p50, "
-            f"{result.pct(0.99) / bare.pct(0.99):4.1f}x p99"
-        )
     print(line)
 
 
@@ -271,6 +426,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
     configure_logging("WARNING", json=True)
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
     runtime = await start_runtime(settings, url)
+    counter = StatementCounter()
     try:
         targets = await prepare(runtime, args.prescriptions)
         async with runtime.sessionmaker() as session:
@@ -281,59 +437,95 @@ async def run(url: str, args: argparse.Namespace) -> None:
                     )
                 )
             ).all()
+        async with runtime.engine.begin() as connection:
+            await connection.execute(text(MINIMAL_TABLE))
         by_platform = {provider_id: str(pid) for pid, provider_id in rows}
 
         app = create_app(settings)
-
-        async def bare() -> Response:
-            return Response(status_code=200)
-
-        app.add_api_route(BARE, bare, methods=["POST"], include_in_schema=False)
+        add_bench_routes(app, runtime)
         secret = settings.webhook_secret.get_secret_value()
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=args.processes, mp_context=multiprocessing.get_context("spawn")
+        )
         async with serve(app) as base:
             n = args.requests
             statuses = ("signed", "printed")
-            hooks = [
-                signed(secret, event(targets[i % len(targets)], statuses[i % 2]))
-                for i in range(n + 50)
-            ]
+
+            def hooks(count: int) -> list[tuple[bytes, dict[str, str]]]:
+                return [
+                    signed(secret, event(targets[i % len(targets)], statuses[i % 2]))
+                    for i in range(count)
+                ]
+
             duplicate = signed(secret, event(targets[0], "signed"))
-            bare_requests = [(b"{}", {"Content-Type": "application/json"})] * (n + 50)
+            bare_requests = [(b"{}", {"Content-Type": "application/json"})] * n
+            plan = [
+                ("bare endpoint (ceiling)", BARE, lambda: bare_requests),
+                ("minimal durable receiver", MINIMAL, lambda: hooks(n)),
+                ("rxroute webhook (new)", WEBHOOK, lambda: hooks(n)),
+                ("rxroute webhook (duplicate)", WEBHOOK, lambda: [duplicate] * n),
+            ]
 
             def measure(
-                name: str, path: str, reqs: list[tuple[bytes, dict[str, str]]]
+                name: str,
+                path: str,
+                reqs: list[tuple[bytes, dict[str, str]]],
+                seconds: float,
+                rate: float | None = None,
             ) -> Awaitable[Result]:
-                return in_process(
-                    pool, load, name, base + path, reqs, args.concurrency, args.seconds
+                return load_from_processes(
+                    pool, args.processes, name, base + path, reqs, args.concurrency, seconds, rate
                 )
 
             print(
-                f"rxroute webhook bench: {n} requests per target at most, "
-                f"{args.seconds:.0f} s per round at most, {args.rounds} interleaved rounds, "
-                f"concurrency {args.concurrency}, "
-                f"worker off during throughput"
+                f"rxroute webhook bench: {args.processes} load processes, concurrency "
+                f"{args.concurrency}, {args.rounds} interleaved rounds of at most {n} requests "
+                f"or {args.seconds:.0f} s per target, then {args.rate:.0f} req/s for "
+                f"{args.rate_seconds:.0f} s; worker off during throughput"
             )
+            # Warm up every path (and grow the pools to their size) before counting sessions.
+            for name, path, make in plan:
+                await measure(name, path, make(), 1.5)
+            await asyncio.sleep(1.5)
+            pids_before, sessions_before = await database_sessions(runtime)
+            counter.install()
             # Interleaved rounds, so drift in the machine's load hits every target alike.
             totals: dict[str, Result] = {}
-            per_round = max(1, n // args.rounds)
-            plan = [
-                ("bare endpoint", BARE, bare_requests),
-                ("webhook (new event)", WEBHOOK, hooks),
-                ("webhook (duplicate)", WEBHOOK, [duplicate] * (n + 50)),
-            ]
-            for round_ in range(args.rounds):
-                for name, path, reqs in plan:
-                    chunk = reqs[round_ * per_round : (round_ + 1) * per_round + 50]
-                    got: Result = await measure(name, path, chunk)
+            statements: dict[str, int] = {}
+            for _ in range(args.rounds):
+                for name, path, make in plan:
+                    counted = counter.count
+                    got = await measure(name, path, make(), args.seconds)
+                    statements[name] = statements.get(name, 0) + counter.count - counted
                     total = totals.setdefault(name, Result(name, 0, 0.0, [], 0))
                     total.completed += got.completed
                     total.seconds += got.seconds
                     total.latencies_ms.extend(got.latencies_ms)
                     total.errors += got.errors
-            bare_total = totals["bare endpoint"]
+            ceilings = [totals["bare endpoint (ceiling)"], totals["minimal durable receiver"]]
             for name, _, _ in plan:
-                report(totals[name], None if name == "bare endpoint" else bare_total)
+                done = totals[name].completed
+                report(totals[name], ceilings, statements[name] / done if done else None)
+            paced = []
+            for name, path in (
+                ("minimal durable receiver", MINIMAL),
+                ("rxroute webhook (new)", WEBHOOK),
+            ):
+                label = f"{name} @ {args.rate:.0f}/s"
+                counted = counter.count
+                wanted = int(args.rate * args.rate_seconds) + 10
+                got = await measure(label, path, hooks(wanted), args.rate_seconds, args.rate)
+                paced.append((got, (counter.count - counted) / max(1, got.completed)))
+            for got, per_request in paced:
+                report(got, [], per_request)
+            counter.uninstall()
+            await asyncio.sleep(1.5)  # pg_stat_database is flushed by backends about 1/s
+            pids_after, sessions_after = await database_sessions(runtime)
+            print(
+                f"database sessions during the run: {len(pids_after - pids_before)} new backend "
+                f"pids, pg_stat_database.sessions +{sessions_after - sessions_before} "
+                f"({len(pids_before)} connected before, {len(pids_after)} after)"
+            )
 
             # The throughput phase left a backlog of jobs; the delay phase starts clean.
             async with runtime.engine.begin() as connection:
@@ -375,14 +567,18 @@ async def run(url: str, args: argparse.Namespace) -> None:
                 )
         pool.shutdown()
     finally:
+        counter.uninstall()
         await stop_runtime()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", "-n", type=int, default=3000, help="per target, at most")
-    parser.add_argument("--seconds", type=float, default=15.0, help="per target, at most")
-    parser.add_argument("--concurrency", "-c", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per target, at most")
+    parser.add_argument("--concurrency", "-c", type=int, default=20, help="over all processes")
+    parser.add_argument("--processes", "-p", type=int, default=2, help="load processes")
+    parser.add_argument("--rate", type=float, default=200.0, help="req/s of the paced phase")
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target")
     parser.add_argument("--prescriptions", type=int, default=200)
     parser.add_argument("--visibility-samples", type=int, default=100)

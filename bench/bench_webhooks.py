@@ -1,25 +1,33 @@
-"""Webhook receiver benchmark: throughput and answer time beside a bare endpoint.
+"""Webhook receiver benchmark: rxroute's receiver between a minimal durable one and a bare 200.
 
 Run by hand::
 
     python bench/bench_webhooks.py                  # embedded PostgreSQL in a temp folder
     RXROUTE_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        python bench/bench_webhooks.py --requests 3000 --concurrency 20
+        python bench/bench_webhooks.py --requests 3000 --processes 2 --concurrency 20
 
 It creates a fresh migrated database with the demo data and some issued Region B
-prescriptions, starts rxroute under uvicorn on a free 127.0.0.1 port, and mounts one extra
-route on that same app instance, ``POST /_bench/bare``, that only answers 200 (same server,
-same middleware: the floor for any endpoint). A load generator in its own thread then
+prescriptions, starts rxroute under uvicorn on a free 127.0.0.1 port, and mounts two extra
+routes on that same app instance: ``POST /_bench/bare`` only answers 200 (same server, same
+middleware: the ceiling for any endpoint), and ``POST /_bench/minimal`` is the smallest
+durable receiver (verify the signature, one INSERT of the body into a scratch table, on the
+same pool in autocommit). The load comes from ``--processes`` processes, each with its own
+httpx client and its share of the concurrency. Then
 
-1. measures requests/s and p50/p99 answer time for the bare endpoint, for signed new
-   webhook events (verify, store, defer the job in one transaction), and for redeliveries
-   of an already stored event (the duplicate path), each bounded by a request count and a
-   time limit, and prints each beside the bare endpoint as a ratio;
-2. starts the procrastinate worker in the server's process and measures, per event, the
-   delay from the webhook's 2xx answer to the new status being visible through
-   ``GET /api/v1/prescriptions/{id}``.
+1. interleaved closed-loop rounds measure req/s and p50/p99 for the bare endpoint, the
+   minimal receiver, signed new events and redeliveries of one stored event (the duplicate
+   path), each printed beside the bare endpoint and the minimal receiver as a ratio, with
+   the statements the server sent per request (psycopg's executes, counted in process);
+2. an open-loop phase sends ``--rate`` req/s (200) to the minimal receiver and to rxroute's
+   receiver and prints p50/p99 at that rate;
+3. the PostgreSQL sessions opened during 1 and 2 are counted (new backend pids, and
+   ``pg_stat_database.sessions``), after a warm-up that grew the pools;
+4. the procrastinate worker starts in the server's process and, per event, the delay from
+   the webhook's 2xx answer to the new status being visible through
+   ``GET /api/v1/prescriptions/{id}`` is measured.
 
-Numbers depend on the machine; the ratios are the point. The database is dropped at the end.
+Numbers depend on the machine (and on whoever else is using it); the ratios are the point.
+The database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -556,7 +564,9 @@ async def run(url: str, args: argparse.Namespace) -> None:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-            if delays:
+            if not delays:
+                print(f"answer -> visible in API  no event visible ({timeouts} timed out)")
+            else:
                 ordered = sorted(delays)
                 print(
                     f"answer -> visible in API  {len(delays)} events  "

@@ -54,7 +54,7 @@ import httpx
 import psycopg
 import uvicorn
 from fastapi import Request, Response
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_seed import drop_database, fresh_database
@@ -62,11 +62,12 @@ from bench_seed import drop_database, fresh_database
 from rxroute.app import create_app
 from rxroute.config import Settings
 from rxroute.db import migrate
+from rxroute.deliveries import ledger
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
-from rxroute.models import Prescription
+from rxroute.models import Pharmacy, Prescription
 from rxroute.netutil import tcp_listener
-from rxroute.prescriptions.history import record_status
+from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 from rxroute.seed import data
@@ -108,10 +109,17 @@ class Result:
 
 
 async def prepare(runtime: Runtime, count: int) -> list[str]:
-    """Demo data plus ``count`` issued Region B prescriptions; returns their platform ids."""
+    """Demo data plus ``count`` issued Region B prescriptions; returns their platform ids.
+
+    Each goes through the deliveries ledger as a send would (a delivery to a Region B
+    pharmacy, queued, sending, then issued with its platform reference), so a webhook about
+    it finds it.
+    """
     async with runtime.sessionmaker() as session, session.begin():
         await seed_demo(session, runtime.secret_box)
         await add_prescriptions(session, count * 2)
+        pharmacy = await session.scalar(select(Pharmacy).where(Pharmacy.region == "B").limit(1))
+        assert pharmacy is not None
         ids = list(
             await session.scalars(
                 select(Prescription.id)
@@ -122,14 +130,33 @@ async def prepare(runtime: Runtime, count: int) -> list[str]:
         provider_ids = []
         for n, pid in enumerate(ids):
             provider_id = f"SRXBENCH{n:07d}"
-            await session.execute(
-                update(Prescription)
-                .where(Prescription.id == pid)
-                .values(channel="erx", provider_prescription_id=provider_id)
+            prescription = await lock_prescription(session, pid)
+            prescription.channel = "erx"
+            prescription.pharmacy_id = pharmacy.id
+            delivery = await ledger.open_delivery(
+                session,
+                prescription,
+                pharmacy=pharmacy,
+                region="B",
+                channel="erx",
+                source=Source.PATIENT,
+                actor=None,
+                reason=None,
             )
-            await record_status(session, pid, Status.QUEUED, source=Source.PATIENT)
+            delivery.reached_out = True
+            delivery.attempts_in_series = 1
             await record_status(session, pid, Status.SENDING, source=Source.WORKER)
-            await record_status(session, pid, Status.ISSUED, source=Source.WORKER)
+            await ledger.observe(
+                session,
+                prescription,
+                delivery,
+                Status.ISSUED,
+                source=Source.WORKER,
+                ref=provider_id,
+                mirror_ref=True,
+                implies=Status.ISSUED,
+                raw_status="issued",
+            )
             provider_ids.append(provider_id)
     return provider_ids
 
@@ -433,6 +460,8 @@ async def run(url: str, args: argparse.Namespace) -> None:
     )
     configure_logging("WARNING", json=True)
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    # No SMTP server here: the notification jobs the status changes defer cannot send.
+    logging.getLogger("rxroute.notifications.tasks").setLevel(logging.ERROR)
     runtime = await start_runtime(settings, url)
     counter = StatementCounter()
     try:

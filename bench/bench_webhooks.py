@@ -43,20 +43,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import uvicorn
 from fastapi import Request, Response
 from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_load import Result, StatementCounter, in_process, load_from_processes
 from bench_seed import drop_database, fresh_database
 
 from rxroute.app import create_app
@@ -84,25 +83,6 @@ from rxroute.webhooks.signature import (
 BARE = "/_bench/bare"
 MINIMAL = "/_bench/minimal"
 WEBHOOK = "/webhooks/erx"
-
-
-@dataclass
-class Result:
-    name: str
-    completed: int
-    seconds: float
-    latencies_ms: list[float]
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        return self.completed / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -205,146 +185,6 @@ async def serve(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
-
-
-# --- the load generator (its own processes) ---------------------------------------------------
-
-
-def in_process(pool: ProcessPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
-    """Run ``asyncio.run(func(*args))`` in a load-generator process; await it here.
-
-    Separate processes, not threads: two busy event loops sharing one GIL would measure
-    the GIL's switch interval instead of the server.
-    """
-    return asyncio.get_running_loop().run_in_executor(pool, _run_coroutine, func, *args)
-
-
-def _run_coroutine(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return asyncio.run(func(*args))  # type: ignore[arg-type]
-
-
-async def load(
-    url: str,
-    requests: list[tuple[bytes, dict[str, str]]],
-    concurrency: int,
-    max_seconds: float,
-    rate: float | None,
-    expect: int,
-) -> tuple[list[float], int, float, float]:
-    """One load process: its own client; closed loop, or open loop at ``rate`` req/s.
-
-    Returns (latencies in ms, unexpected answers, start, end) with wall-clock times, so the
-    parent can add up processes that ran side by side.
-    """
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
-        # Open the connections before the clock starts.
-        origin = httpx.URL(url).copy_with(path=BARE)
-        await asyncio.gather(*(client.post(origin) for _ in range(concurrency)))
-
-        async def send(body: bytes, headers: dict[str, str]) -> None:
-            nonlocal errors
-            sent = time.perf_counter()
-            response = await client.post(url, content=body, headers=headers)
-            latencies.append((time.perf_counter() - sent) * 1000)
-            if response.status_code != expect:
-                errors += 1
-
-        started_wall = time.time()
-        started = time.perf_counter()
-        deadline = started + max_seconds
-        if rate is None:
-            queue_ = iter(requests)
-
-            async def one_client() -> None:
-                for body, headers in queue_:
-                    if time.perf_counter() >= deadline:
-                        return
-                    await send(body, headers)
-
-            await asyncio.gather(*(one_client() for _ in range(concurrency)))
-        else:
-            tasks = []
-            for n, (body, headers) in enumerate(requests):
-                due = started + n / rate
-                if due >= deadline:
-                    break
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                tasks.append(asyncio.create_task(send(body, headers)))
-            await asyncio.gather(*tasks)
-    return latencies, errors, started_wall, time.time()
-
-
-async def load_from_processes(
-    pool: ProcessPoolExecutor,
-    processes: int,
-    name: str,
-    url: str,
-    requests: list[tuple[bytes, dict[str, str]]],
-    concurrency: int,
-    max_seconds: float,
-    rate: float | None = None,
-    expect: int = 200,
-) -> Result:
-    """The load of ``processes`` processes at once, each with its share of requests."""
-    shares = [requests[n::processes] for n in range(processes)]
-    per_process = max(1, concurrency // processes)
-    per_rate = None if rate is None else rate / processes
-    parts = await asyncio.gather(
-        *(
-            in_process(pool, load, url, share, per_process, max_seconds, per_rate, expect)
-            for share in shares
-        )
-    )
-    latencies = [ms for part in parts for ms in part[0]]
-    seconds = max(part[3] for part in parts) - min(part[2] for part in parts)
-    return Result(name, len(latencies), seconds, latencies, sum(part[1] for part in parts))
-
-
-# --- what the server did -------------------------------------------------------------------------
-
-
-class StatementCounter:
-    """Counts statements sent by this process: cursor executes, and commits or rollbacks
-    of an open transaction.
-
-    Patched onto psycopg's async classes, so it sees the ORM, procrastinate, raw pool
-    connections and the pool's own health check (an empty query at each checkout) alike.
-    The BEGIN psycopg sends before a transaction's first statement is not counted.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._originals: list[tuple[Any, str, Any]] = []
-
-    def install(self) -> None:
-        for cls, name in (
-            (psycopg.AsyncCursor, "execute"),
-            (psycopg.AsyncConnection, "commit"),
-            (psycopg.AsyncConnection, "rollback"),
-        ):
-            original = getattr(cls, name)
-            self._originals.append((cls, name, original))
-            setattr(cls, name, self._counted(original))
-
-    def _counted(self, original: Any) -> Any:
-        counter = self
-
-        async def counted(target: Any, *args: Any, **kwargs: Any) -> Any:
-            # A commit or rollback with no transaction open sends nothing.
-            if not isinstance(target, psycopg.AsyncConnection) or (
-                target.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-            ):
-                counter.count += 1
-            return await original(target, *args, **kwargs)
-
-        return counted
-
-    def uninstall(self) -> None:
-        for cls, name, original in self._originals:
-            setattr(cls, name, original)
 
 
 async def database_sessions(runtime: Runtime) -> tuple[set[int], int]:
@@ -511,7 +351,15 @@ async def run(url: str, args: argparse.Namespace) -> None:
                 rate: float | None = None,
             ) -> Awaitable[Result]:
                 return load_from_processes(
-                    pool, args.processes, name, base + path, reqs, args.concurrency, seconds, rate
+                    pool,
+                    args.processes,
+                    name,
+                    base + path,
+                    base + BARE,
+                    reqs,
+                    args.concurrency,
+                    seconds,
+                    rate,
                 )
 
             print(

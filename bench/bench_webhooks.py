@@ -1,25 +1,33 @@
-"""Webhook receiver benchmark: throughput and answer time beside a bare endpoint.
+"""Webhook receiver benchmark: rxroute's receiver between a minimal durable one and a bare 200.
 
 Run by hand::
 
     python bench/bench_webhooks.py                  # embedded PostgreSQL in a temp folder
     RXROUTE_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        python bench/bench_webhooks.py --requests 3000 --concurrency 20
+        python bench/bench_webhooks.py --requests 3000 --processes 2 --concurrency 20
 
 It creates a fresh migrated database with the demo data and some issued Region B
-prescriptions, starts rxroute under uvicorn on a free 127.0.0.1 port, and mounts one extra
-route on that same app instance, ``POST /_bench/bare``, that only answers 200 (same server,
-same middleware: the floor for any endpoint). A load generator in its own thread then
+prescriptions, starts rxroute under uvicorn on a free 127.0.0.1 port, and mounts two extra
+routes on that same app instance: ``POST /_bench/bare`` only answers 200 (same server, same
+middleware: the ceiling for any endpoint), and ``POST /_bench/minimal`` is the smallest
+durable receiver (verify the signature, one INSERT of the body into a scratch table, on the
+same pool in autocommit). The load comes from ``--processes`` processes, each with its own
+httpx client and its share of the concurrency. Then
 
-1. measures requests/s and p50/p99 answer time for the bare endpoint, for signed new
-   webhook events (verify, store, defer the job in one transaction), and for redeliveries
-   of an already stored event (the duplicate path), each bounded by a request count and a
-   time limit, and prints each beside the bare endpoint as a ratio;
-2. starts the procrastinate worker in the server's process and measures, per event, the
-   delay from the webhook's 2xx answer to the new status being visible through
-   ``GET /api/v1/prescriptions/{id}``.
+1. interleaved closed-loop rounds measure req/s and p50/p99 for the bare endpoint, the
+   minimal receiver, signed new events and redeliveries of one stored event (the duplicate
+   path), each printed beside the bare endpoint and the minimal receiver as a ratio, with
+   the statements the server sent per request (psycopg's executes, counted in process);
+2. an open-loop phase sends ``--rate`` req/s (200) to the minimal receiver and to rxroute's
+   receiver and prints p50/p99 at that rate;
+3. the PostgreSQL sessions opened during 1 and 2 are counted (new backend pids, and
+   ``pg_stat_database.sessions``), after a warm-up that grew the pools;
+4. the procrastinate worker starts in the server's process and, per event, the delay from
+   the webhook's 2xx answer to the new status being visible through
+   ``GET /api/v1/prescriptions/{id}`` is measured.
 
-Numbers depend on the machine; the ratios are the point. The database is dropped at the end.
+Numbers depend on the machine (and on whoever else is using it); the ratios are the point.
+The database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -35,66 +43,63 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import Response
-from sqlalchemy import select, text, update
+from fastapi import Request, Response
+from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_load import Result, StatementCounter, in_process, load_from_processes
 from bench_seed import drop_database, fresh_database
 
 from rxroute.app import create_app
 from rxroute.config import Settings
 from rxroute.db import migrate
+from rxroute.deliveries import ledger
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
-from rxroute.models import Prescription
+from rxroute.models import Pharmacy, Prescription
 from rxroute.netutil import tcp_listener
-from rxroute.prescriptions.history import record_status
+from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 from rxroute.seed import data
 from rxroute.seed.service import add_prescriptions, seed_demo
-from rxroute.webhooks.signature import sign
+from rxroute.webhooks.receiver import webhook_secrets
+from rxroute.webhooks.signature import (
+    HEADER_SIGNATURE,
+    HEADER_SIGNATURE_TIMESTAMP,
+    SignatureError,
+    sign,
+    verify,
+)
 
 BARE = "/_bench/bare"
+MINIMAL = "/_bench/minimal"
 WEBHOOK = "/webhooks/erx"
-
-
-@dataclass
-class Result:
-    name: str
-    completed: int
-    seconds: float
-    latencies_ms: list[float]
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        return self.completed / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --- setup ------------------------------------------------------------------------------------
 
 
 async def prepare(runtime: Runtime, count: int) -> list[str]:
-    """Demo data plus ``count`` issued Region B prescriptions; returns their platform ids."""
+    """Demo data plus ``count`` issued Region B prescriptions; returns their platform ids.
+
+    Each goes through the deliveries ledger as a send would (a delivery to a Region B
+    pharmacy, queued, sending, then issued with its platform reference), so a webhook about
+    it finds it.
+    """
     async with runtime.sessionmaker() as session, session.begin():
         await seed_demo(session, runtime.secret_box)
         await add_prescriptions(session, count * 2)
+        pharmacy = await session.scalar(select(Pharmacy).where(Pharmacy.region == "B").limit(1))
+        assert pharmacy is not None
         ids = list(
             await session.scalars(
                 select(Prescription.id)
@@ -105,14 +110,33 @@ async def prepare(runtime: Runtime, count: int) -> list[str]:
         provider_ids = []
         for n, pid in enumerate(ids):
             provider_id = f"SRXBENCH{n:07d}"
-            await session.execute(
-                update(Prescription)
-                .where(Prescription.id == pid)
-                .values(channel="erx", provider_prescription_id=provider_id)
+            prescription = await lock_prescription(session, pid)
+            prescription.channel = "erx"
+            prescription.pharmacy_id = pharmacy.id
+            delivery = await ledger.open_delivery(
+                session,
+                prescription,
+                pharmacy=pharmacy,
+                region="B",
+                channel="erx",
+                source=Source.PATIENT,
+                actor=None,
+                reason=None,
             )
-            await record_status(session, pid, Status.QUEUED, source=Source.PATIENT)
+            delivery.reached_out = True
+            delivery.attempts_in_series = 1
             await record_status(session, pid, Status.SENDING, source=Source.WORKER)
-            await record_status(session, pid, Status.ISSUED, source=Source.WORKER)
+            await ledger.observe(
+                session,
+                prescription,
+                delivery,
+                Status.ISSUED,
+                source=Source.WORKER,
+                ref=provider_id,
+                mirror_ref=True,
+                implies=Status.ISSUED,
+                raw_status="issued",
+            )
             provider_ids.append(provider_id)
     return provider_ids
 
@@ -163,58 +187,65 @@ async def serve(app: Any) -> AsyncIterator[str]:
         sock.close()
 
 
-# --- the load generator (its own thread and event loop) ---------------------------------------
+async def database_sessions(runtime: Runtime) -> tuple[set[int], int]:
+    """Backend pids connected to this database now, and pg_stat_database.sessions."""
+    async with runtime.queue_pool.connection() as connection:
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        pids = await connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        found = {row[0] for row in await pids.fetchall()}
+        total = await connection.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+        row = await total.fetchone()
+        await connection.commit()
+    return found, int(row[0]) if row else 0
 
 
-def in_process(pool: ProcessPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
-    """Run ``asyncio.run(func(*args))`` in the load-generator process; await it here.
-
-    A separate process, not a thread: two busy event loops sharing one GIL would measure
-    the GIL's switch interval instead of the server.
-    """
-    return asyncio.get_running_loop().run_in_executor(pool, _run_coroutine, func, *args)
-
-
-def _run_coroutine(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return asyncio.run(func(*args))  # type: ignore[arg-type]
+MINIMAL_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_minimal_events (
+    id bigserial PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    payload jsonb NOT NULL
+)
+"""
 
 
-async def load(
-    name: str,
-    url: str,
-    requests: list[tuple[bytes, dict[str, str]]],
-    concurrency: int,
-    max_seconds: float,
-    expect: int = 200,
-) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    index = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
-        warm_up = min(50, len(requests) // 10)
-        for body, headers in requests[:warm_up]:
-            await client.post(url, content=body, headers=headers)
-        index = warm_up
-        started = time.perf_counter()
-        deadline = started + max_seconds
+def add_bench_routes(app: Any, runtime: Runtime) -> None:
+    """The ceiling (a bare 200) and a minimal durable receiver, on rxroute's own app."""
+    settings = runtime.settings
 
-        async def one_client() -> None:
-            nonlocal index, errors
-            while time.perf_counter() < deadline:
-                if index >= len(requests):
-                    return
-                body, headers = requests[index]
-                index += 1
-                sent = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                latencies.append((time.perf_counter() - sent) * 1000)
-                if response.status_code != expect:
-                    errors += 1
+    async def bare() -> Response:
+        return Response(status_code=200)
 
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(name, len(latencies), seconds, latencies, errors)
+    async def minimal(request: Request) -> Response:
+        """Verify the signature, one INSERT in autocommit on the same pool: nothing else."""
+        body = await request.body()
+        try:
+            verify(
+                body,
+                request.headers.get(HEADER_SIGNATURE),
+                request.headers.get(HEADER_SIGNATURE_TIMESTAMP),
+                webhook_secrets(runtime),
+                now=time.time,
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            )
+        except SignatureError:
+            return Response(status_code=401)
+        async with runtime.queue_pool.connection() as connection:
+            await connection.set_autocommit(True)
+            try:
+                await connection.execute(
+                    "INSERT INTO bench_minimal_events (payload) VALUES (%s::jsonb)",
+                    (body.decode(),),
+                )
+            finally:
+                await connection.set_autocommit(False)
+        return Response(status_code=200)
+
+    app.add_api_route(BARE, bare, methods=["POST"], include_in_schema=False)
+    app.add_api_route(MINIMAL, minimal, methods=["POST"], include_in_schema=False)
 
 
 async def visibility(
@@ -248,19 +279,18 @@ async def visibility(
 # --- main ---------------------------------------------------------------------------------------
 
 
-def report(result: Result, bare: Result | None) -> None:
+def report(result: Result, ceilings: list[Result], statements: float | None) -> None:
     line = (
-        f"{result.name:<22} {result.completed:>6} req in {result.seconds:5.1f} s  "
-        f"{result.rps:8.0f} req/s  p50 {result.pct(0.5):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
+        f"{result.name:<28} {result.completed:>6} req in {result.seconds:5.1f} s "
+        f"{result.rps:7.0f} req/s  p50 {result.pct(0.5):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
     )
+    if statements is not None:
+        line += f"  {statements:4.1f} stmt/req"
+    for ceiling in ceilings:
+        if ceiling.rps and ceiling is not result:
+            line += f"  {result.rps / ceiling.rps:4.2f}x {ceiling.name.split()[0]}"
     if result.errors:
         line += f"  ({result.errors} unexpected answers)"
-    if bare is not None and bare.rps:
-        line += (
-            f"   vs bare: {result.rps / bare.rps:4.2f}x req/s, "
-            f"{result.pct(0.5) / bare.pct(0.5):4.1f}x p50, "
-            f"{result.pct(0.99) / bare.pct(0.99):4.1f}x p99"
-        )
     print(line)
 
 
@@ -270,7 +300,10 @@ async def run(url: str, args: argparse.Namespace) -> None:
     )
     configure_logging("WARNING", json=True)
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    # No SMTP server here: the notification jobs the status changes defer cannot send.
+    logging.getLogger("rxroute.notifications.tasks").setLevel(logging.ERROR)
     runtime = await start_runtime(settings, url)
+    counter = StatementCounter()
     try:
         targets = await prepare(runtime, args.prescriptions)
         async with runtime.sessionmaker() as session:
@@ -281,59 +314,103 @@ async def run(url: str, args: argparse.Namespace) -> None:
                     )
                 )
             ).all()
+        async with runtime.engine.begin() as connection:
+            await connection.execute(text(MINIMAL_TABLE))
         by_platform = {provider_id: str(pid) for pid, provider_id in rows}
 
         app = create_app(settings)
-
-        async def bare() -> Response:
-            return Response(status_code=200)
-
-        app.add_api_route(BARE, bare, methods=["POST"], include_in_schema=False)
+        add_bench_routes(app, runtime)
         secret = settings.webhook_secret.get_secret_value()
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=args.processes, mp_context=multiprocessing.get_context("spawn")
+        )
         async with serve(app) as base:
             n = args.requests
             statuses = ("signed", "printed")
-            hooks = [
-                signed(secret, event(targets[i % len(targets)], statuses[i % 2]))
-                for i in range(n + 50)
-            ]
+
+            def hooks(count: int) -> list[tuple[bytes, dict[str, str]]]:
+                return [
+                    signed(secret, event(targets[i % len(targets)], statuses[i % 2]))
+                    for i in range(count)
+                ]
+
             duplicate = signed(secret, event(targets[0], "signed"))
-            bare_requests = [(b"{}", {"Content-Type": "application/json"})] * (n + 50)
+            bare_requests = [(b"{}", {"Content-Type": "application/json"})] * n
+            plan = [
+                ("bare endpoint (ceiling)", BARE, lambda: bare_requests),
+                ("minimal durable receiver", MINIMAL, lambda: hooks(n)),
+                ("rxroute webhook (new)", WEBHOOK, lambda: hooks(n)),
+                ("rxroute webhook (duplicate)", WEBHOOK, lambda: [duplicate] * n),
+            ]
 
             def measure(
-                name: str, path: str, reqs: list[tuple[bytes, dict[str, str]]]
+                name: str,
+                path: str,
+                reqs: list[tuple[bytes, dict[str, str]]],
+                seconds: float,
+                rate: float | None = None,
             ) -> Awaitable[Result]:
-                return in_process(
-                    pool, load, name, base + path, reqs, args.concurrency, args.seconds
+                return load_from_processes(
+                    pool,
+                    args.processes,
+                    name,
+                    base + path,
+                    base + BARE,
+                    reqs,
+                    args.concurrency,
+                    seconds,
+                    rate,
                 )
 
             print(
-                f"rxroute webhook bench: {n} requests per target at most, "
-                f"{args.seconds:.0f} s per round at most, {args.rounds} interleaved rounds, "
-                f"concurrency {args.concurrency}, "
-                f"worker off during throughput"
+                f"rxroute webhook bench: {args.processes} load processes, concurrency "
+                f"{args.concurrency}, {args.rounds} interleaved rounds of at most {n} requests "
+                f"or {args.seconds:.0f} s per target, then {args.rate:.0f} req/s for "
+                f"{args.rate_seconds:.0f} s; worker off during throughput"
             )
+            # Warm up every path (and grow the pools to their size) before counting sessions.
+            for name, path, make in plan:
+                await measure(name, path, make(), 1.5)
+            await asyncio.sleep(1.5)
+            pids_before, sessions_before = await database_sessions(runtime)
+            counter.install()
             # Interleaved rounds, so drift in the machine's load hits every target alike.
             totals: dict[str, Result] = {}
-            per_round = max(1, n // args.rounds)
-            plan = [
-                ("bare endpoint", BARE, bare_requests),
-                ("webhook (new event)", WEBHOOK, hooks),
-                ("webhook (duplicate)", WEBHOOK, [duplicate] * (n + 50)),
-            ]
-            for round_ in range(args.rounds):
-                for name, path, reqs in plan:
-                    chunk = reqs[round_ * per_round : (round_ + 1) * per_round + 50]
-                    got: Result = await measure(name, path, chunk)
+            statements: dict[str, int] = {}
+            for _ in range(args.rounds):
+                for name, path, make in plan:
+                    counted = counter.count
+                    got = await measure(name, path, make(), args.seconds)
+                    statements[name] = statements.get(name, 0) + counter.count - counted
                     total = totals.setdefault(name, Result(name, 0, 0.0, [], 0))
                     total.completed += got.completed
                     total.seconds += got.seconds
                     total.latencies_ms.extend(got.latencies_ms)
                     total.errors += got.errors
-            bare_total = totals["bare endpoint"]
+            ceilings = [totals["bare endpoint (ceiling)"], totals["minimal durable receiver"]]
             for name, _, _ in plan:
-                report(totals[name], None if name == "bare endpoint" else bare_total)
+                done = totals[name].completed
+                report(totals[name], ceilings, statements[name] / done if done else None)
+            paced = []
+            for name, path in (
+                ("minimal durable receiver", MINIMAL),
+                ("rxroute webhook (new)", WEBHOOK),
+            ):
+                label = f"{name} @ {args.rate:.0f}/s"
+                counted = counter.count
+                wanted = int(args.rate * args.rate_seconds) + 10
+                got = await measure(label, path, hooks(wanted), args.rate_seconds, args.rate)
+                paced.append((got, (counter.count - counted) / max(1, got.completed)))
+            for got, per_request in paced:
+                report(got, [], per_request)
+            counter.uninstall()
+            await asyncio.sleep(1.5)  # pg_stat_database is flushed by backends about 1/s
+            pids_after, sessions_after = await database_sessions(runtime)
+            print(
+                f"database sessions during the run: {len(pids_after - pids_before)} new backend "
+                f"pids, pg_stat_database.sessions +{sessions_after - sessions_before} "
+                f"({len(pids_before)} connected before, {len(pids_after)} after)"
+            )
 
             # The throughput phase left a backlog of jobs; the delay phase starts clean.
             async with runtime.engine.begin() as connection:
@@ -364,7 +441,9 @@ async def run(url: str, args: argparse.Namespace) -> None:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-            if delays:
+            if not delays:
+                print(f"answer -> visible in API  no event visible ({timeouts} timed out)")
+            else:
                 ordered = sorted(delays)
                 print(
                     f"answer -> visible in API  {len(delays)} events  "
@@ -375,14 +454,18 @@ async def run(url: str, args: argparse.Namespace) -> None:
                 )
         pool.shutdown()
     finally:
+        counter.uninstall()
         await stop_runtime()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", "-n", type=int, default=3000, help="per target, at most")
-    parser.add_argument("--seconds", type=float, default=15.0, help="per target, at most")
-    parser.add_argument("--concurrency", "-c", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per target, at most")
+    parser.add_argument("--concurrency", "-c", type=int, default=20, help="over all processes")
+    parser.add_argument("--processes", "-p", type=int, default=2, help="load processes")
+    parser.add_argument("--rate", type=float, default=200.0, help="req/s of the paced phase")
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target")
     parser.add_argument("--prescriptions", type=int, default=200)
     parser.add_argument("--visibility-samples", type=int, default=100)

@@ -7,7 +7,8 @@ database could not store (NaN, a number beyond a float, an integer too long to w
 a lone surrogate, U+0000) is refused the same way before the database is touched: a 500
 would make the sender retry the same poison body until it gave up. A verified event
 is stored (unique per provider event id, so a redelivery is acknowledged and not stored
-again) and its processing job is deferred in the same transaction. No call to the platform
+again) and its processing job is deferred in the same transaction: one statement, one round
+trip (:mod:`rxroute.webhooks.ingest`). No call to the platform
 or other slow work happens inside the request.
 """
 
@@ -21,12 +22,11 @@ from typing import Any, NoReturn
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.dialects.postgresql import insert
 
 from rxroute.api_errors import error_responses
 from rxroute.auth.dependencies import RuntimeDep
-from rxroute.models import InboundWebhookEvent
 from rxroute.observability.metrics import WEBHOOKS
+from rxroute.webhooks.ingest import store_and_defer
 from rxroute.webhooks.signature import (
     HEADER_SIGNATURE,
     HEADER_SIGNATURE_TIMESTAMP,
@@ -217,22 +217,14 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
     if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
         return _refuse(400, "event: missing or not a string", "no_type")
 
-    from rxroute.webhooks.tasks import defer_processing
-
-    async with runtime.sessionmaker() as session, session.begin():
-        inserted = await session.scalar(
-            insert(InboundWebhookEvent)
-            .values(
-                provider=PROVIDER,
-                provider_event_id=event_id,
-                event_type=event_type,
-                payload=document,
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-            .returning(InboundWebhookEvent.id)
-        )
-        if inserted is not None:
-            await defer_processing(session, inserted, lock_key=processing_lock_key(document))
+    inserted = await store_and_defer(
+        runtime.queue_pool,
+        provider=PROVIDER,
+        event_id=event_id,
+        event_type=event_type,
+        document=document,
+        lock_key=processing_lock_key(document),
+    )
     if inserted is None:
         WEBHOOKS.labels(outcome="duplicate", reason="").inc()
         log.info("webhook_duplicate", event_id=event_id)

@@ -63,9 +63,20 @@ async def process_webhook_event(context: procrastinate.JobContext, event_id: str
         raise
 
 
+def processing_lock(lock_key: str) -> str:
+    """The procrastinate lock of an event's processing job (see ``processing_lock_key``)."""
+    return f"erx:{lock_key}"
+
+
+def processing_deferrer(lock_key: str) -> procrastinate.jobs.JobDeferrer:
+    """The task configured as every processing job is: the receiver's one-statement defer
+    (:mod:`rxroute.webhooks.ingest`) reads its queue, priority and lock from here."""
+    return process_webhook_event.configure(lock=processing_lock(lock_key))
+
+
 async def defer_processing(session: AsyncSession, event_id: uuid.UUID, *, lock_key: str) -> int:
     return await defer_in_session(
-        session, process_webhook_event, lock=f"erx:{lock_key}", event_id=str(event_id)
+        session, process_webhook_event, lock=processing_lock(lock_key), event_id=str(event_id)
     )
 
 

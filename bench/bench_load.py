@@ -1,0 +1,177 @@
+"""The load generator and statement counter of the HTTP benchmarks (bench_webhooks.py).
+
+Load comes from separate processes, each with its own httpx client: two busy event loops
+sharing one GIL would measure the GIL's switch interval instead of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+
+
+@dataclass
+class Result:
+    name: str
+    completed: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.completed / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the load generator (its own processes) ---------------------------------------------------
+
+
+def in_process(pool: ProcessPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
+    """Run ``asyncio.run(func(*args))`` in a load-generator process; await it here.
+
+    Separate processes, not threads: two busy event loops sharing one GIL would measure
+    the GIL's switch interval instead of the server.
+    """
+    return asyncio.get_running_loop().run_in_executor(pool, _run_coroutine, func, *args)
+
+
+def _run_coroutine(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return asyncio.run(func(*args))  # type: ignore[arg-type]
+
+
+async def load(
+    url: str,
+    warm_url: str,
+    requests: list[tuple[bytes, dict[str, str]]],
+    concurrency: int,
+    max_seconds: float,
+    rate: float | None,
+    expect: int,
+) -> tuple[list[float], int, float, float]:
+    """One load process: its own client; closed loop, or open loop at ``rate`` req/s.
+
+    Connections are opened (with requests to ``warm_url``) before the clock starts.
+    Returns (latencies in ms, unexpected answers, start, end) with wall-clock times, so the
+    parent can add up processes that ran side by side.
+    """
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
+        await asyncio.gather(*(client.post(warm_url) for _ in range(concurrency)))
+
+        async def send(body: bytes, headers: dict[str, str]) -> None:
+            nonlocal errors
+            sent = time.perf_counter()
+            response = await client.post(url, content=body, headers=headers)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            if response.status_code != expect:
+                errors += 1
+
+        started_wall = time.time()
+        started = time.perf_counter()
+        deadline = started + max_seconds
+        if rate is None:
+            queue_ = iter(requests)
+
+            async def one_client() -> None:
+                for body, headers in queue_:
+                    if time.perf_counter() >= deadline:
+                        return
+                    await send(body, headers)
+
+            await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for n, (body, headers) in enumerate(requests):
+                due = started + n / rate
+                if due >= deadline:
+                    break
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                tasks.append(asyncio.create_task(send(body, headers)))
+            await asyncio.gather(*tasks)
+    return latencies, errors, started_wall, time.time()
+
+
+async def load_from_processes(
+    pool: ProcessPoolExecutor,
+    processes: int,
+    name: str,
+    url: str,
+    warm_url: str,
+    requests: list[tuple[bytes, dict[str, str]]],
+    concurrency: int,
+    max_seconds: float,
+    rate: float | None = None,
+    expect: int = 200,
+) -> Result:
+    """The load of ``processes`` processes at once, each with its share of requests."""
+    shares = [requests[n::processes] for n in range(processes)]
+    per_process = max(1, concurrency // processes)
+    per_rate = None if rate is None else rate / processes
+    parts = await asyncio.gather(
+        *(
+            in_process(pool, load, url, warm_url, share, per_process, max_seconds, per_rate, expect)
+            for share in shares
+        )
+    )
+    latencies = [ms for part in parts for ms in part[0]]
+    seconds = max(part[3] for part in parts) - min(part[2] for part in parts)
+    return Result(name, len(latencies), seconds, latencies, sum(part[1] for part in parts))
+
+
+# --- what the server did -------------------------------------------------------------------------
+
+
+class StatementCounter:
+    """Counts statements sent by this process: cursor executes, and commits or rollbacks
+    of an open transaction.
+
+    Patched onto psycopg's async classes, so it sees the ORM, procrastinate, raw pool
+    connections and the pool's own health check (an empty query at each checkout) alike.
+    The BEGIN psycopg sends before a transaction's first statement is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for cls, name in (
+            (psycopg.AsyncCursor, "execute"),
+            (psycopg.AsyncConnection, "commit"),
+            (psycopg.AsyncConnection, "rollback"),
+        ):
+            original = getattr(cls, name)
+            self._originals.append((cls, name, original))
+            setattr(cls, name, self._counted(original))
+
+    def _counted(self, original: Any) -> Any:
+        counter = self
+
+        async def counted(target: Any, *args: Any, **kwargs: Any) -> Any:
+            # A commit or rollback with no transaction open sends nothing.
+            if not isinstance(target, psycopg.AsyncConnection) or (
+                target.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            ):
+                counter.count += 1
+            return await original(target, *args, **kwargs)
+
+        return counted
+
+    def uninstall(self) -> None:
+        for cls, name, original in self._originals:
+            setattr(cls, name, original)

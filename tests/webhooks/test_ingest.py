@@ -1,0 +1,136 @@
+"""The receiver's durable part: one statement on one pooled connection, procrastinate's row.
+
+Statements are counted on the real connection (a wrapper around the pool that counts what
+reaches ``execute``), and the job row is compared column by column with the row
+procrastinate's own ``defer_async`` writes for the same task and lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from rxroute.config import Settings
+from rxroute.runtime import Runtime
+from rxroute.webhooks.ingest import store_and_defer
+from rxroute.webhooks.tasks import processing_deferrer
+from tests.webhooks.helpers import encode, signed_headers
+
+URL = "/webhooks/erx"
+
+SELECT_JOBS = text(
+    "SELECT queue_name, task_name, priority, lock, queueing_lock, args, status, scheduled_at "
+    "FROM procrastinate_jobs"
+)
+
+
+class _CountingConnection:
+    def __init__(self, connection: Any, statements: list[str]) -> None:
+        self._connection = connection
+        self._statements = statements
+
+    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        self._statements.append(str(query))
+        return await self._connection.execute(query, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _CountingPool:
+    """The runtime's pool, recording every statement sent on the connections it lends."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.statements: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[_CountingConnection]:
+        async with self.pool.connection() as connection:
+            yield _CountingConnection(connection, self.statements)
+
+
+async def _jobs(db: Runtime) -> list[Any]:
+    async with db.engine.connect() as connection:
+        rows = await connection.execute(SELECT_JOBS)
+        return list(rows.all())
+
+
+def _document(event_id: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "event": "prescription.status_changed",
+        "data": {"prescription_id": "SRXINGEST0001", "status": "signed"},
+    }
+
+
+async def test_store_and_defer_is_one_statement_and_a_redelivery_defers_nothing(
+    db: Runtime,
+) -> None:
+    pool = _CountingPool(db.queue_pool)
+    arguments: dict[str, Any] = {
+        "provider": "signaturerx",
+        "event_id": "evt_ingest_1",
+        "event_type": "prescription.status_changed",
+        "document": _document("evt_ingest_1"),
+        "lock_key": "SRXINGEST0001",
+    }
+    first = await store_and_defer(pool, **arguments)  # type: ignore[arg-type]
+    again = await store_and_defer(pool, **arguments)  # type: ignore[arg-type]
+    assert isinstance(first, uuid.UUID)
+    assert again is None
+    assert len(pool.statements) == 2  # one per call, the redelivery's included
+    jobs = await _jobs(db)
+    assert len(jobs) == 1
+    assert jobs[0].args == {"event_id": str(first)}
+    # Nothing was left open on the pooled connection.
+    async with db.queue_pool.connection() as connection:
+        assert connection.info.transaction_status.name == "IDLE"
+        assert connection.autocommit is False
+
+
+async def test_job_row_is_the_row_procrastinate_itself_defers(db: Runtime) -> None:
+    event_id = await store_and_defer(
+        db.queue_pool,
+        provider="signaturerx",
+        event_id="evt_ingest_2",
+        event_type="prescription.status_changed",
+        document=_document("evt_ingest_2"),
+        lock_key="SRXINGEST0001",
+    )
+    ours = await _jobs(db)
+    async with db.engine.begin() as connection:
+        await connection.execute(text("DELETE FROM procrastinate_jobs"))
+    await processing_deferrer("SRXINGEST0001").defer_async(event_id=str(event_id))
+    theirs = await _jobs(db)
+    assert len(ours) == len(theirs) == 1
+    assert ours[0] == theirs[0]
+    assert ours[0].lock == "erx:SRXINGEST0001"
+
+
+async def test_receiver_stores_with_one_statement_and_no_orm_session(
+    client: httpx.AsyncClient,
+    db: Runtime,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counting = _CountingPool(db.queue_pool)
+    monkeypatch.setattr(db, "queue_pool", counting)
+
+    def no_session() -> Any:
+        raise AssertionError("the receiver opened an ORM session")
+
+    monkeypatch.setattr(db, "sessionmaker", no_session)
+    body = encode(_document("evt_ingest_3"))
+    secret = settings.webhook_secret.get_secret_value()
+    response = await client.post(URL, content=body, headers=signed_headers(body, secret))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "accepted", "id": "evt_ingest_3"}
+    assert len(counting.statements) == 1
+    assert "procrastinate_defer_jobs_v1" in counting.statements[0]

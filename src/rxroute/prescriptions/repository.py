@@ -70,11 +70,12 @@ async def list_visible(
     return list(await session.scalars(statement))
 
 
-async def load_for_sending(session: AsyncSession, prescription_id: uuid.UUID) -> Prescription:
-    """Everything a channel needs, loaded eagerly (relationships are lazy='raise')."""
-    statement = (
+def for_sending(*prescription_ids: uuid.UUID) -> Select[Prescription]:
+    """Prescriptions with everything a channel needs, loaded eagerly (relationships are
+    lazy='raise'): one send, or a reconciliation batch, in a fixed number of statements."""
+    return (
         select(Prescription)
-        .where(Prescription.id == prescription_id)
+        .where(Prescription.id.in_(prescription_ids))
         .options(
             selectinload(Prescription.items),
             selectinload(Prescription.patient),
@@ -83,4 +84,7 @@ async def load_for_sending(session: AsyncSession, prescription_id: uuid.UUID) ->
         )
         .execution_options(populate_existing=True)
     )
-    return (await session.scalars(statement)).one()
+
+
+async def load_for_sending(session: AsyncSession, prescription_id: uuid.UUID) -> Prescription:
+    return (await session.scalars(for_sending(prescription_id))).one()

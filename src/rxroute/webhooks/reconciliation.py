@@ -24,7 +24,6 @@ from typing import Any
 import structlog
 from sqlalchemy import ColumnElement, Select, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from rxroute.channels.base import Channel, DeliveryError, NotSendable, Purpose
 from rxroute.channels.registry import channel_names, get_channel
@@ -33,6 +32,7 @@ from rxroute.models import Delivery, Prescription
 from rxroute.observability.metrics import RECONCILE_CORRECTIONS, RECONCILE_POLLS
 from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import POLLABLE_STATUSES, Source
+from rxroute.prescriptions.repository import for_sending
 from rxroute.runtime import Runtime, get_runtime
 
 log = structlog.get_logger(__name__)
@@ -111,19 +111,7 @@ class Batch:
 
 async def load_batch(session: AsyncSession, runtime: Runtime, ids: list[uuid.UUID]) -> Batch:
     """The batch's prescriptions and current deliveries in a fixed number of statements."""
-    prescriptions = (
-        await session.scalars(
-            select(Prescription)
-            .where(Prescription.id.in_(ids))
-            .options(
-                selectinload(Prescription.items),
-                selectinload(Prescription.patient),
-                selectinload(Prescription.prescriber),
-                selectinload(Prescription.pharmacy),
-            )
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    prescriptions = (await session.scalars(for_sending(*ids))).all()
     delivery_ids = [p.current_delivery_id for p in prescriptions if p.current_delivery_id]
     deliveries = {
         d.id: d

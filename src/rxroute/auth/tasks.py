@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.invitations import LinkState, email_role_label, state_of, welcome_url
 from rxroute.channels.email.errors import EmailRejected, EmailRetryable
-from rxroute.channels.email.smtp import send_email
+from rxroute.channels.email.smtp import send_configured
 from rxroute.config import Settings
 from rxroute.jobs import defer_in_session, queue
 from rxroute.models import Invitation, Role, User
@@ -103,14 +103,7 @@ async def send_invitation(runtime: Runtime, invitation_id: uuid.UUID, sealed_tok
             expires_at=invitation.expires_at,
         )
     try:
-        await send_email(
-            message,
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value(),
-            starttls=settings.smtp_starttls,
-        )
+        await send_configured(message, settings)
     except EmailRejected as exc:
         log.warning(
             "invitation_email_rejected",

@@ -91,9 +91,11 @@ def _swagger_html(request: Request, app: FastAPI) -> HTMLResponse:
 <title>{title}</title>
 <link rel="stylesheet" href="{root}{ASSETS_URL}/swagger-ui.css">
 <link rel="icon" href="{root}{ASSETS_URL}/favicon.png">
+<link rel="stylesheet" href="{root}/static/docs.css">
 </head>
 <body>
-<div id="swagger-ui" data-config="{html.escape(json.dumps(config))}"></div>
+<header class="rx-docs"><h1>{title} reference</h1></header>
+<main><div id="swagger-ui" data-config="{html.escape(json.dumps(config))}"></div></main>
 <script src="{root}{ASSETS_URL}/swagger-ui-bundle.js"></script>
 <script src="{root}{SWAGGER_INIT_URL}"></script>
 </body>

@@ -30,6 +30,7 @@ from rxroute.runtime import Runtime
 from rxroute.web.deps import page_user
 from rxroute.web.security import CsrfGuard, PreSessionCsrfGuard
 from tests import factories
+from tests.routes import route_table
 from tests.staff_pages import sign_in
 
 #: Routes anyone may call, and why.
@@ -94,11 +95,6 @@ PAGE_MODULES = (
 _GUARDS = (CsrfGuard, PreSessionCsrfGuard)
 
 
-def _routes(app: FastAPI) -> Iterator[Any]:
-    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
-    yield from (iterate(app.routes) if iterate is not None else app.routes)
-
-
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
     """Every dependency callable in the tree, depth first."""
     for sub in dependant.dependencies:
@@ -141,12 +137,7 @@ def _declared(route: Any) -> list[Any]:
 
 
 def _table(app: FastAPI) -> list[tuple[str, str, Any]]:
-    rows = []
-    for route in _routes(app):
-        for method in sorted(getattr(route, "methods", None) or []):
-            if method != "HEAD":
-                rows.append((method, str(route.path), route))
-    return rows
+    return route_table(app)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,8 @@ _LAYOUT = """<!DOCTYPE html>
  dt { font-weight: 600; } dd { margin: 0 0 .4rem 0; }
  .muted { color: #666; }
 </style></head>
-<body><p><a href="/">All messages</a></p>{% block body %}{% endblock %}</body></html>
+<body><header><nav aria-label="Mail catcher"><a href="/">All messages</a></nav></header>
+<main>{% block body %}{% endblock %}</main></body></html>
 """
 
 _INDEX = """{% extends "layout.html" %}

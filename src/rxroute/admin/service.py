@@ -1,4 +1,5 @@
-"""Admin rules: accepted pharmacies (forms and CSV import) and prescribers.
+"""Admin rules: accepted pharmacies (forms; the CSV import is :mod:`rxroute.admin.pharmacy_import`)
+and prescribers.
 
 Services add and flush; the request owns the transaction. Validation returns field-level
 messages keyed by form field, so a page can show each next to its input. Prescriber
@@ -18,15 +19,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
-from rxroute.admin.csv_import import (
-    ImportReport,
-    RejectedRow,
-    decode_upload,
-    parse_rows,
-    width_reason,
-)
 from rxroute.config import Settings
-from rxroute.crypto import SecretBox
+from rxroute.crypto import DecryptionError, SecretBox
 from rxroute.models import AuditAction, Pharmacy, Prescriber, Prescription
 from rxroute.pharmacies.repository import normalise_query
 
@@ -36,10 +30,13 @@ from rxroute.pharmacies.repository import normalise_query
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _PIN = re.compile(r"^[0-9]{6}$")
+_CODE = re.compile(r"^[A-Z0-9]{3,20}$")
 PASSWORD_MESSAGE = "Enter the platform password (at most 500 characters)."  # noqa: S105
 MAX_INT32 = 2**31 - 1
 
+#: The form's and the CSV file's columns (export writes them in this order).
 PHARMACY_FIELDS = (
+    "code",
     "name",
     "address_line1",
     "address_line2",
@@ -160,6 +157,10 @@ def check_pharmacy(
             f"Region {region} sends through the e-prescription platform: enter the pharmacy's "
             "platform contact (branch) ID."
         )
+    code = "".join(values["code"].split()).upper()
+    values["code"] = code
+    if code and not _CODE.match(code):
+        errors["code"] = "The code is 3 to 20 letters and digits, like FA123 (or leave it empty)."
     active = parse_active(values["active"], default=active_default)
     if active is None:
         errors["active"] = "Use yes or no (or true/false, 1/0)."
@@ -208,14 +209,23 @@ async def check_pharmacy_against_list(
                 f"Another pharmacy in region {values['region']} ({other.name}) already has "
                 "this platform contact ID."
             )
+    if values["code"]:
+        statement = select(Pharmacy.name).where(Pharmacy.code == values["code"])
+        if exclude is not None:
+            statement = statement.where(Pharmacy.id != exclude)
+        holder = await session.scalar(statement.limit(1))
+        if holder is not None:
+            checked.errors["code"] = f"Another pharmacy ({holder}) already has this code."
     if await _duplicate(session, values["region"], values["name"], values["postcode"], exclude):
         checked.errors["name"] = (
             "A pharmacy with this name and postcode is already in this region's list."
         )
 
 
-def _apply(pharmacy: Pharmacy, checked: PharmacyInput) -> None:
+def apply_input(pharmacy: Pharmacy, checked: PharmacyInput) -> None:
+    """Copy a checked form or CSV row onto the pharmacy."""
     values = checked.values
+    pharmacy.code = values["code"] or None
     pharmacy.name = values["name"]
     pharmacy.address_line1 = values["address_line1"]
     pharmacy.address_line2 = values["address_line2"]
@@ -249,7 +259,7 @@ async def save_pharmacy(
         return None, checked
     before = audit.snapshot(pharmacy)
     target = pharmacy or Pharmacy()
-    _apply(target, checked)
+    apply_input(target, checked)
     if pharmacy is None:
         session.add(target)
     await session.flush()
@@ -259,12 +269,24 @@ async def save_pharmacy(
 
 
 async def set_pharmacy_active(
-    session: AsyncSession, pharmacy: Pharmacy, active: bool, *, actor_id: uuid.UUID
+    session: AsyncSession,
+    pharmacy: Pharmacy,
+    active: bool,
+    *,
+    actor_id: uuid.UUID,
+    reason: str = "",
 ) -> None:
+    """Activate or deactivate; ``reason`` (optional) is kept in the audit trail."""
     before = audit.snapshot(pharmacy)
     pharmacy.active = active
     action = AuditAction.ACTIVATED if active else AuditAction.DEACTIVATED
-    audit.record(session, actor_id, pharmacy, before, action=action)
+    why = " ".join(reason.split())[:500]
+    extra = (
+        {"reason": {"before": None, "after": why}}
+        if why and before != audit.snapshot(pharmacy)
+        else None
+    )
+    audit.record(session, actor_id, pharmacy, before, action=action, extra=extra)
     await session.flush()
 
 
@@ -292,6 +314,12 @@ async def list_pharmacies(
         statement = statement.where(Pharmacy.active.is_(True))
     elif state == "inactive":
         statement = statement.where(Pharmacy.active.is_(False))
+    elif state == "withheld":
+        statement = statement.where(Pharmacy.withheld_at.is_not(None))
+    elif state == "problems":
+        statement = statement.where(
+            or_(Pharmacy.withheld_at.is_not(None), Pharmacy.health_status == "fail")
+        )
     terms = normalise_query(query)
     for word in terms.split(" ") if terms else []:
         statement = statement.where(
@@ -307,91 +335,6 @@ async def list_pharmacies(
         .limit(limit)
     )
     return PharmacyPage(pharmacies=list(found), total=total, offset=offset, limit=limit)
-
-
-# --- CSV import -------------------------------------------------------------------------
-
-# The file checks and the report are shared with the formulary's: rxroute.admin.csv_import.
-
-
-async def import_pharmacies(
-    session: AsyncSession, settings: Settings, data: bytes, *, actor_id: uuid.UUID
-) -> ImportReport:
-    """Validate every row, then import all of them, or none if any row is rejected.
-
-    Raises :class:`~rxroute.admin.csv_import.ImportFileError` when the file itself is
-    unreadable. Each imported
-    pharmacy gets its own "imported" audit event.
-    """
-    rows = parse_rows(decode_upload(data), PHARMACY_FIELDS, noun="pharmacies")
-    report = ImportReport(rows=len(rows))
-    accepted: list[PharmacyInput] = []
-    seen_names: dict[tuple[str, str, str], int] = {}
-    seen_contacts: dict[tuple[str, int], int] = {}
-    existing_contacts: dict[tuple[str, int], str] = {}
-    existing_names: set[tuple[str, str, str]] = set()
-    for region, contact, name in await session.execute(
-        select(Pharmacy.region, Pharmacy.platform_contact_id, Pharmacy.name).where(
-            Pharmacy.platform_contact_id.is_not(None)
-        )
-    ):
-        if contact is not None:
-            existing_contacts[(region, contact)] = name
-    for region, name, postcode in await session.execute(
-        select(Pharmacy.region, func.lower(Pharmacy.name), Pharmacy.postcode)
-    ):
-        existing_names.add((region, name, postcode))
-
-    for line, raw in rows:
-        wrong_width = width_reason(raw, PHARMACY_FIELDS)
-        if wrong_width is not None:
-            report.rejected.append(RejectedRow(line, "", [wrong_width]))
-            continue
-        checked = check_pharmacy(settings, raw)
-        reasons = [f"{name}: {message}" for name, message in checked.errors.items()]
-        values = checked.values
-        if not {"name", "region", "postcode"} & set(checked.errors):
-            key = (values["region"], values["name"].lower(), values["postcode"])
-            if key in existing_names:
-                reasons.append("name: already in the list (same name and postcode)")
-            elif key in seen_names:
-                reasons.append(f"name: same pharmacy as line {seen_names[key]}")
-            else:
-                seen_names[key] = line
-            if (
-                checked.platform_contact_id is not None
-                and "platform_contact_id" not in checked.errors
-            ):
-                contact_key = (values["region"], checked.platform_contact_id)
-                if contact_key in existing_contacts:
-                    reasons.append(
-                        "platform_contact_id: already used by "
-                        f"{existing_contacts[contact_key]!r} in the list"
-                    )
-                elif contact_key in seen_contacts:
-                    reasons.append(
-                        f"platform_contact_id: also used on line {seen_contacts[contact_key]}"
-                    )
-                else:
-                    seen_contacts[contact_key] = line
-        if reasons:
-            report.rejected.append(RejectedRow(line, values.get("name", "")[:200], reasons))
-        else:
-            accepted.append(checked)
-    if report.rejected:
-        return report
-    imported = []
-    for checked in accepted:
-        pharmacy = Pharmacy()
-        _apply(pharmacy, checked)
-        session.add(pharmacy)
-        imported.append(pharmacy)
-    await session.flush()
-    for pharmacy in imported:
-        audit.record(session, actor_id, pharmacy, None, action=AuditAction.IMPORTED)
-    await session.flush()
-    report.imported = len(accepted)
-    return report
 
 
 # --- prescribers ------------------------------------------------------------------------
@@ -543,3 +486,31 @@ async def region_overview(session: AsyncSession, settings: Settings) -> list[Reg
         )
         for region in regions
     ]
+
+
+@dataclass(frozen=True)
+class PlatformLogin:
+    """Which platform account a prescriber signs with: the login email, never the password."""
+
+    prescriber: Prescriber
+    #: The decrypted login email; None when none is stored.
+    email: str | None
+    unreadable: bool = False
+
+
+async def platform_logins(session: AsyncSession, box: SecretBox) -> list[PlatformLogin]:
+    """Each prescriber's configured platform login email (active ones first), so an admin
+    can see which account is in use; passwords and PINs are never read."""
+    found = []
+    for prescriber in await session.scalars(
+        select(Prescriber).order_by(Prescriber.active.desc(), Prescriber.full_name, Prescriber.id)
+    ):
+        encrypted = prescriber.platform_email_encrypted
+        if encrypted is None:
+            found.append(PlatformLogin(prescriber, None))
+            continue
+        try:
+            found.append(PlatformLogin(prescriber, box.decrypt(encrypted)))
+        except DecryptionError:
+            found.append(PlatformLogin(prescriber, None, unreadable=True))
+    return found

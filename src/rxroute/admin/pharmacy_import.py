@@ -253,25 +253,33 @@ class _Clashes:
             if stored.contact_of[pharmacy_id] is not None:
                 self.holders[("contact", stored.contact_of[pharmacy_id])] = label
 
-    def claim(self, line: int, checked: PharmacyInput) -> list[str]:
-        values = checked.values
-        keys: list[tuple[str, tuple[str, object], str]] = [
-            ("name", ("name", _natural(values)), "the same name and postcode as"),
-        ]
-        if values["code"]:
-            keys.append(("code", ("code", values["code"]), "the same code as"))
-        if checked.platform_contact_id is not None:
-            contact = ("contact", (values["region"], checked.platform_contact_id))
-            keys.append(("platform_contact_id", contact, "the same contact ID as"))
-        reasons = [
-            f"{column}: {what} {self.holders[key]}"
-            for column, key, what in keys
-            if key in self.holders
-        ]
-        if not reasons:
-            for _, key, _ in keys:
-                self.holders[key] = f"line {line}"
+    def clashes(self, checked: PharmacyInput) -> list[str]:
+        """Why the row's keys clash with a pharmacy kept or an earlier row (valid keys only)."""
+        values, errors = checked.values, checked.errors
+        reasons = []
+        if not {"name", "region", "postcode"} & set(errors):
+            holder = self.holders.get(("name", _natural(values)))
+            if holder is not None:
+                reasons.append(f"name: same pharmacy (name and postcode) as {holder}")
+        if values["code"] and "code" not in errors:
+            holder = self.holders.get(("code", values["code"]))
+            if holder is not None:
+                reasons.append(f"code: already used by {holder}")
+        if checked.platform_contact_id is not None and "region" not in errors:
+            holder = self.holders.get(("contact", (values["region"], checked.platform_contact_id)))
+            if holder is not None:
+                reasons.append(f"platform_contact_id: already used by {holder}")
         return reasons
+
+    def claim(self, line: int, checked: PharmacyInput) -> None:
+        """The row's keys are taken from here on."""
+        values = checked.values
+        label = f"line {line}"
+        self.holders[("name", _natural(values))] = label
+        if values["code"]:
+            self.holders[("code", values["code"])] = label
+        if checked.platform_contact_id is not None:
+            self.holders[("contact", (values["region"], checked.platform_contact_id))] = label
 
 
 async def plan_import(
@@ -321,8 +329,9 @@ async def plan_import(
             reasons.append(f"name: same pharmacy as line {seen[pharmacy_id]}")
         elif pharmacy_id is not None:
             seen[pharmacy_id] = line
+        reasons += clashes.clashes(checked)
         if not reasons:
-            reasons = clashes.claim(line, checked)
+            clashes.claim(line, checked)
         if reasons:
             plan.rejected.append(RejectedRow(line, checked.values["name"][:200], reasons))
             continue

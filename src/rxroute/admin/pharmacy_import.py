@@ -30,7 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
@@ -187,12 +187,12 @@ async def _stored(session: AsyncSession) -> _Stored:
             Pharmacy.id,
             Pharmacy.code,
             Pharmacy.region,
-            func.lower(Pharmacy.name),
+            Pharmacy.name,
             Pharmacy.postcode,
             Pharmacy.platform_contact_id,
         )
     ):
-        natural = (region, name, postcode)
+        natural = (region, name.lower(), postcode)
         found.natural_of[pharmacy_id] = natural
         found.by_natural[natural] = pharmacy_id
         found.code_of[pharmacy_id] = code

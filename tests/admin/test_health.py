@@ -291,3 +291,22 @@ async def test_check_needs_the_csrf_token(
     assert response.status_code == 403
     await session.refresh(pharmacy)
     assert pharmacy.health_checked_at is None
+
+
+async def test_a_region_a_pharmacy_is_checked_without_the_platform(
+    as_admin: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    emailed = await factories.make_pharmacy(session, "A", name="Email Pharmacy", email=None)
+    await session.commit()
+    response = await _check(as_admin, f"/admin/pharmacies/{emailed.id}/check")
+    assert response.headers["location"].endswith("done=checked-fail")
+    await session.refresh(emailed)
+    assert "no email address" in (emailed.health_detail or "")
+    assert emailed.withheld_at is None  # only a platform rejection withholds
+
+    emailed.email = "email-pharmacy@example.com"
+    await session.commit()
+    response = await _check(as_admin, f"/admin/pharmacies/{emailed.id}/check")
+    assert response.headers["location"].endswith("done=checked-ok")
+    await session.refresh(emailed)
+    assert emailed.health_status == "ok" and "sends by email" in (emailed.health_detail or "")

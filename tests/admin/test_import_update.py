@@ -272,3 +272,28 @@ async def test_rejected_rows_keep_the_line_numbers_and_change_nothing(
     assert response.status_code == 422
     assert "<tr><td>3</td>" in response.text and "postcode: Enter a UK postcode" in response.text
     assert 'id="apply-import"' not in response.text
+
+
+async def test_the_form_checks_the_code_too(
+    as_admin: httpx.AsyncClient, session: AsyncSession, listed: dict[str, Pharmacy]
+) -> None:
+    token = await csrf_for(as_admin, "/admin/pharmacies/new")
+    form = {
+        "csrf_token": token,
+        "name": "Coded Pharmacy",
+        "address_line1": "1 Code St",
+        "town": "Leeds",
+        "postcode": "LS9 9AA",
+        "region": "B",
+        "platform_contact_id": "7050",
+        "active": "yes",
+    }
+    taken = await as_admin.post("/admin/pharmacies/new", data={**form, "code": "fa001"})
+    assert taken.status_code == 422
+    assert "Another pharmacy (Quay Pharmacy) already has this code." in taken.text
+    bad = await as_admin.post("/admin/pharmacies/new", data={**form, "code": "F!"})
+    assert bad.status_code == 422 and "3 to 20 letters and digits" in bad.text
+    saved = await as_admin.post("/admin/pharmacies/new", data={**form, "code": " fa 050 "})
+    assert saved.status_code == 303
+    added = await session.scalar(select(Pharmacy).where(Pharmacy.name == "Coded Pharmacy"))
+    assert added is not None and added.code == "FA050"

@@ -18,15 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from rxroute.admin import csv_import
-from rxroute.admin.pharmacy_import import (
-    ImportPlan,
-    apply_plan,
-    export_csv,
-    pack,
-    plan_import,
-    template_csv,
-    unpack,
-)
+from rxroute.admin.pharmacy_csv import export_csv, pack, template_csv, unpack
+from rxroute.admin.pharmacy_import import ImportPlan, apply_plan, plan_import
 from rxroute.admin.service import PHARMACY_FIELDS
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.web.deps import AdminPageUser, require_admin_page

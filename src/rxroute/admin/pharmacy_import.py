@@ -16,17 +16,15 @@ applying transaction and refuses if the plan's fingerprint differs from the one 
 (the list changed in between), so what is applied is exactly what was shown.
 
 The file checks and the rejected-row report are shared with the formulary's import
-(:mod:`rxroute.admin.csv_import`); :func:`export_csv` writes the same columns, so an export
-imports back unchanged.
+(:mod:`rxroute.admin.csv_import`); the export (:mod:`rxroute.admin.pharmacy_csv`) writes
+the same columns, so an export imports back unchanged.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,15 +32,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
-from rxroute.admin.csv_import import (
-    MAX_IMPORT_BYTES,
-    ImportFileError,
-    RejectedRow,
-    decode_upload,
-    parse_rows,
-    width_reason,
-    write_csv,
-)
+from rxroute.admin.csv_import import RejectedRow, decode_upload, parse_rows, width_reason
+from rxroute.admin.pharmacy_csv import as_text, values_of
 from rxroute.admin.service import PHARMACY_FIELDS, PharmacyInput, apply_input, check_pharmacy
 from rxroute.config import Settings
 from rxroute.models import AuditAction, Pharmacy
@@ -119,53 +110,7 @@ class ImportPlan:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-# --- the uploaded file, carried from the preview to the apply ---------------------------
-
-
-def pack(data: bytes) -> str:
-    """The file as a form value (compressed, URL-safe base64) for the preview's apply form."""
-    return base64.urlsafe_b64encode(zlib.compress(data, 6)).decode("ascii")
-
-
-def unpack(value: str) -> bytes:
-    """The file back from :func:`pack`; :class:`ImportFileError` when it is not one."""
-    try:
-        compressed = base64.urlsafe_b64decode(value.encode("ascii"))
-        inflater = zlib.decompressobj()
-        data = inflater.decompress(compressed, MAX_IMPORT_BYTES + 1)
-    except (ValueError, UnicodeEncodeError, zlib.error) as exc:
-        raise ImportFileError(
-            "The previewed file did not come back intact; upload it again."
-        ) from exc
-    if inflater.unconsumed_tail or len(data) > MAX_IMPORT_BYTES:
-        raise ImportFileError("The previewed file is too large; upload it again.")
-    return data
-
-
 # --- planning --------------------------------------------------------------------------
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def _values_of(pharmacy: Pharmacy) -> dict[str, str]:
-    return {
-        "code": pharmacy.code or "",
-        "name": pharmacy.name,
-        "address_line1": pharmacy.address_line1,
-        "address_line2": pharmacy.address_line2,
-        "town": pharmacy.town,
-        "postcode": pharmacy.postcode,
-        "region": pharmacy.region,
-        "email": pharmacy.email or "",
-        "platform_contact_id": _text(pharmacy.platform_contact_id),
-        "active": _text(pharmacy.active),
-    }
 
 
 @dataclass
@@ -340,8 +285,8 @@ async def plan_import(
         if current is None:
             plan.additions.append(planned)
             continue
-        before = _values_of(current)
-        after = {**checked.values, "active": _text(checked.active)}
+        before = values_of(current)
+        after = {**checked.values, "active": as_text(checked.active)}
         planned.changes = [
             FieldChange(name, before[name], after[name])
             for name in COMPARED
@@ -419,22 +364,3 @@ async def apply_plan(session: AsyncSession, plan: ImportPlan, *, actor_id: uuid.
         audit.record(session, actor_id, pharmacy, None, action=AuditAction.IMPORTED)
     await session.flush()
     return Applied(len(plan.additions), len(plan.changes), len(plan.deactivations))
-
-
-# --- export ----------------------------------------------------------------------------
-
-
-def template_csv() -> str:
-    """The header row alone: what an admin fills in."""
-    return write_csv(PHARMACY_FIELDS, [])
-
-
-async def export_csv(session: AsyncSession) -> str:
-    """Every pharmacy in the import's columns, so the export imports back unchanged."""
-    rows = []
-    for pharmacy in await session.scalars(
-        select(Pharmacy).order_by(Pharmacy.region, Pharmacy.name, Pharmacy.id)
-    ):
-        values = _values_of(pharmacy)
-        rows.append([values[name] for name in PHARMACY_FIELDS])
-    return write_csv(PHARMACY_FIELDS, rows)

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
-from rxroute.admin import audit, csv_import, service
+from rxroute.admin import audit, csv_import, prescriber_service, service
 from rxroute.admin.api_clients import router as api_clients_router
 from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.event_pages import router as events_router
@@ -329,7 +329,7 @@ async def _prescriber_form(
 
 
 def _typed_prescriber(form: dict[str, str]) -> dict[str, str]:
-    return {name: form.get(name, "") for name in service.PRESCRIBER_FIELDS}
+    return {name: form.get(name, "") for name in prescriber_service.PRESCRIBER_FIELDS}
 
 
 @router.get("/prescribers/new", response_class=HTMLResponse)
@@ -344,7 +344,7 @@ async def create_prescriber(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
     form = await _form(request)
-    saved, checked = await service.save_prescriber(
+    saved, checked = await prescriber_service.save_prescriber(
         session, runtime.secret_box, form, actor_id=user.id
     )
     if saved is None:
@@ -385,7 +385,7 @@ async def update_prescriber(
 ) -> Response:
     form = await _form(request)
     prescriber = await _prescriber(session, prescriber_id)
-    saved, checked = await service.save_prescriber(
+    saved, checked = await prescriber_service.save_prescriber(
         session, runtime.secret_box, form, prescriber, actor_id=user.id
     )
     if saved is None:
@@ -409,7 +409,7 @@ async def regions(
 ) -> HTMLResponse:
     rows = await service.region_overview(session, runtime.settings)
     env_value = json.dumps(dict(_regions(runtime)), separators=(",", ":"))
-    logins = await service.platform_logins(session, runtime.secret_box)
+    logins = await prescriber_service.platform_logins(session, runtime.secret_box)
     return render(
         request,
         "admin/regions.html",

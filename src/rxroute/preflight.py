@@ -103,7 +103,7 @@ def _erx_regions(settings: Settings) -> list[str]:
     return sorted(r for r, channel in settings.region_channels.items() if channel == "erx")
 
 
-def _platform_error(exc: ErxError) -> str:
+def platform_error(exc: ErxError) -> str:
     if isinstance(exc, RejectedError):
         message = exc.platform_message or "no message"
         return f"the platform refused: {message!r}"
@@ -115,7 +115,7 @@ async def run_preflight(
 ) -> list[Check]:
     """Every check, in the order a person would fix them. Never raises for a failed check."""
     checks: list[Check] = []
-    platform_up = await _check_client_credentials(settings, client, checks)
+    platform_up = await check_client_credentials(settings, client, checks)
     prescribers = await _check_prescribers(session, box, client, checks, platform_up=platform_up)
     ready = [p for p in prescribers if p.logged_in and p.credentials is not None]
     clinics: list[PlatformClinic] | None = None
@@ -129,7 +129,7 @@ async def run_preflight(
     return checks
 
 
-async def _check_client_credentials(
+async def check_client_credentials(
     settings: Settings, client: SignatureRxClient, checks: list[Check]
 ) -> bool:
     name = "client credentials"
@@ -185,66 +185,84 @@ async def _check_prescribers(
         return []
     result: list[_Prescriber] = []
     for row in rows:
-        entry = _Prescriber(row, None)
-        name = entry.label
-        if not row.has_platform_credentials:
-            checks.append(
-                warn(
-                    name,
-                    "no platform login or signing PIN stored: cannot send Region B prescriptions",
-                    "an admin must store the prescriber's platform email, password and PIN",
-                )
-            )
-            continue
-        assert row.platform_email_encrypted is not None
-        assert row.platform_password_encrypted is not None
-        assert row.signing_pin_encrypted is not None
-        try:
-            credentials = PrescriberCredentials(
-                key=str(row.id),
-                email=box.decrypt(row.platform_email_encrypted),
-                password=box.decrypt(row.platform_password_encrypted),
-                secure_pin=box.decrypt(row.signing_pin_encrypted),
-            )
-        except DecryptionError:
-            checks.append(
-                fail(
-                    name,
-                    "stored platform credentials cannot be decrypted",
-                    "RXROUTE_ENCRYPTION_KEYS must include the key they were stored with "
-                    "(keep old keys after the new one while rotating)",
-                )
-            )
-            continue
-        entry.credentials = credentials
-        result.append(entry)
-        if not _PIN.match(credentials.secure_pin):
-            checks.append(
-                fail(
-                    f"{name} PIN",
-                    "the stored signing PIN is not 6 digits",
-                    "store the prescriber's 6-digit secure PIN from the platform",
-                )
-            )
-        if not platform_up:
-            checks.append(warn(f"{name} login", "not checked: the client credentials failed above"))
-            continue
-        try:
-            await client.check_login(credentials)
-        except ErxError as exc:
-            hint = exc.hint if isinstance(exc, RejectedError) else None
-            checks.append(
-                fail(
-                    f"{name} login",
-                    f"login failed: {_platform_error(exc)}",
-                    hint or "check the platform email and password stored for this prescriber",
-                )
-            )
-            continue
-        entry.logged_in = True
-        pin_note = "PIN present" if _PIN.match(credentials.secure_pin) else "PIN invalid"
-        checks.append(ok(f"{name} login", f"login works; {pin_note}"))
+        entry = await check_prescriber(row, box, client, checks, platform_up=platform_up)
+        if entry is not None:
+            result.append(entry)
     return result
+
+
+def stored_credentials(box: SecretBox, row: Prescriber) -> PrescriberCredentials | Check:
+    """The prescriber's platform login and PIN, decrypted; or the check that says why not."""
+    name = f"prescriber {row.full_name} ({row.id})"
+    if not row.has_platform_credentials:
+        return warn(
+            name,
+            "no platform login or signing PIN stored: cannot send Region B prescriptions",
+            "an admin must store the prescriber's platform email, password and PIN",
+        )
+    assert row.platform_email_encrypted is not None
+    assert row.platform_password_encrypted is not None
+    assert row.signing_pin_encrypted is not None
+    try:
+        return PrescriberCredentials(
+            key=str(row.id),
+            email=box.decrypt(row.platform_email_encrypted),
+            password=box.decrypt(row.platform_password_encrypted),
+            secure_pin=box.decrypt(row.signing_pin_encrypted),
+        )
+    except DecryptionError:
+        return fail(
+            name,
+            "stored platform credentials cannot be decrypted",
+            "RXROUTE_ENCRYPTION_KEYS must include the key they were stored with "
+            "(keep old keys after the new one while rotating)",
+        )
+
+
+async def check_prescriber(
+    row: Prescriber,
+    box: SecretBox,
+    client: SignatureRxClient,
+    checks: list[Check],
+    *,
+    platform_up: bool,
+) -> _Prescriber | None:
+    """One prescriber's stored login and PIN, and a live login (preflight and the admin's
+    per-prescriber check). Appends its checks; None when there is nothing to log in with."""
+    found = stored_credentials(box, row)
+    if isinstance(found, Check):
+        checks.append(found)
+        return None
+    credentials = found
+    entry = _Prescriber(row, credentials)
+    name = entry.label
+    if not _PIN.match(credentials.secure_pin):
+        checks.append(
+            fail(
+                f"{name} PIN",
+                "the stored signing PIN is not 6 digits",
+                "store the prescriber's 6-digit secure PIN from the platform",
+            )
+        )
+    if not platform_up:
+        checks.append(warn(f"{name} login", "not checked: the client credentials failed above"))
+        return entry
+    try:
+        await client.check_login(credentials)
+    except ErxError as exc:
+        hint = exc.hint if isinstance(exc, RejectedError) else None
+        checks.append(
+            fail(
+                f"{name} login",
+                f"login failed: {platform_error(exc)}",
+                hint or "check the platform email and password stored for this prescriber",
+            )
+        )
+        return entry
+    entry.logged_in = True
+    pin_note = "PIN present" if _PIN.match(credentials.secure_pin) else "PIN invalid"
+    checks.append(ok(f"{name} login", f"login works; {pin_note}"))
+    return entry
 
 
 async def _platform_lists(
@@ -259,7 +277,7 @@ async def _platform_lists(
         checks.append(
             fail(
                 "platform clinics",
-                f"cannot list the prescriber's clinics: {_platform_error(exc)}",
+                f"cannot list the prescriber's clinics: {platform_error(exc)}",
                 "ask the platform's support which clinics this prescriber belongs to",
             )
         )
@@ -269,14 +287,14 @@ async def _platform_lists(
         checks.append(
             fail(
                 "platform contacts",
-                f"cannot list the clinic's pharmacy contacts: {_platform_error(exc)}",
+                f"cannot list the clinic's pharmacy contacts: {platform_error(exc)}",
                 "ask the platform's support to register the pharmacies as contacts",
             )
         )
     return clinics, contacts
 
 
-def _clinic_check(name: str, clinic_id: int, clinics: list[PlatformClinic], variable: str) -> Check:
+def clinic_check(name: str, clinic_id: int, clinics: list[PlatformClinic], variable: str) -> Check:
     internal = {c.internal_id: c for c in clinics}
     if clinic_id in internal:
         found = internal[clinic_id]
@@ -339,7 +357,7 @@ async def _check_clinic_ids(
             )
             checks.append(warn(name, f"{clinic_id} not checked: {reason}"))
             continue
-        checks.append(_clinic_check(name, clinic_id, clinics, variable))
+        checks.append(clinic_check(name, clinic_id, clinics, variable))
 
 
 async def _check_pharmacies(
@@ -371,34 +389,41 @@ async def _check_pharmacies(
     if contacts is None:
         checks.append(warn(name, "contact IDs not checked: the platform's contacts are unknown"))
         return
-    known = {contact.id for contact in contacts}
     bad = 0
     for pharmacy in pharmacies:
-        label = f"pharmacy {pharmacy.name} ({pharmacy.id})"
-        if pharmacy.platform_contact_id is None:
+        found = contact_check(pharmacy, contacts)
+        if not found.ok:
             bad += 1
-            checks.append(
-                fail(
-                    label,
-                    "has no platform contact ID",
-                    "ask the platform to register it as a contact and store the branch ID",
-                )
-            )
-        elif pharmacy.platform_contact_id not in known:
-            bad += 1
-            checks.append(
-                fail(
-                    label,
-                    f"contact ID {pharmacy.platform_contact_id} is not among the platform's "
-                    f"{len(known)} contacts",
-                    "correct the stored contact ID, or deactivate the pharmacy until the "
-                    "platform registers it",
-                )
-            )
+            checks.append(found)
     if not bad:
         checks.append(
             ok(name, f"all {len(pharmacies)} active pharmacies are contacts on the platform")
         )
+
+
+def contact_check(pharmacy: Pharmacy, contacts: list[Contact]) -> Check:
+    """Whether the pharmacy's contact ID is one of the platform's contacts (preflight and
+    the admin's per-pharmacy check)."""
+    label = f"pharmacy {pharmacy.name} ({pharmacy.id})"
+    if pharmacy.platform_contact_id is None:
+        return fail(
+            label,
+            "has no platform contact ID",
+            "ask the platform to register it as a contact and store the branch ID",
+        )
+    for contact in contacts:
+        if contact.id == pharmacy.platform_contact_id:
+            return ok(
+                label,
+                f"contact ID {contact.id} is registered on the platform"
+                + (f" as {contact.name!r}" if contact.name else ""),
+            )
+    return fail(
+        label,
+        f"contact ID {pharmacy.platform_contact_id} is not among the platform's "
+        f"{len(contacts)} contacts",
+        "correct the stored contact ID, or deactivate the pharmacy until the platform registers it",
+    )
 
 
 def _check_webhook(settings: Settings, checks: list[Check]) -> None:

@@ -20,6 +20,7 @@ from rxroute.admin import service
 from rxroute.models import AdminAuditEvent, Pharmacy, Prescriber, Role, User
 from rxroute.runtime import Runtime
 from tests import factories
+from tests.admin.importing import import_csv
 from tests.staff_pages import csrf_for, sign_in
 
 PIN = "482913"
@@ -123,12 +124,7 @@ async def test_an_import_records_each_pharmacy(
         "One Chemist,1 A St,,Leeds,LS1 5AB,B,,7101,yes",
         "Two Chemist,2 B St,,Leeds,LS2 7EE,B,,7102,no",
     ]
-    token = await csrf_for(as_admin, "/admin/pharmacies/import")
-    response = await as_admin.post(
-        "/admin/pharmacies/import",
-        data={"csrf_token": token},
-        files={"file": ("p.csv", "\n".join([HEADER, *rows]).encode(), "text/csv")},
-    )
+    response = await import_csv(as_admin, "\n".join([HEADER, *rows]).encode(), "p.csv")
     assert response.status_code == 200, response.text
     events = await _events(session)
     assert [event.action for event in events] == ["imported", "imported"]

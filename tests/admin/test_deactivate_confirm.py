@@ -7,9 +7,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import Pharmacy, Role, User
+from rxroute.models import AdminAuditEvent, Pharmacy, Role, User
 from rxroute.prescriptions.lifecycle import Source
 from rxroute.runtime import Runtime
 from tests import factories
@@ -85,6 +86,32 @@ async def test_the_list_asks_first_and_the_filter_is_kept(
     assert pharmacy.active is False
     page = await as_admin.get(response.headers["location"])
     assert "Pharmacy deactivated" in page.text
+
+
+async def test_the_reason_given_is_kept_in_the_history(
+    as_admin: httpx.AsyncClient, session: AsyncSession, pharmacy: Pharmacy
+) -> None:
+    confirm = await as_admin.get(f"/admin/pharmacies/{pharmacy.id}/deactivate")
+    assert 'id="action-reason"' in confirm.text
+    response = await as_admin.post(
+        f"/admin/pharmacies/{pharmacy.id}/active",
+        data={
+            "csrf_token": await csrf_for(as_admin, "/admin/pharmacies"),
+            "active": "0",
+            "reason": "  closed   for refit ",
+        },
+    )
+    assert response.status_code == 303
+    [event] = (
+        await session.scalars(
+            select(AdminAuditEvent).where(AdminAuditEvent.entity_id == pharmacy.id)
+        )
+    ).all()
+    assert event.action == "deactivated"
+    assert event.changes["active"] == {"before": True, "after": False}
+    assert event.changes["reason"] == {"before": None, "after": "closed for refit"}
+    page = (await as_admin.get(f"/admin/pharmacies/{pharmacy.id}")).text
+    assert "closed for refit" in page
 
 
 async def test_the_pharmacy_page_asks_first_too(

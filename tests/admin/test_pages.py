@@ -14,6 +14,7 @@ from rxroute.admin.service import normalise_postcode
 from rxroute.models import Pharmacy, Prescriber, Role, User
 from rxroute.runtime import Runtime
 from tests import factories
+from tests.admin.importing import import_csv
 from tests.staff_pages import csrf_for, sign_in
 
 HEADER = "name,address_line1,address_line2,town,postcode,region,email,platform_contact_id,active"
@@ -264,12 +265,7 @@ async def test_pharmacy_list_filters_by_region_and_search(
 async def _import(
     client: httpx.AsyncClient, content: bytes, filename: str = "pharmacies.csv"
 ) -> httpx.Response:
-    token = await csrf_for(client, "/admin/pharmacies/import")
-    return await client.post(
-        "/admin/pharmacies/import",
-        data={"csrf_token": token},
-        files={"file": (filename, content, "text/csv")},
-    )
+    return await import_csv(client, content, filename)
 
 
 async def test_import_a_good_file_imports_every_row(
@@ -278,7 +274,7 @@ async def test_import_a_good_file_imports_every_row(
     content = "\r\n".join([HEADER, *GOOD_ROWS, ""]).encode()
     response = await _import(as_admin, content)
     assert response.status_code == 200, response.text
-    assert "Imported 3 pharmacies" in response.text
+    assert "3 added, 0 updated, 0 deactivated" in response.text
     found = {p.name: p for p in (await session.scalars(select(Pharmacy))).all()}
     assert set(found) == {"Riverside Pharmacy", "Smith, Jones & Co", "Hill Chemist"}
     assert found["Riverside Pharmacy"].postcode == "LS1 5AB"
@@ -330,7 +326,8 @@ async def test_import_reports_each_kind_of_bad_row_by_line(
     assert "<tr><td>7</td>" in page and "has 3 columns" in page
     assert "<tr><td>8</td><td>Taken Contact</td>" in page and "already used by" in page
     assert "<tr><td>10</td><td>Twin</td>" in page
-    assert "same pharmacy as line 9" in page and "active: Use yes or no" in page
+    assert "same pharmacy (name and postcode) as line 9" in page
+    assert "active: Use yes or no" in page
     assert await _count(session) == 1
 
 

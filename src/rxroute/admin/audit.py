@@ -43,6 +43,7 @@ PHARMACY_FIELDS = (
     "email",
     "platform_contact_id",
     "active",
+    "code",
 )
 #: What is recorded, as values, of a prescriber.
 PRESCRIBER_FIELDS = (
@@ -103,6 +104,10 @@ LABELS = {
     "scopes": "Scopes",
     "key_prefix": "Key prefix",
     "revoked": "Revoked",
+    "code": "Code",
+    "health": "Health check",
+    "withheld": "Withheld from patients",
+    "reason": "Reason",
 }
 
 Snapshot = dict[str, Any]

@@ -29,6 +29,8 @@ TOO_LARGE = (
 )
 #: The key :func:`parse_rows` puts in a row whose width differs from the header's.
 WIDTH = "__width__"
+#: ...and the header's width beside it.
+HEADER_WIDTH = "__header_width__"
 
 
 class ImportFileError(ValueError):
@@ -51,6 +53,19 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return not self.rejected
+
+
+def write_csv(fields: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A CSV file (header, then rows) that :func:`parse_rows` reads back as written.
+
+    UTF-8 with a byte-order mark, so Excel opens names with accents correctly; every value
+    is text (``None`` as empty)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in row])
+    return "\ufeff" + out.getvalue()
 
 
 def decode_upload(data: bytes) -> str:
@@ -80,11 +95,29 @@ def decode_upload(data: bytes) -> str:
         ) from exc
 
 
-def _check_header(header: list[str] | None, fields: Sequence[str]) -> list[str]:
+def _semicolons(header: list[str], fields: Sequence[str]) -> bool:
+    """Whether the header is the column names separated by semicolons (one cell holding
+    them all), as Excel saves "CSV" where the decimal separator is a comma."""
+    joined = ",".join(header)
+    if ";" not in joined:
+        return False
+    names = {cell.strip().strip('"').lower() for cell in joined.split(";")}
+    return len(names & set(fields)) >= 2
+
+
+def _check_header(
+    header: list[str] | None, fields: Sequence[str], optional: Sequence[str] = ()
+) -> list[str]:
     if header is None or not any(cell.strip() for cell in header):
         raise ImportFileError("The file is empty: the first line must name the columns.")
+    if _semicolons(header, fields):
+        raise ImportFileError(
+            "The columns are separated by semicolons (;), not commas: this is how Excel "
+            "saves CSV in some languages. Save it as 'CSV UTF-8 (Comma delimited)', or "
+            "replace the semicolons with commas, and upload it again."
+        )
     columns = [cell.strip().lower() for cell in header]
-    missing = [name for name in fields if name not in columns]
+    missing = [name for name in fields if name not in columns and name not in optional]
     unknown = [name for name in columns if name not in fields]
     duplicated = sorted({name for name in columns if columns.count(name) > 1})
     problems = []
@@ -102,19 +135,24 @@ def _check_header(header: list[str] | None, fields: Sequence[str]) -> list[str]:
     return columns
 
 
-def parse_rows(text: str, fields: Sequence[str], *, noun: str) -> list[tuple[int, dict[str, str]]]:
+def parse_rows(
+    text: str, fields: Sequence[str], *, noun: str, optional: Sequence[str] = ()
+) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) for each data row; raises :class:`ImportFileError` on bad files.
 
-    The header must name exactly ``fields`` (any order). A row of another width comes back
-    as ``{WIDTH: "<its width>"}`` for the service to reject with :func:`width_reason`.
-    ``noun`` names what the rows are, for "the file has the column names but no <noun>".
+    The header must name exactly ``fields`` (any order), except that the ``optional`` ones
+    may be left out (their cells then read as empty). A row of another width comes back as
+    ``{WIDTH: "<its width>"}`` for the service to reject with :func:`width_reason`. ``noun``
+    names what the rows are, for "the file has the column names but no <noun>". A file
+    separated by semicolons is refused with a message that says so.
     """
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
         raise ImportFileError(f"Line 1 is not valid CSV: {exc}.") from exc
-    columns = _check_header(header, fields)
+    columns = _check_header(header, fields, optional)
+    absent = {name: "" for name in optional if name not in columns}
     rows: list[tuple[int, dict[str, str]]] = []
     line = reader.line_num + 1
     while True:
@@ -134,9 +172,9 @@ def parse_rows(text: str, fields: Sequence[str], *, noun: str) -> list[tuple[int
                 f"The file has more than {MAX_IMPORT_ROWS:,} rows; split it into smaller files."
             )
         if len(cells) != len(columns):
-            rows.append((start, {WIDTH: f"{len(cells)}"}))
+            rows.append((start, {WIDTH: f"{len(cells)}", HEADER_WIDTH: f"{len(columns)}"}))
             continue
-        rows.append((start, dict(zip(columns, cells, strict=True))))
+        rows.append((start, {**absent, **dict(zip(columns, cells, strict=True))}))
     if not rows:
         raise ImportFileError(f"The file has the column names but no {noun}.")
     return rows
@@ -147,7 +185,7 @@ def width_reason(raw: dict[str, str], fields: Sequence[str]) -> str | None:
     if WIDTH not in raw:
         return None
     return (
-        f"has {raw[WIDTH]} columns, the header has {len(fields)} "
+        f"has {raw[WIDTH]} columns, the header has {raw.get(HEADER_WIDTH, len(fields))} "
         "(a comma inside a value needs quotes)"
     )
 

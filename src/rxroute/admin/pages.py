@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
-from rxroute.admin import audit, csv_import, service
+from rxroute.admin import audit, csv_import, prescriber_service, service
 from rxroute.admin.api_clients import router as api_clients_router
 from rxroute.admin.audit_pages import router as audit_router
 from rxroute.admin.event_pages import router as events_router
 from rxroute.admin.formulary_pages import router as formulary_router
+from rxroute.admin.health_pages import router as health_router
+from rxroute.admin.import_pages import router as import_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
 from rxroute.admin.users import router as users_router
@@ -53,8 +55,19 @@ FLASHES = {
     "pharmacy-reactivated": "Pharmacy reactivated: patients can choose it again.",
     "prescriber-added": "Prescriber added.",
     "prescriber-saved": "Prescriber saved.",
+    "checked-ok": "Checked: everything the check can see is in place.",
+    "checked-warn": "Checked, but not everything could be checked: see the health line.",
+    "checked-fail": "Checked: a problem was found; see the health line.",
+    "checked-withheld": (
+        "Checked: the platform does not know this pharmacy's contact ID. It is now withheld: "
+        "patients cannot find or choose it until an admin clears it."
+    ),
+    "cleared": "Cleared: patients can find and choose this pharmacy again.",
+    "not-withheld": "This pharmacy was not withheld: nothing to clear.",
 }
 PAGE_SIZE = 50
+#: The list's "Show" filter.
+LIST_STATES = ("all", "active", "inactive", "withheld", "problems")
 
 
 def _flash(request: Request) -> str | None:
@@ -102,7 +115,7 @@ async def pharmacies(
     state: Annotated[str, Query(max_length=10)] = "all",
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
-    state = state if state in ("all", "active", "inactive") else "all"
+    state = state if state in LIST_STATES else "all"
     found = await service.list_pharmacies(
         session,
         region=region.strip(),
@@ -162,6 +175,7 @@ def _pharmacy_values(pharmacy: Pharmacy) -> dict[str, str]:
         "postcode": pharmacy.postcode,
         "region": pharmacy.region,
         "email": pharmacy.email or "",
+        "code": pharmacy.code or "",
         "platform_contact_id": (
             str(pharmacy.platform_contact_id) if pharmacy.platform_contact_id is not None else ""
         ),
@@ -190,52 +204,9 @@ async def create_pharmacy(
     return RedirectResponse(f"/admin/pharmacies/{saved.id}?done=pharmacy-added", 303)
 
 
-# --- CSV import (declared before /pharmacies/{id} so "import" is not taken for an id) ---
+# --- CSV import, export and template (before /pharmacies/{id}: "import" is no id) -------
 
-
-@router.get("/pharmacies/import", response_class=HTMLResponse)
-async def import_form(request: Request, user: AdminPageUser) -> HTMLResponse:
-    return render(request, "admin/import.html", _import_context())
-
-
-def _import_context(**extra: Any) -> dict[str, Any]:
-    return {
-        "columns": service.PHARMACY_FIELDS,
-        "max_mb": csv_import.MAX_IMPORT_BYTES // (1024 * 1024),
-        "max_rows": csv_import.MAX_IMPORT_ROWS,
-        "max_reported": csv_import.MAX_REPORTED_ROWS,
-        **extra,
-    }
-
-
-@router.post("/pharmacies/import", response_model=None)
-async def import_csv(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
-) -> Response:
-    uploaded = await csv_import.uploaded_file(request)
-    if uploaded is None:
-        return render(
-            request,
-            "admin/import.html",
-            _import_context(file_error="Choose a CSV file to upload."),
-            status_code=422,
-        )
-    data, filename = uploaded
-    try:
-        report = await service.import_pharmacies(session, runtime.settings, data, actor_id=user.id)
-    except csv_import.ImportFileError as exc:
-        return render(
-            request,
-            "admin/import.html",
-            _import_context(file_error=f"{exc} Nothing was imported.", filename=filename),
-            status_code=422,
-        )
-    return render(
-        request,
-        "admin/import.html",
-        _import_context(report=report, filename=filename),
-        status_code=200 if report.ok else 422,
-    )
+router.include_router(import_router)
 
 
 # --- one pharmacy -----------------------------------------------------------------------
@@ -300,7 +271,9 @@ async def set_active(
     form = await _form(request)
     pharmacy = await _pharmacy(session, pharmacy_id)
     active = form.get("active") == "1"
-    await service.set_pharmacy_active(session, pharmacy, active, actor_id=user.id)
+    await service.set_pharmacy_active(
+        session, pharmacy, active, actor_id=user.id, reason=form.get("reason", "")
+    )
     done = "pharmacy-reactivated" if active else "pharmacy-deactivated"
     if form.get("back") == "list":
         # Back to the list as it was filtered (deactivating asks first: pharmacy_confirm).
@@ -356,7 +329,7 @@ async def _prescriber_form(
 
 
 def _typed_prescriber(form: dict[str, str]) -> dict[str, str]:
-    return {name: form.get(name, "") for name in service.PRESCRIBER_FIELDS}
+    return {name: form.get(name, "") for name in prescriber_service.PRESCRIBER_FIELDS}
 
 
 @router.get("/prescribers/new", response_class=HTMLResponse)
@@ -371,7 +344,7 @@ async def create_prescriber(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
     form = await _form(request)
-    saved, checked = await service.save_prescriber(
+    saved, checked = await prescriber_service.save_prescriber(
         session, runtime.secret_box, form, actor_id=user.id
     )
     if saved is None:
@@ -412,7 +385,7 @@ async def update_prescriber(
 ) -> Response:
     form = await _form(request)
     prescriber = await _prescriber(session, prescriber_id)
-    saved, checked = await service.save_prescriber(
+    saved, checked = await prescriber_service.save_prescriber(
         session, runtime.secret_box, form, prescriber, actor_id=user.id
     )
     if saved is None:
@@ -436,11 +409,24 @@ async def regions(
 ) -> HTMLResponse:
     rows = await service.region_overview(session, runtime.settings)
     env_value = json.dumps(dict(_regions(runtime)), separators=(",", ":"))
-    return render(request, "admin/regions.html", {"rows": rows, "env_value": env_value})
+    logins = await prescriber_service.platform_logins(session, runtime.secret_box)
+    return render(
+        request,
+        "admin/regions.html",
+        {
+            "rows": rows,
+            "env_value": env_value,
+            "logins": logins,
+            "settings": runtime.settings,
+            "platform_used": "erx" in runtime.settings.region_channels.values(),
+        },
+    )
 
 
 #: The confirm step before deactivating a pharmacy, and the audit list, under the same prefix.
 router.include_router(confirm_router)
+#: The live "Check" of a pharmacy or prescriber, and clearing a withheld pharmacy.
+router.include_router(health_router)
 router.include_router(users_router)
 router.include_router(audit_router)
 #: Events out: the endpoints status events are sent to.

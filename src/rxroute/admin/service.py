@@ -1,10 +1,12 @@
-"""Admin rules: accepted pharmacies (forms and CSV import) and prescribers.
+"""Admin rules: accepted pharmacies (forms), the shared field checks, the regions overview.
+
+The pharmacies' CSV import is :mod:`rxroute.admin.pharmacy_import`; prescribers are
+:mod:`rxroute.admin.prescriber_service`.
 
 Services add and flush; the request owns the transaction. Validation returns field-level
-messages keyed by form field, so a page can show each next to its input. Prescriber
-platform credentials are write-only: they are encrypted on the way in and never read back
-out here (only whether each is set). Every change is recorded in the admin audit trail
-(:mod:`rxroute.admin.audit`) with the acting admin, in the same transaction.
+messages keyed by form field, so a page can show each next to its input. Every change is
+recorded in the admin audit trail (:mod:`rxroute.admin.audit`) with the acting admin, in
+the same transaction.
 """
 
 from __future__ import annotations
@@ -18,16 +20,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
-from rxroute.admin.csv_import import (
-    ImportReport,
-    RejectedRow,
-    decode_upload,
-    parse_rows,
-    width_reason,
-)
 from rxroute.config import Settings
-from rxroute.crypto import SecretBox
-from rxroute.models import AuditAction, Pharmacy, Prescriber, Prescription
+from rxroute.models import AuditAction, Pharmacy, Prescription
 from rxroute.pharmacies.repository import normalise_query
 
 # --- shared field checks ----------------------------------------------------------------
@@ -35,11 +29,12 @@ from rxroute.pharmacies.repository import normalise_query
 #: UK postcode: outward code (A9, A99, A9A, AA9, AA99, AA9A), then inward code (9AA).
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
-_PIN = re.compile(r"^[0-9]{6}$")
-PASSWORD_MESSAGE = "Enter the platform password (at most 500 characters)."  # noqa: S105
+_CODE = re.compile(r"^[A-Z0-9]{3,20}$")
 MAX_INT32 = 2**31 - 1
 
+#: The form's and the CSV file's columns (export writes them in this order).
 PHARMACY_FIELDS = (
+    "code",
     "name",
     "address_line1",
     "address_line2",
@@ -77,13 +72,13 @@ def valid_email(raw: str) -> bool:
     return len(raw) <= 320 and _EMAIL.match(raw) is not None
 
 
-def _clean(value: object) -> str:
+def clean_text(value: object) -> str:
     """Trimmed text without control characters (a pasted tab or NUL goes no further)."""
     text = "" if value is None else str(value)
     return "".join(ch for ch in text if ch.isprintable()).strip()
 
 
-_TRUE = {"1", "true", "yes", "y", "on", "active"}
+TRUE_WORDS = {"1", "true", "yes", "y", "on", "active"}
 _FALSE = {"0", "false", "no", "n", "off", "inactive"}
 
 
@@ -91,7 +86,7 @@ def parse_active(raw: str, *, default: bool = True) -> bool | None:
     value = raw.strip().lower()
     if not value:
         return default
-    if value in _TRUE:
+    if value in TRUE_WORDS:
         return True
     if value in _FALSE:
         return False
@@ -115,7 +110,7 @@ class PharmacyInput:
 def check_pharmacy(
     settings: Settings, raw: Mapping[str, object], *, active_default: bool = True
 ) -> PharmacyInput:
-    values = {name: _clean(raw.get(name)) for name in PHARMACY_FIELDS}
+    values = {name: clean_text(raw.get(name)) for name in PHARMACY_FIELDS}
     result = PharmacyInput(values=values)
     errors = result.errors
     for name, message in _REQUIRED.items():
@@ -160,6 +155,10 @@ def check_pharmacy(
             f"Region {region} sends through the e-prescription platform: enter the pharmacy's "
             "platform contact (branch) ID."
         )
+    code = "".join(values["code"].split()).upper()
+    values["code"] = code
+    if code and not _CODE.match(code):
+        errors["code"] = "The code is 3 to 20 letters and digits, like FA123 (or leave it empty)."
     active = parse_active(values["active"], default=active_default)
     if active is None:
         errors["active"] = "Use yes or no (or true/false, 1/0)."
@@ -208,14 +207,23 @@ async def check_pharmacy_against_list(
                 f"Another pharmacy in region {values['region']} ({other.name}) already has "
                 "this platform contact ID."
             )
+    if values["code"]:
+        statement = select(Pharmacy.name).where(Pharmacy.code == values["code"])
+        if exclude is not None:
+            statement = statement.where(Pharmacy.id != exclude)
+        holder = await session.scalar(statement.limit(1))
+        if holder is not None:
+            checked.errors["code"] = f"Another pharmacy ({holder}) already has this code."
     if await _duplicate(session, values["region"], values["name"], values["postcode"], exclude):
         checked.errors["name"] = (
             "A pharmacy with this name and postcode is already in this region's list."
         )
 
 
-def _apply(pharmacy: Pharmacy, checked: PharmacyInput) -> None:
+def apply_input(pharmacy: Pharmacy, checked: PharmacyInput) -> None:
+    """Copy a checked form or CSV row onto the pharmacy."""
     values = checked.values
+    pharmacy.code = values["code"] or None
     pharmacy.name = values["name"]
     pharmacy.address_line1 = values["address_line1"]
     pharmacy.address_line2 = values["address_line2"]
@@ -249,7 +257,7 @@ async def save_pharmacy(
         return None, checked
     before = audit.snapshot(pharmacy)
     target = pharmacy or Pharmacy()
-    _apply(target, checked)
+    apply_input(target, checked)
     if pharmacy is None:
         session.add(target)
     await session.flush()
@@ -259,12 +267,24 @@ async def save_pharmacy(
 
 
 async def set_pharmacy_active(
-    session: AsyncSession, pharmacy: Pharmacy, active: bool, *, actor_id: uuid.UUID
+    session: AsyncSession,
+    pharmacy: Pharmacy,
+    active: bool,
+    *,
+    actor_id: uuid.UUID,
+    reason: str = "",
 ) -> None:
+    """Activate or deactivate; ``reason`` (optional) is kept in the audit trail."""
     before = audit.snapshot(pharmacy)
     pharmacy.active = active
     action = AuditAction.ACTIVATED if active else AuditAction.DEACTIVATED
-    audit.record(session, actor_id, pharmacy, before, action=action)
+    why = " ".join(reason.split())[:500]
+    extra = (
+        {"reason": {"before": None, "after": why}}
+        if why and before != audit.snapshot(pharmacy)
+        else None
+    )
+    audit.record(session, actor_id, pharmacy, before, action=action, extra=extra)
     await session.flush()
 
 
@@ -292,6 +312,12 @@ async def list_pharmacies(
         statement = statement.where(Pharmacy.active.is_(True))
     elif state == "inactive":
         statement = statement.where(Pharmacy.active.is_(False))
+    elif state == "withheld":
+        statement = statement.where(Pharmacy.withheld_at.is_not(None))
+    elif state == "problems":
+        statement = statement.where(
+            or_(Pharmacy.withheld_at.is_not(None), Pharmacy.health_status == "fail")
+        )
     terms = normalise_query(query)
     for word in terms.split(" ") if terms else []:
         statement = statement.where(
@@ -307,194 +333,6 @@ async def list_pharmacies(
         .limit(limit)
     )
     return PharmacyPage(pharmacies=list(found), total=total, offset=offset, limit=limit)
-
-
-# --- CSV import -------------------------------------------------------------------------
-
-# The file checks and the report are shared with the formulary's: rxroute.admin.csv_import.
-
-
-async def import_pharmacies(
-    session: AsyncSession, settings: Settings, data: bytes, *, actor_id: uuid.UUID
-) -> ImportReport:
-    """Validate every row, then import all of them, or none if any row is rejected.
-
-    Raises :class:`~rxroute.admin.csv_import.ImportFileError` when the file itself is
-    unreadable. Each imported
-    pharmacy gets its own "imported" audit event.
-    """
-    rows = parse_rows(decode_upload(data), PHARMACY_FIELDS, noun="pharmacies")
-    report = ImportReport(rows=len(rows))
-    accepted: list[PharmacyInput] = []
-    seen_names: dict[tuple[str, str, str], int] = {}
-    seen_contacts: dict[tuple[str, int], int] = {}
-    existing_contacts: dict[tuple[str, int], str] = {}
-    existing_names: set[tuple[str, str, str]] = set()
-    for region, contact, name in await session.execute(
-        select(Pharmacy.region, Pharmacy.platform_contact_id, Pharmacy.name).where(
-            Pharmacy.platform_contact_id.is_not(None)
-        )
-    ):
-        if contact is not None:
-            existing_contacts[(region, contact)] = name
-    for region, name, postcode in await session.execute(
-        select(Pharmacy.region, func.lower(Pharmacy.name), Pharmacy.postcode)
-    ):
-        existing_names.add((region, name, postcode))
-
-    for line, raw in rows:
-        wrong_width = width_reason(raw, PHARMACY_FIELDS)
-        if wrong_width is not None:
-            report.rejected.append(RejectedRow(line, "", [wrong_width]))
-            continue
-        checked = check_pharmacy(settings, raw)
-        reasons = [f"{name}: {message}" for name, message in checked.errors.items()]
-        values = checked.values
-        if not {"name", "region", "postcode"} & set(checked.errors):
-            key = (values["region"], values["name"].lower(), values["postcode"])
-            if key in existing_names:
-                reasons.append("name: already in the list (same name and postcode)")
-            elif key in seen_names:
-                reasons.append(f"name: same pharmacy as line {seen_names[key]}")
-            else:
-                seen_names[key] = line
-            if (
-                checked.platform_contact_id is not None
-                and "platform_contact_id" not in checked.errors
-            ):
-                contact_key = (values["region"], checked.platform_contact_id)
-                if contact_key in existing_contacts:
-                    reasons.append(
-                        "platform_contact_id: already used by "
-                        f"{existing_contacts[contact_key]!r} in the list"
-                    )
-                elif contact_key in seen_contacts:
-                    reasons.append(
-                        f"platform_contact_id: also used on line {seen_contacts[contact_key]}"
-                    )
-                else:
-                    seen_contacts[contact_key] = line
-        if reasons:
-            report.rejected.append(RejectedRow(line, values.get("name", "")[:200], reasons))
-        else:
-            accepted.append(checked)
-    if report.rejected:
-        return report
-    imported = []
-    for checked in accepted:
-        pharmacy = Pharmacy()
-        _apply(pharmacy, checked)
-        session.add(pharmacy)
-        imported.append(pharmacy)
-    await session.flush()
-    for pharmacy in imported:
-        audit.record(session, actor_id, pharmacy, None, action=AuditAction.IMPORTED)
-    await session.flush()
-    report.imported = len(accepted)
-    return report
-
-
-# --- prescribers ------------------------------------------------------------------------
-
-PRESCRIBER_FIELDS = ("full_name", "email", "registration_number", "active")
-SECRET_FIELDS = ("platform_email", "platform_password", "signing_pin")
-
-
-@dataclass
-class PrescriberInput:
-    values: dict[str, str]
-    errors: dict[str, str] = field(default_factory=dict)
-    active: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-def check_prescriber(form: Mapping[str, object]) -> PrescriberInput:
-    values = {name: _clean(form.get(name)) for name in PRESCRIBER_FIELDS}
-    result = PrescriberInput(values=values)
-    errors = result.errors
-    if not values["full_name"]:
-        errors["full_name"] = "Enter the prescriber's name."
-    elif len(values["full_name"]) > 200:
-        errors["full_name"] = "At most 200 characters."
-    if not values["email"]:
-        errors["email"] = "Enter the prescriber's email address."
-    elif not valid_email(values["email"]):
-        errors["email"] = "Enter an email address like name@example.com."
-    else:
-        values["email"] = values["email"].lower()
-    if not values["registration_number"]:
-        errors["registration_number"] = "Enter the registration number (e.g. GMC-7999999)."
-    elif len(values["registration_number"]) > 40:
-        errors["registration_number"] = "At most 40 characters."
-    # A checkbox: present means active. The form always sends it when ticked.
-    result.active = values["active"].lower() in _TRUE
-    secrets = {name: str(form.get(name) or "") for name in SECRET_FIELDS}
-    platform_email = secrets["platform_email"].strip()
-    if platform_email and not valid_email(platform_email):
-        errors["platform_email"] = "Enter the platform login email like name@example.com."
-    password = secrets["platform_password"]
-    if password and (len(password) > 500 or not password.strip()):
-        errors["platform_password"] = PASSWORD_MESSAGE
-    pin = secrets["signing_pin"].strip()
-    if pin and not _PIN.match(pin):
-        errors["signing_pin"] = "The signing PIN is exactly 6 digits."
-    return result
-
-
-async def save_prescriber(
-    session: AsyncSession,
-    box: SecretBox,
-    form: Mapping[str, object],
-    prescriber: Prescriber | None = None,
-    *,
-    actor_id: uuid.UUID,
-) -> tuple[Prescriber | None, PrescriberInput]:
-    """Create or update. Blank secret fields keep what is stored; ``clear_credentials``
-    removes all three. Secrets are encrypted here and never returned (the audit trail says
-    only that they changed)."""
-    checked = check_prescriber(form)
-    if checked.ok:
-        statement = select(Prescriber.id).where(
-            func.lower(Prescriber.email) == checked.values["email"]
-        )
-        if prescriber is not None:
-            statement = statement.where(Prescriber.id != prescriber.id)
-        if await session.scalar(statement.limit(1)) is not None:
-            checked.errors["email"] = "Another prescriber already has this email address."
-    if not checked.ok:
-        return None, checked
-    before = audit.snapshot(prescriber)
-    target = prescriber or Prescriber()
-    target.full_name = checked.values["full_name"]
-    target.email = checked.values["email"]
-    target.registration_number = checked.values["registration_number"]
-    target.active = checked.active
-    if str(form.get("clear_credentials") or "").lower() in _TRUE:
-        target.platform_email_encrypted = None
-        target.platform_password_encrypted = None
-        target.signing_pin_encrypted = None
-        target.platform_prescriber_id = None
-    platform_email = str(form.get("platform_email") or "").strip()
-    password = str(form.get("platform_password") or "")
-    pin = str(form.get("signing_pin") or "").strip()
-    if platform_email:
-        if target.platform_email_encrypted is not None:
-            # A different platform login is a different platform prescriber.
-            target.platform_prescriber_id = None
-        target.platform_email_encrypted = box.encrypt(platform_email)
-    if password:
-        target.platform_password_encrypted = box.encrypt(password)
-    if pin:
-        target.signing_pin_encrypted = box.encrypt(pin)
-    if prescriber is None:
-        session.add(target)
-    await session.flush()
-    audit.record(session, actor_id, target, before)
-    await session.flush()
-    return target, checked
 
 
 # --- regions ----------------------------------------------------------------------------

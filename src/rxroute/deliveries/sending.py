@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.admin.rejections import record_send_rejection
 from rxroute.channels.base import (
     Channel,
     DeliveryRejected,
@@ -121,7 +122,7 @@ async def send(
             runtime, prescription_id, claimed, started, exc, schedule_retry
         )
     except DeliveryRejected as exc:
-        return await _after_rejection(runtime, prescription_id, claimed, started, exc.message)
+        return await _after_rejection(runtime, prescription_id, claimed, started, exc)
     return await _record_delivered(
         runtime,
         prescription_id,
@@ -413,8 +414,9 @@ async def _after_rejection(
     prescription_id: uuid.UUID,
     claimed: _Claimed,
     started: datetime,
-    reason: str,
+    error: DeliveryRejected,
 ) -> SendOutcome:
+    reason = error.message
     async with runtime.sessionmaker() as session, session.begin():
         prescription, delivery = await ledger.lock_both(
             session, prescription_id, claimed.delivery_id
@@ -430,6 +432,7 @@ async def _after_rejection(
             )
         )
         await ledger.fail(session, prescription, delivery, reason)
+        await record_send_rejection(session, prescription, delivery, error)
     SENDS.labels(channel=claimed.channel.name, outcome="rejected").inc()
     log.info("send_rejected", prescription_id=str(prescription_id), delivery=claimed.number)
     return SendOutcome("failed", reason)

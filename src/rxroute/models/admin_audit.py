@@ -42,6 +42,11 @@ class AuditAction(enum.StrEnum):
     #: An API client's key was revoked.
     REVOKED = "revoked"
 
+    #: A pharmacy or prescriber checked live against the platform (its health badge).
+    CHECKED = "checked"
+    #: A withheld pharmacy (its contact rejected by the platform) put back in the search.
+    CLEARED = "cleared"
+
 
 class AdminAuditEvent(IdMixin, Base):
     """One admin change to a pharmacy, prescriber, user account, formulary line or API

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Computed, Index, Integer, String, Text
+from datetime import datetime
+
+from sqlalchemy import Boolean, Computed, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -26,6 +28,7 @@ class Pharmacy(IdMixin, TimestampMixin, Base):
             postgresql_using="gin",
             postgresql_ops={"search_text": "gin_trgm_ops"},
         ),
+        Index("uq_pharmacies_code", "code", unique=True, postgresql_where=text("code IS NOT NULL")),
     )
 
     name: Mapped[str] = mapped_column(String(200))
@@ -37,6 +40,19 @@ class Pharmacy(IdMixin, TimestampMixin, Base):
     email: Mapped[str | None] = mapped_column(String(320), default=None)
     platform_contact_id: Mapped[int | None] = mapped_column(Integer, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The pharmacy's own code (NHS ODS code, e.g. ``FA123``): the key a re-imported CSV
+    #: list is matched by (:mod:`rxroute.admin.pharmacy_import`).
+    code: Mapped[str | None] = mapped_column(String(20), default=None)
+    #: The last live check (:mod:`rxroute.admin.health`): ok, warn or fail, when, and why
+    #: (ids and pharmacy names only, never PHI). None: never checked.
+    health_status: Mapped[str | None] = mapped_column(String(10), default=None)
+    health_checked_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    health_detail: Mapped[str | None] = mapped_column(String(500), default=None)
+    #: Set when the platform rejected the pharmacy's contact (at a check or a real send):
+    #: patients' search leaves it out until an admin clears it.
+    withheld_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     #: Lower-cased name, town and postcode (with and without its space), for search.
     search_text: Mapped[str] = mapped_column(
         Text,

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Index, Integer, String, text
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -35,6 +37,13 @@ class Prescriber(IdMixin, TimestampMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: The integrating platform's own ID for this prescriber (prescription bodies may use it).
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: The last live check of the platform account (:mod:`rxroute.admin.health`), or the
+    #: platform's last refusal of a send for an account reason: ok, warn or fail, when, why.
+    health_status: Mapped[str | None] = mapped_column(String(10), default=None)
+    health_checked_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    health_detail: Mapped[str | None] = mapped_column(String(500), default=None)
 
     @property
     def has_platform_credentials(self) -> bool:

@@ -117,7 +117,12 @@ def _statement(shape: str, words: int) -> Select[Pharmacy]:
       matched), the candidates are the first by id: arbitrary but stable, and cheap
       whether the word is rare or everywhere.
     """
-    active = (Pharmacy.region == bindparam("region"), Pharmacy.active == true())
+    # A withheld pharmacy (its platform contact was rejected) is left out until cleared.
+    active = (
+        Pharmacy.region == bindparam("region"),
+        Pharmacy.active == true(),
+        Pharmacy.withheld_at.is_(None),
+    )
     limit = bindparam("limit", type_=Integer)
     if shape == "empty":
         return (

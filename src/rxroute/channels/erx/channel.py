@@ -177,6 +177,8 @@ class ErxDeliveryChannel:
                 "this pharmacy has no e-prescription contact ID yet; choose another "
                 "or ask an admin to add it"
             )
+        if pharmacy.withheld_at is not None:
+            return "the platform does not accept this pharmacy's contact ID; choose another"
         return None
 
     def destination(self, pharmacy: Pharmacy) -> str | None:

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from .aimed import DROP, ERROR, AimedSpec, operation_of
+from .aimed import DROP, ERROR, REJECT, REJECT_MESSAGE, AimedSpec, operation_of
 from .config import Prescriber, SandboxConfig
 from .control import add_control_routes
 from .http import (
@@ -37,7 +37,7 @@ from .http import (
     link_base,
     session_token,
 )
-from .pages import render
+from .pages import add_page_routes, render
 from .state import (
     DISPENSED,
     EXPIRED,
@@ -162,6 +162,9 @@ class SandboxApp(FastAPI):
             await self._injected_error(aimed.status_code, send)
         elif aimed.fault == DROP:
             await self._process_then_drop(scope, receive, send)
+        elif aimed.fault == REJECT:
+            self.sandbox.counters.business_errors += 1
+            await fail(REJECT_MESSAGE)(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -488,27 +491,6 @@ def create_app(config: SandboxConfig) -> SandboxApp:
             message=f"Prescription {prescription.id} is marked as dispensed. Thank you.",
         )
 
-    # --- pages --------------------------------------------------------------------------------
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> Response:
-        return render(
-            "index.html",
-            200,
-            stats=sandbox.stats(),
-            faults=sandbox.faults,
-            armed=sandbox.aimed.armed(),
-            webhook=sandbox.webhook,
-        )
-
-    @app.get("/mailbox", response_class=HTMLResponse)
-    async def mailbox_page() -> Response:
-        return render("mailbox.html", 200, messages=list(reversed(sandbox.mailbox)))
-
-    @app.get("/deliveries", response_class=HTMLResponse)
-    async def deliveries_page() -> Response:
-        attempts = [a.as_dict() for a in reversed(sandbox.dispatcher.attempts)]
-        return render("deliveries.html", 200, attempts=attempts, webhook=sandbox.webhook)
-
+    add_page_routes(app, sandbox)
     add_control_routes(app, sandbox)
     return app

@@ -74,11 +74,13 @@ def render(template: str, status_code: int, **context: Any) -> HTMLResponse:
 
 
 def same_origin(request: Request) -> bool:
-    """Whether a form post came from the sandbox's own pages (or a client that says nothing,
-    such as curl): a browser names another site in ``Sec-Fetch-Site`` or ``Origin``."""
+    """Whether a form post came from the sandbox's own pages (or from a client that says
+    nothing, such as curl). A browser names the requesting site in ``Sec-Fetch-Site``; one
+    that does not send it names the origin, unless the page's no-referrer policy made that
+    ``null``, which then proves nothing and is refused."""
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
         return True

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,6 +39,7 @@ from .http import (
     session_token,
 )
 from .pages import add_page_routes, render
+from .persist import StateFile, save_while_running
 from .state import (
     DISPENSED,
     EXPIRED,
@@ -212,15 +214,27 @@ class SandboxApp(FastAPI):
 
 
 def create_app(config: SandboxConfig) -> SandboxApp:
-    """A fresh platform with its own in-memory state; nothing survives a restart."""
+    """A fresh platform with its own in-memory state: nothing survives a restart, unless
+    ``config.state_file`` names a file to keep it in (see ``persist``)."""
     sandbox = Sandbox(config)
+    state = StateFile(Path(config.state_file)) if config.state_file else None
+    if state is not None:
+        state.load(sandbox)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox.ensure_ticker()
+        saving = (
+            asyncio.get_running_loop().create_task(save_while_running(state, sandbox))
+            if state is not None
+            else None
+        )
         try:
             yield
         finally:
+            if saving is not None:
+                saving.cancel()
+                await asyncio.gather(saving, return_exceptions=True)
             await sandbox.aclose()
 
     app = SandboxApp(

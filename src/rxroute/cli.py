@@ -367,11 +367,19 @@ def demo(
             "RXROUTE_SMTP_HOST/RXROUTE_SMTP_PORT are set in the environment.",
         ),
     ] = 8025,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start from clean data: drop and recreate the embedded demo database under "
+            "./var and forget the sandbox's prescriptions, then migrate and seed.",
+        ),
+    ] = False,
 ) -> None:
     """Everything on this machine: database, app, worker, seeded data. Ctrl-C stops it all."""
     from rxroute.demo import run_demo
 
-    run_demo(host=host, port=port, smtp_port=smtp_port)
+    run_demo(host=host, port=port, smtp_port=smtp_port, reset=reset)
 
 
 def _register_service_commands() -> None:

@@ -194,7 +194,7 @@ def test_reset_empties_the_embedded_database_and_the_sandbox_state(
 
     monkeypatch.setattr(demo, "start_embedded", embedded)
     monkeypatch.setattr(demo, "DATABASE_NAME", name)
-    settings = Settings(_env_file=None, var_dir=tmp_path / "var")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, var_dir=tmp_path / "var")
     assert settings.uses_embedded_database
     state = demo.sandbox_state_path(settings)
     state.parent.mkdir(parents=True)
@@ -235,7 +235,7 @@ def test_reset_refuses_a_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_reset_refuses_outside_development() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     production = settings.model_copy(update={"environment": Environment.PRODUCTION})
     with pytest.raises(CliError, match="RXROUTE_ENVIRONMENT is production"):
         demo.check_reset_allowed(production)
@@ -250,7 +250,7 @@ def test_command_passes_reset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_demo_sandbox_keeps_its_state_beside_the_database(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, var_dir=tmp_path / "v")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, var_dir=tmp_path / "v")
     assert demo.sandbox_state_path(settings) == tmp_path / "v" / "sandbox-state.json"
     assert demo.sandbox_state_path(settings).parent == settings.pg_data_dir.parent
 

@@ -20,7 +20,7 @@ async def _ids(session: AsyncSession, patient: Patient) -> set[object]:
     return set(found)
 
 
-async def _drafts(session: AsyncSession, patient: Patient) -> dict[str, int]:
+async def _drafts(session: AsyncSession, patient: Patient) -> dict[str | None, int]:
     rows = await session.execute(
         select(Prescription.region, func.count())
         .where(Prescription.patient_id == patient.id, Prescription.status == "draft")

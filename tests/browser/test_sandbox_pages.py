@@ -2,8 +2,8 @@
 prescriptions (reached from the home page) and the faults form, and no page wider than the
 screen (the webhook deliveries table once overflowed it).
 
-Only the sandbox runs here (it imports nothing of rxroute): prescriptions are issued through
-its API as rxroute would issue them.
+The page tests run the sandbox alone (it imports nothing of rxroute) and issue through its
+API as rxroute would; the README's failure recipe runs the whole stack.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import pytest
 from playwright.async_api import Page, expect
 
 from rxroute.sandbox import SandboxServer
-from tests.browser.conftest import DESKTOP, PHONE, Shots
+from rxroute.seed import data
+from rxroute.web.failure_text import FAILURE_HEADLINE
+from tests.browser.conftest import DESKTOP, PHONE, Shots, Stack
+from tests.browser.test_journey import LIVE_TIMEOUT, _patient_page, _send, _sign_in
 from tests.sandbox.conftest import fast_config, free_port, issue, login
 
 SIZES = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
@@ -116,3 +119,32 @@ async def test_faults_page_sets_faults_and_names_bad_values(
 
     await page.get_by_role("button", name="Clear aimed faults").click()
     await expect(page.locator("#armed")).to_have_text("None armed.")
+
+
+async def test_readme_failure_recipe(browser: Any, stack: Stack, shots: Shots) -> None:
+    """The README's "make a send fail": arm "issue: reject" on the sandbox's faults page, then
+    send a Region B prescription to a seeded pharmacy. It fails at once (no retries: the
+    platform said no), with the platform's words for support. The README's picture of a
+    failed send is this one."""
+    sandbox_page = await _page(browser, stack.sandbox, DESKTOP)
+    await sandbox_page.goto("/faults")
+    await sandbox_page.get_by_label("Operation").select_option("issue")
+    await sandbox_page.get_by_label("Fault", exact=True).select_option("reject")
+    await sandbox_page.get_by_role("button", name="Arm").click()
+    await expect(sandbox_page.locator("#armed")).to_contain_text("issue: reject (1 of 1 left)")
+    await shots.take(sandbox_page, "sandbox-faults", key="14-sandbox-faults", top="#aimed-heading")
+
+    page = await _patient_page(browser, stack)
+    await _sign_in(page)
+    prescription_id = await stack.draft("B")
+    name = await _send(page, stack, prescription_id, "B", "leeds", shots)
+    assert name in {p.name for p in data.pharmacies("B")}, "the recipe uses a seeded pharmacy"
+    await expect(page.locator("#status")).to_have_text("Not sent", timeout=LIVE_TIMEOUT)
+    await expect(page.locator("#failure")).to_contain_text(FAILURE_HEADLINE)
+    await expect(page.locator("#failure-reason")).to_contain_text(
+        "Rejected by the sandbox: a staged fault"
+    )
+    await shots.take(page, "failed", key="09-failed-send", top="#status-panel")
+    # Used up: the sandbox's faults page shows nothing armed any more.
+    await sandbox_page.goto("/faults")
+    await expect(sandbox_page.locator("#armed")).to_have_text("None armed.")

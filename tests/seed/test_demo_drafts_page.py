@@ -60,7 +60,9 @@ async def test_the_demo_patient_adds_drafts(dev_client: httpx.AsyncClient, seede
         before = await _drafts(session, data.DEMO_PATIENT_EMAIL)
     added = await dev_client.post("/demo/prescriptions", data={"csrf_token": csrf_of(page)})
     assert added.status_code == 303
-    assert added.headers["location"] == f"/prescriptions?demo_added={data.PATIENT_DRAFTS_DEFAULT}"
+    assert added.headers["location"] == (
+        f"/prescriptions?demo_added={data.PATIENT_DRAFTS_DEFAULT}#demo-drafts"
+    )
     async with seeded.sessionmaker() as session:
         assert await _drafts(session, data.DEMO_PATIENT_EMAIL) == before + 6
     shown = await dev_client.get(added.headers["location"])

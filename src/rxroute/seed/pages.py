@@ -47,7 +47,8 @@ async def add_demo_prescriptions(
         # A patient login with no patient record: nothing to give drafts to.
         return RedirectResponse(PATIENT_LIST, status_code=303)
     added = await add_patient_drafts(session, patient, data.PATIENT_DRAFTS_DEFAULT)
-    return RedirectResponse(f"{PATIENT_LIST}?demo_added={added}", status_code=303)
+    # To the block itself, where the page says how many were added.
+    return RedirectResponse(f"{PATIENT_LIST}?demo_added={added}#demo-drafts", status_code=303)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

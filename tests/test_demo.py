@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,6 +30,7 @@ from rxroute.mailcatcher import MailCatcher
 from rxroute.seed import data
 from tests.conftest import create_test_database, drop_test_database
 
+RXROUTE = str(Path(sys.executable).parent / "rxroute")
 DEMO = {"host": "127.0.0.1", "port": 8000, "sandbox_port": 8100, "smtp_port": 8025}
 
 
@@ -269,39 +272,50 @@ def _drafts_of(url: str, email: str) -> dict[str, int]:
     return {region: count for region, count in rows}
 
 
-def test_seed_gives_drafts_to_a_named_patient(
-    monkeypatch: pytest.MonkeyPatch, scratch_database: tuple[str, str]
-) -> None:
+def _seed(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rxroute seed`` in its own process, as a user runs it: the command starts and stops
+    the process-wide runtime, which must not be this test session's."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RXROUTE_")}
+    environment.update(RXROUTE_DATABASE_URL=url, COLUMNS="200")
+    return subprocess.run(
+        [RXROUTE, "seed", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_seed_gives_drafts_to_a_named_patient(scratch_database: tuple[str, str]) -> None:
     url, _ = scratch_database
-    monkeypatch.setenv("RXROUTE_DATABASE_URL", url)
-    first = CliRunner().invoke(app, ["seed"])
-    assert first.exit_code == 0, first.output
+    first = _seed(url)
+    assert first.returncode == 0, first.stderr
     before = _drafts_of(url, data.DEMO_PATIENT_EMAIL)
     assert before == {"A": 3, "B": 3}
 
-    result = CliRunner().invoke(app, ["seed", "--patient", data.DEMO_PATIENT_EMAIL, "-n", "5"])
-    assert result.exit_code == 0, result.output
-    assert "added 5 fresh draft prescriptions for patient" in result.output
+    result = _seed(url, "--patient", data.DEMO_PATIENT_EMAIL, "-n", "5")
+    assert result.returncode == 0, result.stderr
+    assert "added 5 fresh draft prescriptions for patient" in result.stdout
     assert _drafts_of(url, data.DEMO_PATIENT_EMAIL) == {"A": 5, "B": 6}
 
     # Without -n, a demo's worth.
-    result = CliRunner().invoke(app, ["seed", "--patient", data.DEMO_PATIENT_EMAIL])
-    assert result.exit_code == 0, result.output
+    result = _seed(url, "--patient", data.DEMO_PATIENT_EMAIL)
+    assert result.returncode == 0, result.stderr
     assert sum(_drafts_of(url, data.DEMO_PATIENT_EMAIL).values()) == 11 + 6
 
 
-def test_seed_patient_errors_name_the_option(
-    monkeypatch: pytest.MonkeyPatch, scratch_database: tuple[str, str]
-) -> None:
+def test_seed_patient_errors_name_the_option(scratch_database: tuple[str, str]) -> None:
     url, _ = scratch_database
-    monkeypatch.setenv("RXROUTE_DATABASE_URL", url)
-    unknown = CliRunner().invoke(app, ["seed", "--patient", "nobody.known@example.com"])
-    assert unknown.exit_code == 1
-    assert "--patient: no patient has that email" in " ".join(unknown.output.split())
-    assert "nobody.known" not in unknown.output
-    assert "Traceback" not in unknown.output
+    unknown = _seed(url, "--patient", "nobody.known@example.com")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines() == [
+        "error: --patient: no patient has that email (the demo patient is patient@example.com)"
+    ]
+    assert "nobody.known" not in unknown.stdout + unknown.stderr
     assert _drafts_of(url, data.DEMO_PATIENT_EMAIL) == {"A": 3, "B": 3}
 
+    # Refused before the database is touched.
     too_many = CliRunner().invoke(app, ["seed", "--patient", data.DEMO_PATIENT_EMAIL, "-n", "101"])
     assert too_many.exit_code == 1
     assert "--prescriptions: at most 100" in " ".join(too_many.output.split())

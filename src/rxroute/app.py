@@ -46,6 +46,7 @@ from rxroute.prescribers.endpoints import router as prescribers_router
 from rxroute.prescriptions.endpoints import router as prescriptions_router
 from rxroute.prescriptions.intake_endpoints import router as prescription_intake_router
 from rxroute.runtime import get_runtime, start_runtime, stop_runtime
+from rxroute.seed.pages import install as install_demo_pages
 from rxroute.support.pages import router as support_pages_router
 from rxroute.web.auth_pages import account_router
 from rxroute.web.auth_pages import router as auth_pages_router
@@ -323,6 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_router)
     app.include_router(welcome_router)
     app.include_router(patient_pages_router)
+    install_demo_pages(app, settings or get_settings())
     app.include_router(pharmacy_pages_router)
     app.include_router(notifications_pages_router)
     app.include_router(support_pages_router)

@@ -25,6 +25,7 @@ from rxroute.cli_support import (
     load_settings,
     require_encryption_keys,
 )
+from rxroute.seed.data import MAX_PATIENT_DRAFTS, PATIENT_DRAFTS_DEFAULT
 
 if TYPE_CHECKING:
     from rxroute.config import Settings
@@ -123,10 +124,17 @@ def migrate(
     console.print(f"database at revision {migrations.current_revision(url)}")
 
 
-async def _seed(settings: Settings, url: str, prescriptions: int) -> None:
+async def _seed(
+    settings: Settings, url: str, prescriptions: int, patient_email: str | None = None
+) -> None:
     from rxroute.db import migrate as migrations
     from rxroute.runtime import start_runtime, stop_runtime
-    from rxroute.seed.service import add_prescriptions, seed_demo
+    from rxroute.seed.service import (
+        add_patient_drafts,
+        add_prescriptions,
+        find_patient,
+        seed_demo,
+    )
 
     await asyncio.to_thread(migrations.upgrade, url)
     runtime = await start_runtime(settings, url)
@@ -140,7 +148,12 @@ async def _seed(settings: Settings, url: str, prescriptions: int) -> None:
             )
         else:
             console.print("demo data already present")
-        if prescriptions:
+        if patient_email is not None:
+            async with runtime.sessionmaker() as session, session.begin():
+                patient = await find_patient(session, patient_email, field="--patient")
+                added = await add_patient_drafts(session, patient, prescriptions)
+            console.print(f"added {added} fresh draft prescriptions for patient {patient.id}")
+        elif prescriptions:
             with progress_bar("adding prescriptions", prescriptions) as advance:
                 async with runtime.sessionmaker() as session, session.begin():
                     added = await add_prescriptions(session, prescriptions, progress=advance)
@@ -159,16 +172,34 @@ def seed(
             "-n",
             min=0,
             max=1_000_000,
-            help="Also bulk-add this many fresh draft prescriptions.",
+            help="Also bulk-add this many fresh draft prescriptions (spread over the seeded "
+            f"patients; with --patient, theirs: 1 to {MAX_PATIENT_DRAFTS}, default "
+            f"{PATIENT_DRAFTS_DEFAULT}).",
         ),
     ] = 0,
+    patient: Annotated[
+        str | None,
+        typer.Option(
+            "--patient",
+            metavar="EMAIL",
+            help="Give the new drafts to the patient who signs in with this email, e.g. "
+            "patient@example.com, instead of spreading them.",
+        ),
+    ] = None,
 ) -> None:
     """Create the deterministic synthetic demo data (idempotent), and optionally more."""
+    if patient is not None:
+        prescriptions = prescriptions or PATIENT_DRAFTS_DEFAULT
+        if prescriptions > MAX_PATIENT_DRAFTS:
+            raise CliError(
+                f"--prescriptions: at most {MAX_PATIENT_DRAFTS} drafts for one patient "
+                "(without --patient, -n spreads any number over the seeded patients)"
+            )
     settings = load_settings()
     require_encryption_keys(settings)
     url = resolve_database_url(settings)
     try:
-        asyncio.run(_seed(settings, url, prescriptions))
+        asyncio.run(_seed(settings, url, prescriptions, patient))
     except LookupError as exc:
         raise CliError(str(exc)) from exc
     print_logins()
@@ -336,11 +367,19 @@ def demo(
             "RXROUTE_SMTP_HOST/RXROUTE_SMTP_PORT are set in the environment.",
         ),
     ] = 8025,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start from clean data: drop and recreate the embedded demo database under "
+            "./var and forget the sandbox's prescriptions, then migrate and seed.",
+        ),
+    ] = False,
 ) -> None:
     """Everything on this machine: database, app, worker, seeded data. Ctrl-C stops it all."""
     from rxroute.demo import run_demo
 
-    run_demo(host=host, port=port, smtp_port=smtp_port)
+    run_demo(host=host, port=port, smtp_port=smtp_port, reset=reset)
 
 
 def _register_service_commands() -> None:

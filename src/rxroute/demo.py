@@ -14,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import uvicorn
+from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.apiclients import service as apiclients
 from rxroute.apiclients.scopes import Scope
 from rxroute.cli import print_logins
 from rxroute.cli_support import CliError, console, ensure_port_free, load_settings
-from rxroute.config import DEMO_EVENTS_SECRET, Settings
+from rxroute.config import DEMO_EVENTS_SECRET, Environment, Settings
 from rxroute.db import migrate
+from rxroute.db.embedded import DATABASE_NAME, start_embedded
 from rxroute.db.engine import resolve_database_url
 from rxroute.events.receiver import DEFAULT_EVENTS_PORT, EVENTS_PATH, EventReceiver
 from rxroute.jobs import run_worker
@@ -37,6 +41,52 @@ from rxroute.seed import data
 
 #: The demo's own API client: every start gives it a fresh key with every scope.
 DEMO_CLIENT_NAME = "demo platform"
+#: The sandbox's state file, under ``RXROUTE_VAR_DIR`` (``./var``), beside ``pg/``.
+SANDBOX_STATE_FILE = "sandbox-state.json"
+
+
+def sandbox_state_path(settings: Settings) -> Path:
+    return settings.var_dir / SANDBOX_STATE_FILE
+
+
+def check_reset_allowed(settings: Settings) -> None:
+    """``--reset`` deletes data: only the embedded database, and only in development.
+
+    A database named by ``RXROUTE_DATABASE_URL`` may be anyone's (a shared staging server);
+    the demo does not drop it, however the flag was typed.
+    """
+    if settings.environment is not Environment.DEVELOPMENT:
+        raise CliError(
+            f"--reset deletes the demo's data and runs only in development; "
+            f"RXROUTE_ENVIRONMENT is {settings.environment.value}"
+        )
+    if not settings.uses_embedded_database:
+        raise CliError(
+            "--reset resets only the embedded demo database under RXROUTE_VAR_DIR, and "
+            "RXROUTE_DATABASE_URL is set; unset it, or reset that database yourself "
+            "(rxroute migrate --downgrade --revision base, then rxroute migrate)"
+        )
+
+
+def recreate_database(admin_url: str, name: str) -> None:
+    """Drop database ``name`` (closing its connections) and create it again, empty.
+
+    Done through the server, not by deleting files, so it works when ``var/pg`` belongs to
+    another system user (the embedded server's own, when the demo ran as root).
+    """
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def reset_demo_data(settings: Settings) -> None:
+    """Both sides of the demo back to clean: rxroute's embedded database and the sandbox's
+    state file. Migrations and the seed then run as on every start."""
+    check_reset_allowed(settings)
+    recreate_database(start_embedded(settings.var_dir, database="postgres"), DATABASE_NAME)
+    sandbox_state_path(settings).unlink(missing_ok=True)
 
 
 async def demo_api_key(session: AsyncSession) -> str:
@@ -186,6 +236,7 @@ def run_demo(
     smtp_port: int = DEFAULT_SMTP_PORT,
     mail_web_port: int = DEFAULT_WEB_PORT,
     events_port: int = DEFAULT_EVENTS_PORT,
+    reset: bool = False,
 ) -> None:
     check_demo_ports(
         host,
@@ -204,6 +255,8 @@ def run_demo(
         smtp_port=smtp_port,
         events_port=events_port,
     )
+    if reset:
+        check_reset_allowed(settings)
     receiver = demo_receiver(settings, host, events_port)
     sandbox_url = f"http://{host}:{sandbox_port}"
     ensure_port_free(host, port, "rxroute")
@@ -214,9 +267,14 @@ def run_demo(
         ensure_port_free(host, events_port, "events receiver", flag=None)
     configure_logging("WARNING", json=settings.log_json)
     start_observability(settings)
+    if reset:
+        reset_demo_data(settings)
+        console.print("reset: the demo database and the sandbox's state start clean")
     url = resolve_database_url(settings)
     sandbox_config = load_config(None).with_overrides(webhook_url=settings.webhook_url)
-    sandbox_config = sandbox_config.model_copy(update={"public_url": sandbox_url})
+    sandbox_config = sandbox_config.model_copy(
+        update={"public_url": sandbox_url, "state_file": str(sandbox_state_path(settings))}
+    )
     sandbox = SandboxServer(sandbox_config, host=host, port=sandbox_port)
     mail = MailCatcher(host=host, smtp_port=smtp_port, web_port=mail_web_port)
     sandbox.start()

@@ -249,7 +249,7 @@ async def test_failed_send_explains_and_offers_another_try(
         "The selected contact is invalid."
     )
     await _still_marked(page)
-    await shots.take(page, "failed", key="09-failed-send", top="#status-panel")
+    await shots.take(page, "failed-unlisted", top="#status-panel")
     await page.get_by_role("link", name="Choose another pharmacy").click()
     await expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
 

@@ -78,3 +78,36 @@ def test_sandbox_command_maps_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen["faults"].drop_after_processing_rate == 0.1
     assert seen["faults"].seed == 3
     assert seen["webhook"].url == "http://127.0.0.1:8000/webhooks/erx"
+
+
+def test_sandbox_command_state_file_loads_what_was_saved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--state-file`` reaches the app: a file saved earlier is loaded before serving."""
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "clock_offset_seconds": 42.0,
+                "prescriptions": [],
+                "mailbox": [],
+                "issued_by_client_ref_id": {"rx-1": 1},
+            }
+        ),
+        encoding="utf-8",
+    )
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        seen.update(config=app.sandbox.config, stats=app.sandbox.stats())
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    command = typer.Typer()
+    command.command("sandbox")(cli.sandbox_command)
+    command.command("noop")(lambda: None)
+    result = CliRunner().invoke(command, ["sandbox", "--state-file", str(state)])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].state_file == str(state)
+    assert seen["stats"]["clock_offset_seconds"] == 42.0
+    assert seen["stats"]["issued_by_client_ref_id"] == {"rx-1": 1}

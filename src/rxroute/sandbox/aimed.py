@@ -32,9 +32,14 @@ OPERATIONS: dict[str, str] = {
 ERROR = "error"
 DROP = "drop_after_processing"
 LATENCY = "latency"
-#: The same misbehaviour the random faults have: a 5xx with nothing processed, an answer
-#: lost after processing, or only a slow answer.
-KINDS = (ERROR, DROP, LATENCY)
+#: The platform's own "no": ``success: false`` in an HTTP 200, nothing processed. No random
+#: fault does this; it stages a failure a client must not retry (the README's recipe).
+REJECT = "reject"
+#: The same misbehaviour the random faults have (a 5xx with nothing processed, an answer
+#: lost after processing, or only a slow answer), and a business rejection.
+KINDS = (ERROR, DROP, LATENCY, REJECT)
+#: What a ``reject`` fault answers: plainly staged, so nobody mistakes it for a real reason.
+REJECT_MESSAGE = "Rejected by the sandbox: a staged fault (nothing was processed)."
 ERROR_STATUSES = (500, 502, 503)
 MAX_COUNT = 1000
 MAX_LATENCY_MS = 120_000

@@ -1,6 +1,7 @@
 """The sandbox as an ASGI app: the platform's API, its pharmacy portal and its pages.
 
-The control API (``/_sandbox/*``) is added from ``control``.
+The pharmacy portal is added from ``portal``, the HTML pages from ``pages`` and the control
+API (``/_sandbox/*``) from ``control``.
 
 Faults and the body-size limit sit in ``SandboxApp.__call__``, outside FastAPI's own
 middleware, because dropping a connection needs the server's raw ``send`` (and its
@@ -14,15 +15,16 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from .aimed import DROP, ERROR, AimedSpec, operation_of
+from .aimed import DROP, ERROR, REJECT, REJECT_MESSAGE, AimedSpec, operation_of
 from .config import Prescriber, SandboxConfig
 from .control import add_control_routes
 from .http import (
@@ -37,16 +39,12 @@ from .http import (
     link_base,
     session_token,
 )
-from .pages import render
+from .pages import add_page_routes
+from .persist import StateFile, save_while_running
+from .portal import add_portal_routes
 from .state import (
-    DISPENSED,
-    EXPIRED,
     INVALID_PRESCRIBER,
-    ISSUED,
-    PHARMACY_GROUPS,
-    VOIDED,
     PlatformError,
-    Prescription,
     Sandbox,
 )
 from .validation import validate_issue
@@ -162,6 +160,9 @@ class SandboxApp(FastAPI):
             await self._injected_error(aimed.status_code, send)
         elif aimed.fault == DROP:
             await self._process_then_drop(scope, receive, send)
+        elif aimed.fault == REJECT:
+            self.sandbox.counters.business_errors += 1
+            await fail(REJECT_MESSAGE)(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -209,15 +210,27 @@ class SandboxApp(FastAPI):
 
 
 def create_app(config: SandboxConfig) -> SandboxApp:
-    """A fresh platform with its own in-memory state; nothing survives a restart."""
+    """A fresh platform with its own in-memory state: nothing survives a restart, unless
+    ``config.state_file`` names a file to keep it in (see ``persist``)."""
     sandbox = Sandbox(config)
+    state = StateFile(Path(config.state_file)) if config.state_file else None
+    if state is not None:
+        state.load(sandbox)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox.ensure_ticker()
+        saving = (
+            asyncio.get_running_loop().create_task(save_while_running(state, sandbox))
+            if state is not None
+            else None
+        )
         try:
             yield
         finally:
+            if saving is not None:
+                saving.cancel()
+                await asyncio.gather(saving, return_exceptions=True)
             await sandbox.aclose()
 
     app = SandboxApp(
@@ -383,132 +396,7 @@ def create_app(config: SandboxConfig) -> SandboxApp:
             {"success": True, "message": "Prescription voided.", "data": {"prescription": public}},
         )
 
-    # --- the pharmacy portal ------------------------------------------------------------------
-
-    def portal_gone(prescription: Prescription | None) -> Response | None:
-        if prescription is None:
-            return render(
-                "message.html",
-                404,
-                title="Prescription not found",
-                message="This link does not match any prescription. Check the link in the email.",
-            )
-        if prescription.token_used or prescription.status == DISPENSED:
-            return render(
-                "message.html",
-                410,
-                title="Link already used",
-                message=(
-                    f"This secure link has already been used: prescription {prescription.id} "
-                    "was marked as dispensed. Each link works once."
-                ),
-            )
-        if prescription.status in (VOIDED, EXPIRED):
-            return render(
-                "message.html",
-                410,
-                title=f"Prescription {prescription.status}",
-                message=f"Prescription {prescription.id} is {prescription.status} and can no "
-                "longer be dispensed.",
-            )
-        if prescription.status == ISSUED:
-            return render(
-                "message.html",
-                409,
-                title="Not signed yet",
-                message="This prescription is still being signed. Try again in a moment.",
-            )
-        return None
-
-    def portal_page(
-        prescription: Prescription, status_code: int = 200, error: str | None = None
-    ) -> Response:
-        return render(
-            "portal.html",
-            status_code,
-            p=prescription,
-            contact=sandbox.contacts[prescription.contact_id],
-            clinic=sandbox.clinics.get(prescription.clinic_id),
-            prescriber=sandbox.prescribers.get(prescription.prescriber_id),
-            groups=PHARMACY_GROUPS,
-            error=error,
-        )
-
-    async def portal_action(request: Request, token: str) -> tuple[Prescription, str] | Response:
-        prescription = sandbox.by_token(token)
-        gone = portal_gone(prescription)
-        if gone is not None:
-            return gone
-        assert prescription is not None
-        try:
-            form = await form_body(request)
-        except BadRequest as exc:
-            return portal_page(prescription, exc.status_code, exc.message)
-        group = form.get("pharmacy_group", "")
-        if group not in PHARMACY_GROUPS:
-            return portal_page(prescription, 422, "Choose your pharmacy group first.")
-        if not sandbox.group_matches(prescription, group):
-            return portal_page(
-                prescription,
-                422,
-                f'No prescription {prescription.id} for your pharmacy under "{group}". '
-                "Check the pharmacy group.",
-            )
-        return prescription, group
-
-    @app.get("/portal/{token}", response_class=HTMLResponse)
-    async def portal(request: Request, token: str) -> Response:
-        prescription = sandbox.by_token(token)
-        gone = portal_gone(prescription)
-        if gone is not None:
-            return gone
-        assert prescription is not None
-        return portal_page(prescription)
-
-    @app.post("/portal/{token}/print", response_class=HTMLResponse)
-    async def portal_print(request: Request, token: str) -> Response:
-        outcome = await portal_action(request, token)
-        if isinstance(outcome, Response):
-            return outcome
-        prescription, group = outcome
-        sandbox.print_(prescription, group)
-        return RedirectResponse(f"/portal/{token}?printed=1", status_code=303)
-
-    @app.post("/portal/{token}/dispense", response_class=HTMLResponse)
-    async def portal_dispense(request: Request, token: str) -> Response:
-        outcome = await portal_action(request, token)
-        if isinstance(outcome, Response):
-            return outcome
-        prescription, group = outcome
-        sandbox.dispense(prescription, group)
-        return render(
-            "message.html",
-            200,
-            title="Marked as dispensed",
-            message=f"Prescription {prescription.id} is marked as dispensed. Thank you.",
-        )
-
-    # --- pages --------------------------------------------------------------------------------
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> Response:
-        return render(
-            "index.html",
-            200,
-            stats=sandbox.stats(),
-            faults=sandbox.faults,
-            armed=sandbox.aimed.armed(),
-            webhook=sandbox.webhook,
-        )
-
-    @app.get("/mailbox", response_class=HTMLResponse)
-    async def mailbox_page() -> Response:
-        return render("mailbox.html", 200, messages=list(reversed(sandbox.mailbox)))
-
-    @app.get("/deliveries", response_class=HTMLResponse)
-    async def deliveries_page() -> Response:
-        attempts = [a.as_dict() for a in reversed(sandbox.dispatcher.attempts)]
-        return render("deliveries.html", 200, attempts=attempts, webhook=sandbox.webhook)
-
+    add_portal_routes(app, sandbox)
+    add_page_routes(app, sandbox)
     add_control_routes(app, sandbox)
     return app

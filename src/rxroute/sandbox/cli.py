@@ -13,6 +13,7 @@ def run_sandbox(
     port: int = 8100,
     config_path: Path | None = None,
     webhook_url: str | None = None,
+    state_file: Path | None = None,
     **fault_overrides: Any,
 ) -> None:
     """Serve the sandbox in the foreground until interrupted.
@@ -28,6 +29,8 @@ def run_sandbox(
     from .config import load_config
 
     config = load_config(config_path).with_overrides(webhook_url=webhook_url, **fault_overrides)
+    if state_file is not None:
+        config = config.model_copy(update={"state_file": str(state_file)})
     uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False)
 
 
@@ -73,8 +76,15 @@ def sandbox_command(
     ] = None,
     sign_delay: Annotated[float | None, typer.Option(help="Seconds from issue to signed.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the fault RNG.")] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep prescriptions and the mailbox in this JSON file across restarts "
+            "(default: in memory only).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the e-prescription platform sandbox (state is in memory, reset on restart)."""
+    """Run the e-prescription platform sandbox (state in memory unless --state-file)."""
     run_sandbox(
         host=host,
         port=port,
@@ -91,4 +101,5 @@ def sandbox_command(
         webhook_delay_ms=webhook_delay_ms,
         sign_delay_seconds=sign_delay,
         seed=seed,
+        state_file=state_file,
     )

@@ -113,6 +113,9 @@ class SandboxConfig(_Strict):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: Base of links in the sandbox's emails; None uses the URL the issue request came in on.
     public_url: str | None = None
+    #: Keep the platform's prescriptions and mailbox in this JSON file across restarts
+    #: (``persist``); None keeps them in memory only.
+    state_file: str | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

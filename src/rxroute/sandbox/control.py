@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from .aimed import OPERATIONS, AimedFaultError, parse_spec
-from .http import INVALID_DATA, BadRequest, fail, json_body, json_response
+from .http import INVALID_DATA, BadRequest, fail, field_errors, json_body, json_response
 from .state import Sandbox
 
 
@@ -30,10 +30,7 @@ def add_control_routes(app: FastAPI, sandbox: Sandbox) -> None:
         return await json_body(request)
 
     def settings_error(exc: ValidationError) -> Response:
-        errors: dict[str, list[str]] = {}
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "body"
-            errors.setdefault(key, []).append(error["msg"])
+        errors = field_errors(exc)
         return json_response(422, {"success": False, "message": INVALID_DATA, "errors": errors})
 
     @app.get("/_sandbox/faults")

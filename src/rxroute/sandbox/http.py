@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 UNAUTHENTICATED = "Unauthenticated."
 INVALID_DATA = "The given data was invalid."
@@ -29,6 +30,16 @@ class BadRequest(Exception):
 
 def json_response(status_code: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
+
+
+def field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """A settings model's refusal as ``{field: [messages]}``: the control API's JSON and the
+    faults page's form name the same fields with the same words."""
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "body"
+        errors.setdefault(key, []).append(error["msg"])
+    return errors
 
 
 def fail(message: str, status_code: int = 200) -> JSONResponse:

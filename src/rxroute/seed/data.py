@@ -28,6 +28,11 @@ CLINIC_INTERNAL_ID = 994
 CLINIC_DISPLAY_ID = "201334"
 CLINIC_NAME = "rxroute Demo Weight Clinic"
 
+#: ``rxroute seed --patient`` (and the demo patient's "add demo prescriptions"): how many
+#: drafts by default, and at most at once (a list a patient can still read).
+PATIENT_DRAFTS_DEFAULT = 6
+MAX_PATIENT_DRAFTS = 100
+
 FIRST_CONTACT_ID = 5001
 PHARMACIES_PER_REGION = 36
 

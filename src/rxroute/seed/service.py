@@ -4,7 +4,9 @@
 of the demo brought (the sample formulary, the demo prescriber's login) where missing, so
 ``rxroute demo`` can call it on every start. ``add_prescriptions`` bulk-inserts fresh draft
 prescriptions with set-based INSERTs (thousands per second), for the case study's "always have
-fresh ones to test with".
+fresh ones to test with". ``add_patient_drafts`` gives a few to one named patient (the one who
+signs in with that email), through the same ``create_draft`` a prescriber's page uses, so the
+demo patient never runs out of prescriptions to send.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rxroute.models import (
     Role,
     User,
 )
+from rxroute.prescriptions.writing import DraftItem, create_draft
 from rxroute.seed import data
 
 DEMO_UNSENT_PER_REGION = 3
@@ -273,3 +276,95 @@ async def add_prescriptions(
         if progress is not None:
             progress(size)
     return done
+
+
+class UnknownPatient(LookupError):
+    """No patient to give drafts to; ``field`` names the option or form field that said who.
+
+    The message never repeats the email: an error line is no place for a patient's address.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+async def find_patient(session: AsyncSession, email: str, *, field: str = "patient") -> Patient:
+    """The patient who signs in with ``email`` or, with no such login, the one patient on
+    record with it (any case). Several without a login is refused: which one is a guess."""
+    wanted = email.strip().lower()
+    signs_in = await session.scalar(
+        select(Patient)
+        .join(User, User.patient_id == Patient.id)
+        .where(func.lower(User.email) == wanted)
+        .limit(1)
+    )
+    if signs_in is not None:
+        return signs_in
+    found = list(
+        await session.scalars(select(Patient).where(func.lower(Patient.email) == wanted).limit(2))
+    )
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UnknownPatient(
+            f"{field}: more than one patient has that email and none signs in with it; "
+            "give a patient's sign-in email",
+            field=field,
+        )
+    raise UnknownPatient(
+        f"{field}: no patient has that email (the demo patient is {data.DEMO_PATIENT_EMAIL})",
+        field=field,
+    )
+
+
+async def add_patient_drafts(session: AsyncSession, patient: Patient, count: int) -> int:
+    """``count`` fresh drafts for ``patient``, written by the demo prescriber (or, if that
+    one is deactivated, the first active one).
+
+    Each goes through :func:`create_draft`, the one way a draft is written. Their region
+    alternates, starting with the patient's own, so a demo patient can try both channels
+    (the region is only the send form's preset; the patient may change it there).
+    """
+    if not 1 <= count <= data.MAX_PATIENT_DRAFTS:
+        raise ValueError(f"count must be from 1 to {data.MAX_PATIENT_DRAFTS}")
+    prescriber = await session.scalar(
+        select(Prescriber)
+        .where(Prescriber.active.is_(True))
+        # The demo prescriber (Dr Alice Hartfield) when active: the one the demo signs in as.
+        .order_by(
+            (Prescriber.email == data.prescribers()[0].email).desc(),
+            Prescriber.created_at,
+            Prescriber.id,
+        )
+        .limit(1)
+    )
+    if prescriber is None:
+        raise LookupError("no active prescriber yet: run `rxroute seed` without options first")
+    existing = await session.scalar(
+        select(func.count()).select_from(Prescription).where(Prescription.patient_id == patient.id)
+    )
+    rng = random.Random(f"patient-drafts-{patient.id}-{existing or 0}")
+    own = patient.region if patient.region in ("A", "B") else "B"
+    regions = (own, "B" if own == "A" else "A")
+    for index in range(count):
+        medicines = rng.sample(_PRESCRIBED, k=rng.randint(1, 2))
+        draft = await create_draft(
+            session,
+            patient=patient,
+            prescriber=prescriber,
+            items=[
+                DraftItem(
+                    description=med.description,
+                    quantity=med.quantity,
+                    directions=med.directions,
+                    dmd_vpid=med.dmd_vpid,
+                    dmd_apid=med.dmd_apid,
+                )
+                for med in medicines
+            ],
+            notes="Synthetic demo prescription",
+        )
+        draft.region = regions[index % 2]
+    await session.flush()
+    return count

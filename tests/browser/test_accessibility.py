@@ -48,6 +48,8 @@ NOT_PAGES = {
     "/healthz": "probe",
     "/readyz": "probe",
     "/metrics": "Prometheus text",
+    "/admin/pharmacies/export.csv": "CSV download",
+    "/admin/pharmacies/template.csv": "CSV download",
 }
 
 #: Who opens each page: a role's demo login, or nobody (public pages).
@@ -334,6 +336,8 @@ async def test_every_page_has_no_accessibility_violations(browser: Any, stack: S
     outsider = pages[NOBODY]
     for url in (
         f"{stack.sandbox.url}/",
+        f"{stack.sandbox.url}/prescriptions",
+        f"{stack.sandbox.url}/faults",
         f"{stack.sandbox.url}/mailbox",
         f"{stack.sandbox.url}/deliveries",
         f"{stack.mail.web_url}/",

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.prescriptions import repository
 from rxroute.runtime import Runtime
-from rxroute.support import service as support_service
+from rxroute.support import search as support_search
 from tests.conftest import TABLES
 from tests.db import volume
 from tests.db.volume import QUERIES, Query, patient_user, reconcile
@@ -135,7 +135,7 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     async with _session(loaded) as session:
         counted = await session.scalar(text("SELECT count(*) FROM prescriptions"))
         mine = await repository.list_visible(session, patient_user(), limit=200)
-        found = await support_service.search(session, volume.patient_email(42).upper())
+        found = await support_search.search(session, volume.patient_email(42).upper())
         candidates = await reconcile(session, loaded)
     assert counted == PRESCRIPTIONS
     assert len(mine) == 2

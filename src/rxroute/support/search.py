@@ -137,7 +137,10 @@ def parse_criteria(form: Mapping[str, str]) -> tuple[Criteria, dict[str, str]]:
     if kind == "unknown":
         errors["q"] = "q: " + ID_HINT
         kind, value = "", ""
-    name = " ".join(_printable(form.get("name", ""), MAX_TEXT_LENGTH).lower().split())
+    typed = _printable(form.get("name", ""), MAX_TEXT_LENGTH).lower()
+    # "Lovelace, Ada": punctuation between words is not part of a name (hyphens and
+    # apostrophes are: Smith-Jones, O'Brien).
+    name = " ".join("".join(ch if ch.isalnum() or ch in "-'" else " " for ch in typed).split())
     if name and len(name.replace(" ", "")) < MIN_TEXT:
         errors["name"] = f"name: give at least {MIN_TEXT} letters of the name"
     pharmacy = " ".join(_printable(form.get("pharmacy", ""), MAX_TEXT_LENGTH).lower().split())

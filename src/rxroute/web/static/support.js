@@ -26,3 +26,9 @@
     code.after(button);
   }
 })();
+
+// After a search the server refused, focus moves to the summary of what to fix.
+(function () {
+  const summary = document.getElementById("search-errors");
+  if (summary) summary.focus();
+})();

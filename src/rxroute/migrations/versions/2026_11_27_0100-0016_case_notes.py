@@ -10,8 +10,10 @@ Create Date: 2026-11-27 01:00:00
 * patients: a stored, lower-cased ``name_search`` ("first last") with a trigram index, so
   a search by part of a name reads the index (the pattern the pharmacy search uses), and
   ``date_of_birth`` (search by date of birth).
-* prescriptions: ``(pharmacy_id, created_at DESC, id)`` and ``(status, created_at DESC,
-  id)`` serve the search by pharmacy and by status newest first; a partial index on
+* prescriptions: ``(pharmacy_id, status, created_at DESC, id)`` serves the search by
+  pharmacy, with or without a status (a pharmacy's few thousand rows are sorted; with a
+  status they come in order), ``(status, created_at DESC, id)`` the search by status
+  newest first; a partial index on
   ``first_queued_at`` over prescriptions at a pharmacy (issued, signed, printed, emailed)
   serves the "expiring soon" list.
 
@@ -100,9 +102,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_patients_date_of_birth", "patients", ["date_of_birth"])
     op.create_index(
-        "ix_prescriptions_pharmacy_created",
+        "ix_prescriptions_pharmacy_status_created",
         "prescriptions",
-        ["pharmacy_id", sa.text("created_at DESC"), "id"],
+        ["pharmacy_id", "status", sa.text("created_at DESC"), "id"],
     )
     op.create_index(
         "ix_prescriptions_status_created",
@@ -120,7 +122,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_prescriptions_at_pharmacy_queued", table_name="prescriptions")
     op.drop_index("ix_prescriptions_status_created", table_name="prescriptions")
-    op.drop_index("ix_prescriptions_pharmacy_created", table_name="prescriptions")
+    op.drop_index("ix_prescriptions_pharmacy_status_created", table_name="prescriptions")
     op.drop_index("ix_patients_date_of_birth", table_name="patients")
     op.drop_index("ix_patients_name_search_trgm", table_name="patients")
     op.drop_column("patients", "name_search")

@@ -71,7 +71,7 @@ async def test_staff_pages_load_without_refusals(browser: Any, stack: Stack) -> 
         assert response is not None and response.status == 200, path
     # The support search posts its form (form-action 'self') and renders the results.
     await page.goto("/support")
-    await page.get_by_label("Find a prescription").fill(data.DEMO_PATIENT_EMAIL)
+    await page.get_by_label("ID or email").fill(data.DEMO_PATIENT_EMAIL)
     await page.get_by_role("button", name="Search").click()
     await expect(page).to_have_url(re.compile(r"/support/search$"))
     await expect(page.locator("#results-heading")).to_be_visible()

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.prescriptions import repository
 from rxroute.runtime import Runtime
-from rxroute.support import service as support_service
+from rxroute.support import search as support_search
 from tests.conftest import TABLES
 from tests.db import volume
 from tests.db.volume import QUERIES, Query, patient_user, reconcile
@@ -135,8 +135,14 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     async with _session(loaded) as session:
         counted = await session.scalar(text("SELECT count(*) FROM prescriptions"))
         mine = await repository.list_visible(session, patient_user(), limit=200)
-        found = await support_service.search(session, volume.patient_email(42).upper())
+        found = await support_search.search(session, volume.patient_email(42).upper())
         candidates = await reconcile(session, loaded)
+        by_prefix = await support_search.search(
+            session, str(volume.synthetic_id("prescription", 11))[:8]
+        )
+        by_name_and_birth = await volume.support_find(name="patient42", dob="1950-02-12")(
+            session, loaded
+        )
     assert counted == PRESCRIPTIONS
     assert len(mine) == 2
     assert {p.patient_id for p in mine} == {volume.patient_id(7)}
@@ -144,3 +150,7 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     assert found.kind == "email" and found.prescriptions
     assert {p.patient_id for p in found.prescriptions} == {volume.patient_id(42)}
     assert isinstance(candidates, list) and len(candidates) == 200
+    assert volume.synthetic_id("prescription", 11) in {p.id for p in by_prefix.prescriptions}
+    assert isinstance(by_name_and_birth, support_search.SearchResult)
+    assert by_name_and_birth.prescriptions
+    assert {p.patient_id for p in by_name_and_birth.prescriptions} == {volume.patient_id(42)}

@@ -27,7 +27,8 @@ from rxroute.prescriber import service as prescriber_service
 from rxroute.prescriptions import repository
 from rxroute.prescriptions.history import history
 from rxroute.runtime import Runtime
-from rxroute.support import service as support_service
+from rxroute.support import search as support_search
+from rxroute.support.attention import needs_attention
 from rxroute.webhooks.reconciliation import polling_channels, reconcile_candidates
 from rxroute.webhooks.tasks import orphaned_sends
 
@@ -92,7 +93,8 @@ def load(conn: Any, *, prescriptions: int, events_per: int) -> None:
         """
         INSERT INTO prescriptions (id, patient_id, prescriber_id, status, region, channel,
                                    pharmacy_id, provider_prescription_id, notes,
-                                   last_provider_update_at, created_at, updated_at)
+                                   last_provider_update_at, first_queued_at, created_at,
+                                   updated_at)
         SELECT md5('prescription' || n)::uuid,
                md5('patient' || mod(n, %(patients)s))::uuid,
                md5('prescriber' || mod(n, %(prescribers)s))::uuid,
@@ -109,6 +111,7 @@ def load(conn: Any, *, prescriptions: int, events_per: int) -> None:
                '',
                CASE WHEN status IN ('issued', 'signed', 'printed') AND mod(n, 3) <> 0
                     THEN created + interval '1 hour' END,
+               CASE WHEN status <> 'draft' THEN created + interval '1 minute' END,
                created, created + interval '10 minutes'
         FROM (
             SELECT n,
@@ -179,6 +182,17 @@ async def orphans(session: AsyncSession, runtime: Runtime) -> object:
     return list(await session.scalars(orphaned_sends(datetime.now(UTC) - timedelta(minutes=5))))
 
 
+def support_find(**form: str) -> Query:
+    """Support's search with these form fields, parsed and run as the console runs it."""
+
+    async def query(session: AsyncSession, runtime: Runtime) -> object:
+        criteria, errors = support_search.parse_criteria(form)
+        assert not errors, errors
+        return await support_search.run(session, criteria, runtime.settings)
+
+    return query
+
+
 QUERIES: dict[str, Query] = {
     "patient list (API)": lambda s, r: repository.list_visible(s, patient_user()),
     "patient list (page)": lambda s, r: repository.list_visible(s, patient_user(), limit=200),
@@ -188,12 +202,25 @@ QUERIES: dict[str, Query] = {
     "support list, a later page": lambda s, r: repository.list_visible(
         s, support_user(), offset=200
     ),
-    "support search by email": lambda s, r: support_service.search(s, patient_email(42)),
-    "support search by id": lambda s, r: support_service.search(
+    "support search by email": lambda s, r: support_search.search(s, patient_email(42)),
+    "support search by id": lambda s, r: support_search.search(
         s, str(synthetic_id("prescription", 11))
     ),
-    "support search by platform id": lambda s, r: support_service.search(s, "SRXV0000000000A"),
-    "support console problems": lambda s, r: support_service.recent_problems(s),
+    "support search by platform id": lambda s, r: support_search.search(s, "SRXV0000000000A"),
+    "support search by partial id": support_find(q=str(synthetic_id("prescription", 11))[:8]),
+    "support search by name": support_find(name="Patient42"),
+    "support search by date of birth": support_find(dob="1950-02-12"),
+    "support search by name and date of birth": support_find(name="volume", dob="1950-02-12"),
+    "support search by pharmacy": support_find(pharmacy="volume pharmacy 7"),
+    "support search by status": support_find(status="failed"),
+    "support search by date range": support_find(
+        created_from=(datetime.now(UTC) - timedelta(days=30)).date().isoformat(),
+        created_to=(datetime.now(UTC) - timedelta(days=20)).date().isoformat(),
+    ),
+    "support search by status and pharmacy": support_find(
+        status="dispensed", pharmacy="volume pharmacy 42"
+    ),
+    "support console needs attention": lambda s, r: needs_attention(s, r.settings),
     "prescriber patient search by email": lambda s, r: prescriber_service.search_patients(
         s, patient_email(42)
     ),

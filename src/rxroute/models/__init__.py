@@ -3,6 +3,7 @@
 from rxroute.models.admin_audit import AdminAuditEvent, AuditAction, AuditEntity
 from rxroute.models.api_client import ApiClient
 from rxroute.models.auth_session import AuthSession, RevokeReason, SessionKind
+from rxroute.models.case_note import CaseNote
 from rxroute.models.clinic import Clinic
 from rxroute.models.delivery import OPEN_STATES, Delivery, DeliveryState
 from rxroute.models.delivery_attempt import DeliveryAttempt
@@ -29,6 +30,7 @@ __all__ = [
     "AuditAction",
     "AuditEntity",
     "AuthSession",
+    "CaseNote",
     "Clinic",
     "Delivery",
     "DeliveryAttempt",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Index, String, false, func, text
+from sqlalchemy import Boolean, Computed, Date, DateTime, Index, String, Text, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rxroute.db.base import Base, IdMixin, TimestampMixin
@@ -21,6 +21,14 @@ class Patient(IdMixin, TimestampMixin, Base):
         ),
         # Support and prescribers look patients up by email, case-insensitively.
         Index("ix_patients_lower_email", func.lower(text("email"))),
+        # Support searches by part of a name (trigram) and by date of birth (migration 0016).
+        Index(
+            "ix_patients_name_search_trgm",
+            "name_search",
+            postgresql_using="gin",
+            postgresql_ops={"name_search": "gin_trgm_ops"},
+        ),
+        Index("ix_patients_date_of_birth", "date_of_birth"),
     )
 
     first_name: Mapped[str] = mapped_column(String(100))
@@ -44,6 +52,11 @@ class Patient(IdMixin, TimestampMixin, Base):
     )
     notifications_opt_out_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), default=None
+    )
+
+    #: "first last", lower-cased and stored, for support's search by name.
+    name_search: Mapped[str] = mapped_column(
+        Text, Computed("lower(first_name || ' ' || last_name)", persisted=True)
     )
 
     @property

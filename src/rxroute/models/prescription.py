@@ -46,6 +46,22 @@ class Prescription(IdMixin, TimestampMixin, Base):
         Index("ix_prescriptions_created", text("created_at DESC"), "id"),
         # The support console's failed and stuck lists, the orphaned-send sweep, counts.
         Index("ix_prescriptions_status_updated", "status", "updated_at"),
+        # Support's search by pharmacy (with or without a status) and by status (migration 0016).
+        Index(
+            "ix_prescriptions_pharmacy_status_created",
+            "pharmacy_id",
+            "status",
+            text("created_at DESC"),
+            "id",
+        ),
+        Index("ix_prescriptions_status_created", "status", text("created_at DESC"), "id"),
+        # Support's "expiring soon": at a pharmacy, oldest first (the statuses are
+        # rxroute.support.attention.AT_PHARMACY; change both together).
+        Index(
+            "ix_prescriptions_at_pharmacy_queued",
+            "first_queued_at",
+            postgresql_where=text("status IN ('issued', 'signed', 'printed', 'emailed')"),
+        ),
         # Reconciliation: in flight on the platform, longest silent first; the backoff
         # column rides along so a backed-off row is skipped from the index entry.
         Index(

@@ -1,10 +1,14 @@
-"""Support's confirm steps: void, retry and re-route, each with what it does and a reason.
+"""Support's confirm steps: void, retry, re-route (change the pharmacy), change the
+patient's email, and add a note, each with what it does and (but the note) a reason.
 
 The case page's buttons lead here (GET); the confirm page names what will happen (the
-pharmacy and its address for a re-route, what becomes of the copy at the current pharmacy)
-and asks for a reason, which goes into the history. Void and retry are performed by
-:mod:`rxroute.support.pages`; the re-route is performed here. A refusal comes back on the
-confirm page with its HTTP status and the command's words.
+pharmacy and its address for a re-route, what becomes of the copy at the current pharmacy,
+the address status emails will go to) and asks for a reason (field ``#action-reason``),
+which goes into the history with the staff actor. Void and retry are performed by
+:mod:`rxroute.support.pages`, the note by :mod:`rxroute.support.note_pages`; the re-route
+(through :func:`rxroute.deliveries.commands.reroute`, so the ledger's rules hold) and the
+email change are performed here. A refusal comes back on the confirm page with its HTTP
+status and the command's words.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.deliveries import commands
-from rxroute.models import Pharmacy, Prescription, User
+from rxroute.models import Patient, Pharmacy, Prescription, User
 from rxroute.pharmacies import repository as pharmacy_repository
 from rxroute.prescriptions import repository
 from rxroute.prescriptions.errors import InvalidChoice, NotFound, PrescriptionError
 from rxroute.prescriptions.lifecycle import CHANGEABLE, Status
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.runtime import Runtime
+from rxroute.support import service
 from rxroute.web.change_text import what_withdrawing_does
 from rxroute.web.deps import StaffPageUser, require_staff_page
 from rxroute.web.security import csrf_guard
@@ -41,7 +46,7 @@ RESULTS = 20
 #: What a missing reason is told; the same words the commands use.
 REASON_REQUIRED = "reason: say why, in a few words"
 
-ACTIONS = ("void", "retry", "reroute")
+ACTIONS = ("void", "retry", "reroute", "email", "note")
 
 
 def can_reroute(status: Status) -> bool:
@@ -74,6 +79,8 @@ def _allowed(action: str, status: Status) -> bool:
         return not status.is_final
     if action == "retry":
         return status is Status.FAILED
+    if action in ("email", "note"):
+        return True
     return can_reroute(status)
 
 
@@ -90,8 +97,10 @@ async def render_confirm(
     status_code: int = 200,
     pharmacy: Pharmacy | None = None,
     region: str = "",
+    email: str = "",
+    body: str = "",
 ) -> HTMLResponse:
-    """The confirm page of ``action`` (void, retry, or the re-route's last step)."""
+    """The confirm page of ``action`` (void, retry, email, note, or the re-route's last step)."""
     assert action in ACTIONS
     prescription = await _prescription(session, user, prescription_id)
     status = Status(prescription.status)
@@ -105,6 +114,11 @@ async def render_confirm(
         "new": pharmacy,
         "region": region,
         "channel": runtime.settings.channel_for_region(region) if region else None,
+        "email": email[:320],
+        "body": body,
+        "patient": (
+            await session.get(Patient, prescription.patient_id) if action == "email" else None
+        ),
     }
     if error is None and not context["allowed"]:
         context["error"] = f"Not possible now: this prescription is {status.value}."
@@ -272,3 +286,48 @@ async def reroute(
         )
     await defer_send(session, prescription_id)
     return RedirectResponse(f"/support/prescriptions/{prescription_id}?done=rerouted", 303)
+
+
+@router.get("/prescriptions/{prescription_id}/email", response_class=HTMLResponse)
+async def confirm_email(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: StaffPageUser,
+    prescription_id: uuid.UUID,
+) -> HTMLResponse:
+    """The patient's current address, the new one to type, and a reason."""
+    return await render_confirm(request, session, runtime, user, prescription_id, "email")
+
+
+@router.post("/prescriptions/{prescription_id}/email", response_model=None)
+async def change_email(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: StaffPageUser,
+    prescription_id: uuid.UUID,
+    email: Annotated[str, Form(max_length=400)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Confirmed: the patient's contact address changes; the reason goes into the history."""
+    try:
+        await service.change_patient_email(
+            session, user, prescription_id, email=email, reason=reason
+        )
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=exc.message) from exc
+    except PrescriptionError as exc:
+        return await render_confirm(
+            request,
+            session,
+            runtime,
+            user,
+            prescription_id,
+            "email",
+            reason=reason,
+            email=email,
+            error=exc.message,
+            status_code=exc.status_code,
+        )
+    return RedirectResponse(f"/support/prescriptions/{prescription_id}?done=email", 303)

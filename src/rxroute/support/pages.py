@@ -6,9 +6,11 @@ flash message, a refusal re-renders the page with the reason. Void, retry and re
 through a confirm step that asks for a reason (:mod:`.change_pages`); a missing reason
 comes back on that step.
 
-The search is a POST too: what support types may be a patient's email address, and a
-query string would put it in the browser's history, proxies' and servers' access logs and
-any Referer. The results are rendered in the POST's answer; nothing typed lands in a URL.
+The search is a POST too: what support types may be a patient's email address, name or
+date of birth, and a query string would put it in the browser's history, proxies' and
+servers' access logs and any Referer. The results are rendered in the POST's answer; nothing
+typed lands in a URL. The console's landing section is the "needs attention" list
+(:mod:`.attention`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.deliveries.commands import cancel
 from rxroute.prescriptions.errors import NotFound, PrescriptionError
 from rxroute.prescriptions.lifecycle import Status
-from rxroute.runtime import get_runtime
-from rxroute.support import service
+from rxroute.runtime import Runtime, get_runtime
+from rxroute.support import attention, service
+from rxroute.support import search as finder
 from rxroute.support.change_pages import (
     REASON_REQUIRED,
     can_reroute,
@@ -33,6 +36,7 @@ from rxroute.support.change_pages import (
 )
 from rxroute.support.change_pages import router as change_router
 from rxroute.support.event_pages import router as event_router
+from rxroute.support.note_pages import router as note_router
 from rxroute.web.deps import StaffPageUser, require_staff_page
 from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
@@ -52,41 +56,73 @@ FLASHES = {
     "rerouted": "Re-routed: the earlier delivery is withdrawn first, then the new one is sent.",
     "resend": "The email will be resent to the pharmacy shortly.",
     "reprocess": "The webhook event was queued to be processed again.",
+    "noted": "The note was added.",
+    "email": "The patient's email address was changed.",
 }
+
+#: The search form's fields (all optional, combined with AND).
+SEARCH_FIELDS = ("q", "name", "dob", "pharmacy", "status", "created_from", "created_to")
 
 STALE_MINUTES = int(dead_letters.STALE_PENDING_AFTER.total_seconds() // 60)
 
 
-async def _console(request: Request, session: SessionDep, query: str) -> HTMLResponse:
-    result = await service.search(session, query) if query.strip() else None
-    problems = await service.recent_problems(session)
+async def _console(
+    request: Request, session: SessionDep, runtime: Runtime, form: dict[str, str] | None
+) -> HTMLResponse:
+    result = None
+    if form is not None:
+        criteria, errors = finder.parse_criteria(form)
+        result = await finder.run(session, criteria, runtime.settings, errors)
+    needs = await attention.needs_attention(session, runtime.settings)
     return render(
         request,
         "support/index.html",
         {
-            "q": query[: service.MAX_QUERY_LENGTH],
+            "form": {key: (form or {}).get(key, "") for key in SEARCH_FIELDS},
             "result": result,
-            "problems": problems,
+            "attention": needs,
+            "statuses": [status.value for status in Status],
+            "stuck_minutes": int(attention.STUCK_AFTER.total_seconds() // 60),
+            "expiry_days": attention.EXPIRY_WARNING.days,
             "stale_minutes": STALE_MINUTES,
         },
+        status_code=422 if result is not None and result.errors else 200,
     )
 
 
 @router.get("", response_class=HTMLResponse)
-async def console(request: Request, session: SessionDep, user: StaffPageUser) -> HTMLResponse:
-    """The search box and the recent problems (a ``?q=`` in the URL is not searched)."""
-    return await _console(request, session, "")
+async def console(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: StaffPageUser
+) -> HTMLResponse:
+    """The search form and what needs attention (a ``?q=`` in the URL is not searched)."""
+    return await _console(request, session, runtime, None)
 
 
 @router.post("/search", response_class=HTMLResponse)
 async def search(
     request: Request,
     session: SessionDep,
+    runtime: RuntimeDep,
     user: StaffPageUser,
     q: Annotated[str, Form(max_length=2000)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    dob: Annotated[str, Form(max_length=20)] = "",
+    pharmacy: Annotated[str, Form(max_length=200)] = "",
+    status: Annotated[str, Form(max_length=20)] = "",
+    created_from: Annotated[str, Form(max_length=20)] = "",
+    created_to: Annotated[str, Form(max_length=20)] = "",
 ) -> HTMLResponse:
-    """The console with the results: rendered in the answer, so the query is in no URL."""
-    return await _console(request, session, q)
+    """The console with the results: rendered in the answer, so nothing typed is in a URL."""
+    form = {
+        "q": q[: finder.MAX_QUERY_LENGTH],
+        "name": name[: finder.MAX_TEXT_LENGTH],
+        "dob": dob,
+        "pharmacy": pharmacy[: finder.MAX_TEXT_LENGTH],
+        "status": status,
+        "created_from": created_from,
+        "created_to": created_to,
+    }
+    return await _console(request, session, runtime, form)
 
 
 async def _page(
@@ -260,7 +296,9 @@ async def reprocess_webhook_event(
     return RedirectResponse("/support/webhooks?done=reprocess", 303)
 
 
-#: The confirm steps (void, retry, re-route) under the same prefix.
+#: The confirm steps (void, retry, re-route, the patient's email) under the same prefix.
 router.include_router(change_router)
+#: Case notes (add, with a confirm step).
+router.include_router(note_router)
 #: Events out: delivery logs per endpoint and resend.
 router.include_router(event_router)

@@ -1,8 +1,10 @@
 """What the support console reads and does. Services add and flush; the caller commits.
 
-Support sees a prescription's routing, timeline, webhook events and delivery attempts, and
-of the patient only what it needs to get in touch: name and email (no date of birth, no
-address). Raw webhook payloads are never shown: they may carry patient details.
+Support sees a prescription's routing, medicines, timeline, notes, webhook events and
+delivery attempts, and of the patient what it needs to find and reach them: name, date of
+birth (to tell two patients of one name apart), email and phone (no address). Raw webhook
+payloads are never shown: they may carry patient details. Who did each thing is shown by
+name (:mod:`rxroute.support.actors`), never as a bare id.
 
 Webhook problems (failed processing, pending too long, events rxroute could not apply) have
 their own list; the rules for them live in :mod:`rxroute.webhooks.dead_letters`.
@@ -10,19 +12,20 @@ their own list; the rules for them live in :mod:`rxroute.webhooks.dead_letters`.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from rxroute.admin.staff import check_email
 from rxroute.deliveries import commands, ledger
 from rxroute.models import (
+    CaseNote,
     Delivery,
     DeliveryAttempt,
     InboundWebhookEvent,
@@ -35,164 +38,23 @@ from rxroute.models import (
     WebhookEventState,
 )
 from rxroute.notifications import service as notifications
-from rxroute.prescriptions.errors import Conflict, NotFound
+from rxroute.prescriptions.errors import Conflict, InvalidChoice, NotFound
 from rxroute.prescriptions.history import history, lock_prescription, record_note
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.prescriptions.tasks import defer_send
+from rxroute.support.actors import actor_labels
+from rxroute.support.notes import notes_of
 from rxroute.webhooks import dead_letters
 
 log = structlog.get_logger(__name__)
 
-#: Queued or sending for longer than this without a status change is "stuck".
-STUCK_AFTER = timedelta(minutes=10)
 #: Verified events rxroute could not apply (kept, never dropped); failed ones are listed
 #: apart, as dead letters.
 FLAGGED_EVENT_STATES = (
     WebhookEventState.UNKNOWN_PRESCRIPTION.value,
     WebhookEventState.UNKNOWN_TYPE.value,
 )
-MAX_QUERY_LENGTH = 320
 PROBLEM_LIMIT = 50
-SEARCH_LIMIT = 50
-
-_PLATFORM_ID = re.compile(r"^SRX[A-Z0-9]{1,61}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    query: str
-    #: uuid, platform_id, email, or "" when the query was not understood.
-    kind: str
-    prescriptions: list[Prescription] = field(default_factory=list)
-    message: str = ""
-
-
-def classify_query(raw: str) -> tuple[str, str]:
-    """(kind, normalised value) of a support search query."""
-    query = "".join(ch for ch in raw if ch.isprintable()).strip()[:MAX_QUERY_LENGTH]
-    if not query:
-        return "", ""
-    try:
-        return "uuid", str(uuid.UUID(query))
-    except ValueError:
-        pass
-    if _PLATFORM_ID.match(query.upper()):
-        return "platform_id", query.upper()
-    if _EMAIL.match(query):
-        return "email", query.lower()
-    return "unknown", query
-
-
-async def search(session: AsyncSession, raw: str) -> SearchResult:
-    kind, value = classify_query(raw)
-    base = select(Prescription).options(
-        selectinload(Prescription.patient), selectinload(Prescription.pharmacy)
-    )
-    if kind == "":
-        return SearchResult(query="", kind="", message="")
-    if kind == "uuid":
-        statement = base.where(Prescription.id == uuid.UUID(value))
-    elif kind == "platform_id":
-        statement = base.where(Prescription.provider_prescription_id == value)
-    elif kind == "email":
-        statement = (
-            base.join(Patient, Patient.id == Prescription.patient_id)
-            .where(func.lower(Patient.email) == value)
-            .order_by(Prescription.created_at.desc())
-        )
-    else:
-        return SearchResult(
-            query=value,
-            kind="unknown",
-            message=(
-                "Search by rxroute's prescription ID (a UUID), the platform's ID (SRX...) "
-                "or the patient's email address."
-            ),
-        )
-    found = list(await session.scalars(statement.limit(SEARCH_LIMIT)))
-    message = "" if found else "No prescription matches."
-    return SearchResult(query=value, kind=kind, prescriptions=found, message=message)
-
-
-@dataclass(frozen=True)
-class StuckPrescription:
-    prescription: Prescription
-    since: datetime
-
-
-@dataclass(frozen=True)
-class WebhookProblemCounts:
-    failed: int
-    stale: int
-    flagged: int
-
-    @property
-    def total(self) -> int:
-        return self.failed + self.stale + self.flagged
-
-
-@dataclass(frozen=True)
-class Problems:
-    failed: list[Prescription]
-    stuck: list[StuckPrescription]
-    webhooks: WebhookProblemCounts
-
-
-async def recent_problems(session: AsyncSession, now: datetime | None = None) -> Problems:
-    moment = now or datetime.now(UTC)
-    failed = list(
-        await session.scalars(
-            select(Prescription)
-            .options(selectinload(Prescription.pharmacy))
-            .where(Prescription.status == Status.FAILED.value)
-            .order_by(Prescription.updated_at.desc())
-            .limit(PROBLEM_LIMIT)
-        )
-    )
-    # The latest line of the history (by seq: the order it was recorded in), one read of
-    # ix_prescription_status_events_prescription_seq per queued or sending prescription,
-    # computed once each (a materialised CTE: inline, PostgreSQL would run it for the filter
-    # and again for the sort).
-    last_change = (
-        select(PrescriptionStatusEvent.recorded_at)
-        .where(PrescriptionStatusEvent.prescription_id == Prescription.id)
-        .order_by(PrescriptionStatusEvent.seq.desc())
-        .limit(1)
-        .correlate(Prescription)
-        .scalar_subquery()
-    )
-    waiting = (
-        select(Prescription.id, func.coalesce(last_change, Prescription.updated_at).label("since"))
-        .where(Prescription.status.in_([Status.QUEUED.value, Status.SENDING.value]))
-        .cte("waiting")
-        .prefix_with("MATERIALIZED")
-    )
-    rows = await session.execute(
-        select(Prescription, waiting.c.since)
-        .join(waiting, waiting.c.id == Prescription.id)
-        .options(selectinload(Prescription.pharmacy))
-        .where(waiting.c.since < moment - STUCK_AFTER)
-        .order_by(waiting.c.since)
-        .limit(PROBLEM_LIMIT)
-    )
-    stuck = [StuckPrescription(prescription=row[0], since=row[1]) for row in rows]
-    return Problems(failed=failed, stuck=stuck, webhooks=await webhook_problem_counts(session))
-
-
-async def webhook_problem_counts(session: AsyncSession) -> WebhookProblemCounts:
-    now = await dead_letters.database_now(session)
-    state = InboundWebhookEvent.state
-    row = (
-        await session.execute(
-            select(
-                func.count().filter(state == WebhookEventState.FAILED.value),
-                func.count().filter(dead_letters.stale_clause(now)),
-                func.count().filter(state.in_(FLAGGED_EVENT_STATES)),
-            ).where(state.in_(dead_letters.UNRESOLVED_STATES))
-        )
-    ).one()
-    return WebhookProblemCounts(failed=row[0], stale=row[1], flagged=row[2])
 
 
 @dataclass(frozen=True)
@@ -240,13 +102,22 @@ class PrescriptionView:
     deliveries: list[Delivery]
     #: Pharmacy names by id, for the deliveries table.
     pharmacy_names: dict[str, str]
-    #: User ids in the history, mapped to the email of who it was (staff and patients).
+    #: Actors in the history, the deliveries and the notes (user ids, ``api:<client>``)
+    #: mapped to who it was, in words (see :mod:`rxroute.support.actors`).
     actors: dict[str, str]
+    #: Support's notes on the case, oldest first.
+    notes: list[CaseNote]
     #: The database's clock when the page was read, for the webhook events' rules.
     now: datetime
     #: Status emails to the patient (sent, waiting, skipped or failed): what and when, never
     #: their text.
     emails: list[PatientNotification] = field(default_factory=list)
+
+    def actor(self, raw: object) -> str:
+        """Who ``raw`` (a stored actor) was, in words; "" for none."""
+        if not raw:
+            return ""
+        return self.actors.get(str(raw), str(raw))
 
     @property
     def timeline(self) -> list[notifications.TimelineItem]:
@@ -309,20 +180,14 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
             )
         ):
             pharmacy_names[str(pharmacy_id)] = name
-    actor_ids: set[uuid.UUID] = set()
-    for actor in [event.actor for event in events] + [d.actor for d in deliveries]:
-        if actor:
-            try:
-                actor_ids.add(uuid.UUID(actor))
-            except ValueError:
-                continue
-    actor_ids.update(e.reprocess_requested_by for e in webhook_events if e.reprocess_requested_by)
-    actors: dict[str, str] = {}
-    if actor_ids:
-        for user_id, email in await session.execute(
-            select(User.id, User.email).where(User.id.in_(actor_ids))
-        ):
-            actors[str(user_id)] = email
+    notes = await notes_of(session, prescription_id)
+    actors = await actor_labels(
+        session,
+        [event.actor for event in events]
+        + [d.actor for d in deliveries]
+        + [e.reprocess_requested_by for e in webhook_events]
+        + [note.author_user_id for note in notes],
+    )
     return PrescriptionView(
         prescription=prescription,
         history=events,
@@ -331,6 +196,7 @@ async def prescription_view(session: AsyncSession, prescription_id: uuid.UUID) -
         deliveries=deliveries,
         pharmacy_names=pharmacy_names,
         actors=actors,
+        notes=notes,
         now=await dead_letters.database_now(session),
         emails=await notifications.of_prescription(session, prescription_id),
     )
@@ -374,7 +240,7 @@ async def request_email_resend(
         "resend",
         "requested",
         datetime.now(UTC),
-        f"resend requested by support user {user.id}",
+        "resend requested by support (who and when: the timeline)",
         attempt=0,
     )
     session.add(attempt)
@@ -388,3 +254,44 @@ async def request_email_resend(
     await defer_resend(session, prescription_id, requested_by=str(user.id))
     log.info("support_resend_email", prescription_id=str(prescription_id), actor=str(user.id))
     return attempt
+
+
+async def change_patient_email(
+    session: AsyncSession, user: User, prescription_id: uuid.UUID, *, email: str, reason: str
+) -> Patient:
+    """Support corrects the patient's contact address (status emails, the platform's copy).
+
+    Checked by the rule staff addresses are checked by (:func:`rxroute.admin.staff.check_email`,
+    the ``email-validator`` library). The sign-in address of the patient's account is not
+    changed: an address given over the phone must not move who can sign in. The reason goes
+    into this prescription's history with the staff actor; neither address is recorded there
+    or logged (PHI).
+    """
+    prescription = await session.get(Prescription, prescription_id)
+    if prescription is None:
+        raise NotFound("prescription not found")
+    address, problem = check_email(email)
+    if address is None:
+        raise InvalidChoice(f"email: {problem}", field="email")
+    why = " ".join(reason.split())[: commands.MAX_REASON]
+    if not why:
+        raise InvalidChoice("reason: say why, in a few words", field="reason")
+    patient = await session.get(Patient, prescription.patient_id, with_for_update=True)
+    assert patient is not None
+    if patient.email.lower() == address:
+        raise Conflict("email: the patient already has this address")
+    patient.email = address
+    await record_note(
+        session,
+        prescription_id,
+        source=Source.SUPPORT,
+        actor=str(user.id),
+        detail=f"patient's email address changed by support: {why}",
+    )
+    log.info(
+        "support_patient_email_changed",
+        patient_id=str(patient.id),
+        prescription_id=str(prescription_id),
+        actor=str(user.id),
+    )
+    return patient

@@ -1,7 +1,7 @@
 """pharmacy health: the last live check of each pharmacy and prescriber, and a stable key
 
 Revision ID: 0017_pharmacy_health
-Revises: 0014_reconcile_schedule
+Revises: 0016_case_notes
 Create Date: 2026-11-27 07:00:00
 
 An admin could store a Region B pharmacy whose contact ID the platform does not know, or a
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_pharmacy_health"
-down_revision: str | None = "0014_reconcile_schedule"
+down_revision: str | None = "0016_case_notes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

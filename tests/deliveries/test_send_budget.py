@@ -1,0 +1,118 @@
+"""A successful send costs at most 6 SQL round trips and 3 transactions of rxroute's own.
+
+Counted (not timed) around one run of the real job body (``send_prescription``, what the
+worker calls) against the sandbox, with :class:`rxroute.observability.sqlcount.SqlCounter`
+on the runtime's engine: every execute, the BEGIN psycopg sends by itself, and each COMMIT.
+The ledger's rows are checked too, so a send that skipped a write cannot pass as a cheap one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.channels.erx.channel import prescriber_credentials
+from rxroute.models import (
+    Delivery,
+    DeliveryAttempt,
+    OutboxEvent,
+    PatientNotification,
+    Prescription,
+)
+from rxroute.observability.sqlcount import SqlCounter, SqlCounts
+from rxroute.prescriptions.history import history
+from rxroute.prescriptions.repository import load_for_sending
+from rxroute.prescriptions.tasks import send_prescription
+from tests.erx_sandbox import Erx, queue_for_erx
+from tests.erx_sandbox import erx as erx  # a fixture
+from tests.erx_sandbox import sandbox as sandbox  # a fixture
+from tests.factories import make_patient, make_pharmacy, make_prescriber, make_prescription
+
+MAX_ROUND_TRIPS = 6
+MAX_TRANSACTIONS = 3
+
+
+async def _queued(erx: Erx, session: AsyncSession) -> uuid.UUID:
+    patient = await make_patient(session)
+    prescriber = await make_prescriber(session, erx.runtime.secret_box)
+    prescription = await make_prescription(session, patient, prescriber)
+    pharmacy = await make_pharmacy(session, "B", platform_contact_id=5002)
+    await queue_for_erx(session, prescription.id, pharmacy)
+    await session.commit()
+    # Tokens in hand first, as a busy worker has them: logins are not the send's cost.
+    async with erx.runtime.sessionmaker() as s:
+        loaded = await load_for_sending(s, prescription.id)
+        credentials = prescriber_credentials(erx.runtime.secret_box, loaded)
+    await erx.client.check_login(credentials)
+    return prescription.id
+
+
+async def _counted_send(erx: Erx, prescription_id: uuid.UUID) -> tuple[str, SqlCounts]:
+    counter = SqlCounter()
+    counter.attach(erx.runtime.engine)
+    counter.install()
+    try:
+        result = await send_prescription(str(prescription_id))
+    finally:
+        counter.uninstall()
+    return result, counter.counts
+
+
+async def test_a_successful_send_stays_within_the_budget(erx: Erx, session: AsyncSession) -> None:
+    prescription_id = await _queued(erx, session)
+
+    result, counts = await _counted_send(erx, prescription_id)
+
+    assert result == "issued"
+    print(f"one successful send: {counts.as_dict()}")
+    assert counts.round_trips <= MAX_ROUND_TRIPS, counts.as_dict()
+    assert counts.transactions <= MAX_TRANSACTIONS, counts.as_dict()
+    # Everything the ledger promises was written, once.
+    async with erx.runtime.sessionmaker() as s:
+        prescription = await s.get(Prescription, prescription_id)
+        assert prescription is not None
+        assert prescription.status == "issued"
+        delivery = await s.get(Delivery, prescription.current_delivery_id)
+        assert delivery is not None
+        assert delivery.state == "live" and delivery.claim is None and delivery.reached_out
+        assert delivery.provider_ref and delivery.delivered_at is not None
+        assert prescription.provider_prescription_id == delivery.provider_ref
+        assert delivery.attempts_in_series == 1
+        attempts = list(
+            await s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id))
+        )
+        assert [(a.action, a.outcome, a.attempt) for a in attempts] == [("issue", "succeeded", 1)]
+        statuses = [(e.status, e.source) for e in await history(s, prescription_id)]
+        assert statuses[-2:] == [("sending", "worker"), ("issued", "worker")]
+        events = await s.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(OutboxEvent.prescription_id == prescription_id, OutboxEvent.status == "issued")
+        )
+        assert events == 1
+        if erx.runtime.settings.patient_notifications:
+            emails = await s.scalar(
+                select(func.count())
+                .select_from(PatientNotification)
+                .where(PatientNotification.prescription_id == prescription_id)
+            )
+            assert emails == 1
+
+
+async def test_the_counter_sees_every_transaction(erx: Erx, session: AsyncSession) -> None:
+    """The counter itself: a plain two-statement transaction is 4 round trips and 1 tx."""
+    counter = SqlCounter()
+    counter.attach(erx.runtime.engine)
+    counter.install()
+    try:
+        async with erx.runtime.sessionmaker() as s, s.begin():
+            await s.scalar(select(func.count()).select_from(Prescription))
+            await s.scalar(select(func.count()).select_from(Delivery))
+    finally:
+        counter.uninstall()
+    counts = counter.counts
+    assert (counts.statements - counts.pings, counts.begins, counts.commits) == (2, 1, 1)
+    assert counts.transactions == 1
+    assert counts.round_trips == 4 + counts.pings

@@ -37,7 +37,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, exists, func, select, text
+from sqlalchemy import Text, TextClause, bindparam, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, joinedload
 
@@ -71,13 +71,22 @@ async def autocommit_session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
             yield s
 
 
-_other = aliased(Delivery)
+def _sql(statement: str) -> TextClause:
+    """A statement with its layout squeezed out: short enough for psycopg's parse cache."""
+    return text(" ".join(statement.split()))
 
 
-def _load(prescription_id: uuid.UUID) -> Any:
-    withdrawals = exists().where(
-        _other.prescription_id == Prescription.id, _other.needs_withdrawal.is_(True)
-    )
+# Short names: psycopg caches a parsed query only up to 4,096 characters, and with the
+# tables' full names this one is longer (it would be parsed again for every send).
+_P = aliased(Prescription, name="p")
+_D = aliased(Delivery, name="d")
+_PH = aliased(Pharmacy, name="ph")
+_C = aliased(Clinic, name="c")
+_OTHER = aliased(Delivery, name="o")
+
+
+def _load_statement() -> Any:
+    withdrawals = exists().where(_OTHER.prescription_id == _P.id, _OTHER.needs_withdrawal.is_(True))
     endpoints = (
         select(
             # As text: the row is de-duplicated (items are joined in), and JSON is unhashable.
@@ -89,30 +98,22 @@ def _load(prescription_id: uuid.UUID) -> Any:
         .where(ENDPOINT_ROWS)
         .scalar_subquery()
     )
-    # Pharmacy and Clinic are selected so the channel's session.get() finds them loaded.
+    # The delivery's pharmacy and the clinic are selected so that the channel's
+    # session.get() finds them already loaded.
     return (
-        select(
-            Prescription,
-            Delivery,
-            Pharmacy,
-            Clinic,
-            withdrawals.label("withdrawals"),
-            endpoints.label("endpoints"),
-        )
-        .outerjoin(Delivery, Delivery.id == Prescription.current_delivery_id)
-        .outerjoin(Pharmacy, Pharmacy.id == Delivery.pharmacy_id)
-        .outerjoin(Clinic, Clinic.id == Prescription.clinic_id)
-        .where(Prescription.id == prescription_id)
-        .options(
-            joinedload(Prescription.items),
-            joinedload(Prescription.patient),
-            joinedload(Prescription.prescriber),
-            joinedload(Prescription.pharmacy),
-        )
+        select(_P, _D, _PH, _C, withdrawals.label("withdrawals"), endpoints.label("endpoints"))
+        .outerjoin(_D, _D.id == _P.current_delivery_id)
+        .outerjoin(_PH, _PH.id == _D.pharmacy_id)
+        .outerjoin(_C, _C.id == _P.clinic_id)
+        .where(_P.id == bindparam("prescription_id"))
+        .options(joinedload(_P.items), joinedload(_P.patient), joinedload(_P.prescriber))
     )
 
 
-_CLAIM = text(
+#: Built once: constructing it for every send cost more CPU than running it.
+_LOAD = _load_statement()
+
+_CLAIM = _sql(
     """
     WITH p AS (
         SELECT id FROM prescriptions
@@ -145,7 +146,7 @@ _CLAIM = text(
 async def claim(runtime: Runtime, prescription_id: uuid.UUID) -> Claimed | SendOutcome | None:
     """Claim the current delivery in the common case; None: take the general path."""
     async with autocommit_session(runtime) as session:
-        row = (await session.execute(_load(prescription_id))).unique().one()
+        row = (await session.execute(_LOAD, {"prescription_id": prescription_id})).unique().one()
         prescription: Prescription = row[0]
         delivery: Delivery | None = row[1]
         if row.withdrawals:
@@ -221,7 +222,7 @@ async def claim(runtime: Runtime, prescription_id: uuid.UUID) -> Claimed | SendO
         )
 
 
-_RECORD = text(
+_RECORD = _sql(
     f"""
     WITH p AS (
         SELECT id FROM prescriptions

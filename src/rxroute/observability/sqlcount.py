@@ -20,7 +20,8 @@ What it counts, per connection of the engine:
 ``round_trips`` is statements + begins + commits + rollbacks: every message exchange.
 
 A worker process counts when ``RXROUTE_SQL_COUNT_FILE`` names a file: the totals are written
-there as JSON when the process exits (and whenever :func:`dump` is called).
+there as JSON when the process exits, and whenever it gets SIGUSR1 (so a benchmark can take
+a reading after its warm-up).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -159,6 +161,7 @@ def install_from_environment(engine: AsyncEngine) -> SqlCounter | None:
         _process_counter = SqlCounter()
         _process_counter.install()
         atexit.register(dump)
+        signal.signal(signal.SIGUSR1, lambda *_: dump())
     _process_counter.attach(engine)
     return _process_counter
 

@@ -1,4 +1,5 @@
-"""A successful send costs at most 6 SQL round trips and 3 transactions of rxroute's own.
+"""A successful send costs at most 6 SQL round trips and 3 transactions of rxroute's own,
+and the common path's one-statement writes write nothing when the rows moved under them.
 
 Counted (not timed) around one run of the real job body (``send_prescription``, what the
 worker calls) against the sandbox, with :class:`rxroute.observability.sqlcount.SqlCounter`
@@ -9,11 +10,16 @@ The ledger's rows are checked too, so a send that skipped a write cannot pass as
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.channels.erx.channel import prescriber_credentials
+from rxroute.channels.erx.channel import ErxDeliveryChannel, prescriber_credentials
+from rxroute.deliveries import common_path
+from rxroute.deliveries.claims import Claimed
 from rxroute.models import (
     Delivery,
     DeliveryAttempt,
@@ -81,7 +87,9 @@ async def test_a_successful_send_stays_within_the_budget(erx: Erx, session: Asyn
         assert prescription.provider_prescription_id == delivery.provider_ref
         assert delivery.attempts_in_series == 1
         attempts = list(
-            await s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id))
+            await s.scalars(
+                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
+            )
         )
         assert [(a.action, a.outcome, a.attempt) for a in attempts] == [("issue", "succeeded", 1)]
         statuses = [(e.status, e.source) for e in await history(s, prescription_id)]
@@ -116,3 +124,75 @@ async def test_the_counter_sees_every_transaction(erx: Erx, session: AsyncSessio
     assert (counts.statements - counts.pings, counts.begins, counts.commits) == (2, 1, 1)
     assert counts.transactions == 1
     assert counts.round_trips == 4 + counts.pings
+
+
+async def test_the_claim_writes_nothing_when_the_delivery_moved_after_the_load(
+    erx: Erx, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the load and the claim (here: while the channel prepares), the patient
+    cancels: the one-statement claim must not take the withdrawn delivery."""
+    prescription_id = await _queued(erx, session)
+    prepare = ErxDeliveryChannel.prepare
+
+    async def prepare_then_cancelled(self: Any, *args: Any) -> Any:
+        prepared = await prepare(self, *args)
+        async with erx.runtime.sessionmaker() as s, s.begin():
+            await s.execute(
+                update(Delivery)
+                .where(Delivery.prescription_id == prescription_id)
+                .values(state="withdrawn", closed_reason="cancelled by the patient")
+            )
+        return prepared
+
+    monkeypatch.setattr(ErxDeliveryChannel, "prepare", prepare_then_cancelled)
+
+    assert await common_path.claim(erx.runtime, prescription_id) is None
+
+    async with erx.runtime.sessionmaker() as s:
+        delivery = (
+            await s.scalars(select(Delivery).where(Delivery.prescription_id == prescription_id))
+        ).one()
+        assert (delivery.claim, delivery.attempts_in_series, delivery.reached_out) == (
+            None,
+            0,
+            False,
+        )
+        assert "sending" not in [e.status for e in await history(s, prescription_id)]
+
+
+async def test_the_record_writes_nothing_for_a_run_that_lost_its_claim(
+    erx: Erx, session: AsyncSession
+) -> None:
+    """A zombie: another run claimed the delivery while this one was calling out. Its
+    one-statement record writes nothing (the general path then decides, under the lock)."""
+    prescription_id = await _queued(erx, session)
+    claimed = await common_path.claim(erx.runtime, prescription_id)
+    assert isinstance(claimed, Claimed) and claimed.record is not None
+    async with erx.runtime.sessionmaker() as s, s.begin():
+        await s.execute(
+            update(Delivery).where(Delivery.id == claimed.delivery_id).values(claim=uuid.uuid4())
+        )
+
+    recorded = await common_path.record_delivered(
+        erx.runtime, claimed, datetime.now(UTC), ref="SRXZOMBIE", raw_status="issued", token=None
+    )
+
+    assert recorded is False
+    async with erx.runtime.sessionmaker() as s:
+        prescription = await s.get(Prescription, prescription_id)
+        assert prescription is not None and prescription.status == "sending"
+        delivery = await s.get(Delivery, claimed.delivery_id)
+        assert delivery is not None and delivery.state == "pending"
+        assert delivery.provider_ref is None
+        attempts = await s.scalar(
+            select(func.count())
+            .select_from(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id == claimed.delivery_id)
+        )
+        assert attempts == 0
+        sent_events = await s.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(OutboxEvent.prescription_id == prescription_id, OutboxEvent.status == "issued")
+        )
+        assert sent_events == 0

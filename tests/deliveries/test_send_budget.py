@@ -14,19 +14,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.erx.channel import ErxDeliveryChannel, prescriber_credentials
 from rxroute.deliveries import common_path
 from rxroute.deliveries.claims import Claimed
+from rxroute.events.tasks import stream_lock
 from rxroute.models import (
     Delivery,
     DeliveryAttempt,
+    EventDelivery,
+    EventEndpoint,
     OutboxEvent,
     PatientNotification,
     Prescription,
 )
+from rxroute.notifications.tasks import notification_lock
 from rxroute.observability.sqlcount import SqlCounter, SqlCounts
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.repository import load_for_sending
@@ -100,13 +104,13 @@ async def test_a_successful_send_stays_within_the_budget(erx: Erx, session: Asyn
             .where(OutboxEvent.prescription_id == prescription_id, OutboxEvent.status == "issued")
         )
         assert events == 1
-        if erx.runtime.settings.patient_notifications:
-            emails = await s.scalar(
-                select(func.count())
-                .select_from(PatientNotification)
-                .where(PatientNotification.prescription_id == prescription_id)
-            )
-            assert emails == 1
+        assert erx.runtime.settings.patient_notifications  # the email is part of the cost
+        emails = await s.scalar(
+            select(func.count())
+            .select_from(PatientNotification)
+            .where(PatientNotification.prescription_id == prescription_id)
+        )
+        assert emails == 1
 
 
 async def test_the_counter_sees_every_transaction(erx: Erx, session: AsyncSession) -> None:
@@ -196,3 +200,64 @@ async def test_the_record_writes_nothing_for_a_run_that_lost_its_claim(
             .where(OutboxEvent.prescription_id == prescription_id, OutboxEvent.status == "issued")
         )
         assert sent_events == 0
+
+
+async def test_the_one_statement_record_writes_endpoint_deliveries_and_jobs(
+    erx: Erx, session: AsyncSession
+) -> None:
+    """The outbox event goes to each endpoint that wants it, each with its stream's job, and
+    the patient's email gets its job, all from the record statement, within the budget."""
+    prescription_id = await _queued(erx, session)
+    wants = EventEndpoint(
+        id=uuid.uuid4(),
+        is_default=False,
+        url="https://receiver.example.com/a",
+        secret_encrypted=erx.runtime.secret_box.encrypt("whsec_" + "a" * 32),
+        description="wants sent",
+        event_types=["prescription.sent"],
+        active=True,
+    )
+    ignores = EventEndpoint(
+        id=uuid.uuid4(),
+        is_default=False,
+        url="https://receiver.example.com/b",
+        secret_encrypted=erx.runtime.secret_box.encrypt("whsec_" + "b" * 32),
+        description="wants dispensed only",
+        event_types=["prescription.dispensed"],
+        active=True,
+    )
+    session.add_all([wants, ignores])
+    await session.commit()
+
+    result, counts = await _counted_send(erx, prescription_id)
+
+    assert result == "issued"
+    assert counts.round_trips <= MAX_ROUND_TRIPS, counts.as_dict()
+    assert counts.transactions <= MAX_TRANSACTIONS, counts.as_dict()
+    async with erx.runtime.sessionmaker() as s:
+        event = (
+            await s.scalars(
+                select(OutboxEvent).where(
+                    OutboxEvent.prescription_id == prescription_id, OutboxEvent.status == "issued"
+                )
+            )
+        ).one()
+        assert (event.type, event.previous_status) == ("prescription.sent", "sending")
+        endpoints = set(
+            await s.scalars(
+                select(EventDelivery.endpoint_id).where(EventDelivery.event_id == event.id)
+            )
+        )
+        assert wants.id in endpoints and ignores.id not in endpoints
+        locks = set(
+            await s.scalars(
+                text(
+                    "SELECT lock FROM procrastinate_jobs WHERE status = 'todo' "
+                    "AND args->>'prescription_id' = :pid"
+                ),
+                {"pid": str(prescription_id)},
+            )
+        )
+        assert stream_lock(wants.id, prescription_id) in locks
+        assert stream_lock(ignores.id, prescription_id) not in locks
+        assert notification_lock(prescription_id) in locks

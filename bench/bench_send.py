@@ -14,7 +14,8 @@ status queued and a procrastinate job, in one transaction) once the worker is li
 It reports:
 
 * sends per second through the worker: from the first send job's start to the last one's
-  end, as procrastinate's own job events record them (no polling in the measured window);
+  end, as procrastinate's own job events record them; the worker's CPU per send (from
+  /proc) and the mean time inside one job;
 * the baseline, measured in the same run against the same sandbox process: the same number
   of raw issue calls with httpx (the worker's HTTP stack), token and prescriber login fetched
   once up front, no database, at the same concurrency; and the ratio of the two;
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -228,23 +230,26 @@ async def baseline(base_url: str, count: int, concurrency: int) -> float:
     return elapsed
 
 
-async def worker_window(runtime: Runtime, ids: list[uuid.UUID]) -> float:
-    """Seconds from the first send job's start to the last one's success (procrastinate's
-    own event times, written by the worker as it goes)."""
+async def worker_window(runtime: Runtime, ids: list[uuid.UUID]) -> tuple[float, float]:
+    """Seconds from the first send job's start to the last one's success, and the mean
+    seconds one job ran (procrastinate's own event times, written by the worker)."""
     async with runtime.engine.connect() as connection:
-        first, last = (
+        first, last, mean = (
             await connection.execute(
                 text(
-                    "SELECT min(e.at) FILTER (WHERE e.type = 'started'), "
-                    "       max(e.at) FILTER (WHERE e.type = 'succeeded') "
+                    "WITH t AS (SELECT j.id, "
+                    "  min(e.at) FILTER (WHERE e.type = 'started') AS started, "
+                    "  max(e.at) FILTER (WHERE e.type = 'succeeded') AS done "
                     "FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id "
                     "WHERE j.task_name = 'send_prescription' "
-                    "AND j.args->>'prescription_id' = ANY(:ids)"
+                    "AND j.args->>'prescription_id' = ANY(:ids) GROUP BY j.id) "
+                    "SELECT min(started), max(done), "
+                    "       avg(extract(epoch FROM done - started)) FROM t"
                 ),
                 {"ids": [str(i) for i in ids]},
             )
         ).one()
-    return float((last - first).total_seconds())
+    return float((last - first).total_seconds()), float(mean)
 
 
 async def issued_count(runtime: Runtime, ids: list[uuid.UUID]) -> int:
@@ -257,6 +262,12 @@ async def issued_count(runtime: Runtime, ids: list[uuid.UUID]) -> int:
             )
             or 0
         )
+
+
+def cpu_seconds(process: ManagedProcess) -> float:
+    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def read_counts(worker: ManagedProcess, path: Path) -> dict[str, int]:
@@ -323,12 +334,14 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             )
             warm_counts = await read_counts(worker, folder / COUNT_FILE)
             before = await sandbox_stats(sandbox_url)
+            cpu_before = cpu_seconds(worker)
             await queue_sends(runtime, ids)
             await wait_until(
                 lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
             )
+            worker_cpu = cpu_seconds(worker) - cpu_before
             after = await sandbox_stats(sandbox_url)
-            worker_seconds = await worker_window(runtime, ids)
+            worker_seconds, job_seconds = await worker_window(runtime, ids)
             issued = await issued_count(runtime, ids)
             await asyncio.to_thread(stop, [worker])
             final = json.loads((folder / COUNT_FILE).read_text())
@@ -351,6 +364,8 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
     )
     print(f"issued:                         {issued} ({duplicates} issued more than once)")
     print(f"through the worker:             {worker_rate:8.1f} sends/s ({worker_seconds:.2f} s)")
+    print(f"  worker CPU per send:          {worker_cpu / sends * 1000:8.1f} ms")
+    print(f"  mean time inside one job:     {job_seconds * 1000:8.1f} ms")
     print(f"baseline, raw httpx issue:      {raw_rate:8.1f} sends/s ({raw_seconds:.2f} s)")
     print(f"worker / baseline:              {worker_rate / raw_rate:8.2f} (target >= 0.25)")
     print(

@@ -1,31 +1,47 @@
-"""Region B sends per second through the real worker, and what authentication costs.
+"""Region B sends per second through one real worker process, against the raw client.
 
-Run by hand::
+Run by hand from the repository root::
 
-    python bench/bench_send.py                       # embedded PostgreSQL in a temp folder
+    .venv/bin/python bench/bench_send.py                  # embedded PostgreSQL, temp folder
     RXROUTE_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        python bench/bench_send.py --sends 1000 --concurrency 8
+        .venv/bin/python bench/bench_send.py --sends 1000
 
-It starts the provider sandbox on a free 127.0.0.1 port and a fresh database, seeds the demo
-accounts (aligned with the sandbox), queues N Region B prescriptions the way the send endpoint
-does (status ``queued`` and a procrastinate job in one transaction), then runs the real
-procrastinate worker until the queue is empty. It reports:
+Everything runs in its own process, as in production: the provider sandbox
+(``rxroute sandbox``), one ``rxroute worker`` at its default concurrency
+(``RXROUTE_WORKER_CONCURRENCY``), PostgreSQL, and this script, which seeds a fresh database
+and queues N Region B prescriptions the way the send endpoint does (a delivery opened, the
+status queued and a procrastinate job, in one transaction) once the worker is listening.
+It reports:
 
-* sends per second through the worker (queue fetch, job, database writes, client, sandbox);
-* token grants and prescriber logins per 1,000 sends, from ``GET /_sandbox/stats``
-  (issue 4's target at default token lifetimes: at most 2 of each);
-* a baseline measured in the same run: the same number of issue calls made straight to the
-  sandbox with raw httpx (tokens fetched once, no database, no checks) at the same
-  concurrency, and the ratio between the two.
+* sends per second through the worker: from the first send job's start to the last one's
+  end, as procrastinate's own job events record them; the worker's CPU per send (from
+  /proc) and the mean time inside one job;
+* the baseline, measured in the same run against the same sandbox process: the same number
+  of raw issue calls with httpx (the worker's HTTP stack), token and prescriber login fetched
+  once up front, no database, at the same concurrency; and the ratio of the two;
+* rxroute's own SQL per successful send, counted inside the worker
+  (:mod:`rxroute.observability.sqlcount`, on by ``RXROUTE_SQL_COUNT_FILE``): round trips
+  (every statement, including the pool's checkout pings, plus the BEGIN and COMMIT psycopg
+  sends) and transactions (explicit ones plus autocommit statements, each a transaction of
+  its own). procrastinate's own queue traffic (fetching, finishing, heartbeats) goes through
+  its separate pool and is not rxroute's: not counted. The worker's start-up statements are
+  included (a handful, spread over N sends);
+* token grants and prescriber logins per 1,000 sends (issue 4's target: at most 2 each).
 
-The sandbox runs in a thread of this process, so both numbers share one CPU budget; compare
-the ratio, not the absolute numbers, across machines.
+Patient emails are off (``RXROUTE_PATIENT_NOTIFICATIONS=false``, as in tests/processes.py):
+they would need a mail relay and are not the send path measured here;
+tests/deliveries/test_send_budget.py counts a send with them on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -34,31 +50,86 @@ from typing import Any
 
 import httpx
 from bench_seed import drop_database, fresh_database
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests package
 
 from rxroute.apiclients.scopes import Scope
 from rxroute.apiclients.service import create_client
 from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.deliveries.commands import request_send
-from rxroute.jobs import queue
 from rxroute.logging import configure_logging
 from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
-from rxroute.sandbox import SandboxServer, load_config
+from rxroute.sandbox import load_config
 from rxroute.seed.service import add_prescriptions, seed_demo
+from tests.processes import (
+    RXROUTE,
+    ManagedProcess,
+    rxroute_env,
+    sandbox_stats,
+    scalar,
+    spawn,
+    start_sandbox,
+    stop,
+    wait_for_http,
+    wait_until,
+)
 
 CLIENT_ID = "rxroute-demo-client"
 CLIENT_SECRET = "demo-only-sandbox-client-secret"
 ALICE = ("dr.alice.hartfield@example.com", "sandbox-prescriber-alice", "123456")
+COUNT_FILE = "sql-counts.json"
 
 
-async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:
-    """N Region B prescriptions queued with their jobs, as POST .../send leaves them."""
+#: The worker under cProfile timed by CPU (process) time, not wall time: on a busy machine
+#: wall time charges whatever ran when the OS switched away to the function that was running.
+PROFILE_WORKER = """
+import atexit, cProfile, runpy, sys, time
+output = sys.argv[1]
+sys.argv = sys.argv[2:]
+profile = cProfile.Profile(time.process_time)
+atexit.register(lambda: (profile.disable(), profile.dump_stats(output)))
+profile.enable()
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def profiled_worker(env: dict[str, str], folder: Path, output: Path) -> ManagedProcess:
+    """The worker under cProfile (written when it exits), to see where its CPU goes."""
+    log_path = folder / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", PROFILE_WORKER, str(output.resolve()), RXROUTE, "worker"],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return ManagedProcess(process, log_path)
+
+
+async def seed(runtime: Runtime, count: int) -> None:
     async with runtime.sessionmaker() as session, session.begin():
         await seed_demo(session, runtime.secret_box)
         await add_prescriptions(session, count * 2)  # alternates regions A and B
+
+
+async def bulk_region_b(runtime: Runtime) -> list[uuid.UUID]:
+    async with runtime.sessionmaker() as session:
+        return list(
+            await session.scalars(
+                select(Prescription.id)
+                .where(Prescription.region == "B", Prescription.notes == "Bulk test prescription")
+                .order_by(Prescription.id)
+            )
+        )
+
+
+async def queue_sends(runtime: Runtime, ids: list[uuid.UUID]) -> None:
+    """These Region B prescriptions queued with their jobs, as POST .../send leaves them."""
     async with runtime.sessionmaker() as session, session.begin():
         pharmacies = list(
             await session.scalars(
@@ -67,18 +138,10 @@ async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:
                 .order_by(Pharmacy.platform_contact_id)
             )
         )
-        ids = list(
-            await session.scalars(
-                select(Prescription.id)
-                .where(Prescription.region == "B", Prescription.notes == "Bulk test prescription")
-                .order_by(Prescription.id)
-                .limit(count)
-            )
-        )
         # The same command POST .../send runs (a delivery opened, the status queued), as an
         # integrating platform's key would ask for it.
         platform = await create_client(
-            session, name="bench platform", scopes=[Scope.PRESCRIPTIONS_SEND]
+            session, name=f"bench platform {uuid.uuid4()}", scopes=[Scope.PRESCRIPTIONS_SEND]
         )
         for index, prescription_id in enumerate(ids):
             pharmacy = pharmacies[index % len(pharmacies)]
@@ -91,15 +154,6 @@ async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:
                 pharmacy_id=pharmacy.id,
             )
             await defer_send(session, prescription_id)
-    return ids
-
-
-async def sandbox_stats(base_url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        response = await http.get("/_sandbox/stats")
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
 
 
 def raw_payload(client_ref_id: str) -> dict[str, Any]:
@@ -176,53 +230,127 @@ async def baseline(base_url: str, count: int, concurrency: int) -> float:
     return elapsed
 
 
-async def main(sends: int, concurrency: int) -> None:
-    configure_logging("WARNING", json=False)
-    var_dir = Path(tempfile.mkdtemp(prefix="rxroute-bench-send-"))
-    url, admin = fresh_database(var_dir)
-    config = load_config(None)
-    config = config.model_copy(
-        update={"timings": config.timings.model_copy(update={"sign_delay_seconds": 0.0})}
-    )
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
-        async with SandboxServer(config, host="127.0.0.1", port=0) as sandbox:
-            settings = Settings(
-                database_url=url,
-                erx_base_url=sandbox.url,
-                erx_clinic_id=994,
-                worker_concurrency=concurrency,
-                db_pool_size=max(10, concurrency + 2),
-                log_level="WARNING",
-                # The patient's status emails would need a mail server, and are not the
-                # send path this measures.
-                patient_notifications=False,
-                _env_file=None,
+async def worker_window(runtime: Runtime, ids: list[uuid.UUID]) -> tuple[float, float]:
+    """Seconds from the first send job's start to the last one's success, and the mean
+    seconds one job ran (procrastinate's own event times, written by the worker)."""
+    async with runtime.engine.connect() as connection:
+        first, last, mean = (
+            await connection.execute(
+                text(
+                    "WITH t AS (SELECT j.id, "
+                    "  min(e.at) FILTER (WHERE e.type = 'started') AS started, "
+                    "  max(e.at) FILTER (WHERE e.type = 'succeeded') AS done "
+                    "FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id "
+                    "WHERE j.task_name = 'send_prescription' "
+                    "AND j.args->>'prescription_id' = ANY(:ids) GROUP BY j.id) "
+                    "SELECT min(started), max(done), "
+                    "       avg(extract(epoch FROM done - started)) FROM t"
+                ),
+                {"ids": [str(i) for i in ids]},
             )
-            runtime = await start_runtime(settings, url)
-            try:
-                print(f"queueing {sends} Region B sends ...", flush=True)
-                ids = await queue_sends(runtime, sends)
-                before = await sandbox_stats(sandbox.url)
-                started = time.perf_counter()
-                await queue.run_worker_async(
-                    wait=False,
-                    concurrency=concurrency,
-                    install_signal_handlers=False,
-                    listen_notify=False,
-                )
-                worker_seconds = time.perf_counter() - started
-                after = await sandbox_stats(sandbox.url)
-                async with runtime.sessionmaker() as session:
-                    issued = await session.scalar(
-                        select(func.count())
-                        .select_from(Prescription)
-                        .where(Prescription.id.in_(ids), Prescription.status == "issued")
-                    )
-            finally:
-                await stop_runtime()
-            raw_seconds = await baseline(sandbox.url, sends, concurrency)
+        ).one()
+    return float((last - first).total_seconds()), float(mean)
+
+
+async def issued_count(runtime: Runtime, ids: list[uuid.UUID]) -> int:
+    async with runtime.sessionmaker() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(Prescription)
+                .where(Prescription.id.in_(ids), Prescription.status == "issued")
+            )
+            or 0
+        )
+
+
+def cpu_seconds(process: ManagedProcess) -> float:
+    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def read_counts(worker: ManagedProcess, path: Path) -> dict[str, int]:
+    """The worker's SQL counts so far (it writes them on SIGUSR1)."""
+    path.unlink(missing_ok=True)
+    worker.process.send_signal(signal.SIGUSR1)
+
+    async def written() -> bool:
+        return path.exists()
+
+    await wait_until(written, "the SQL counts", timeout=10)
+    await asyncio.sleep(0.1)  # written in one call; let it finish
+    counts: dict[str, int] = json.loads(path.read_text())
+    return counts
+
+
+async def main(sends: int, warmup: int, profile: Path | None) -> None:
+    configure_logging("WARNING", json=False)
+    folder = Path(tempfile.mkdtemp(prefix="rxroute-bench-send-"))
+    url, admin = fresh_database(folder)
+    config = load_config(None).with_overrides(sign_delay_seconds=0.0)
+    sandbox, sandbox_url = start_sandbox(config, folder)
+    worker_env = rxroute_env(url, sandbox_url)
+    worker_env["RXROUTE_SQL_COUNT_FILE"] = str(folder / COUNT_FILE)
+    try:
+        await wait_for_http(sandbox, f"{sandbox_url}/_sandbox/stats", "the sandbox")
+        await asyncio.to_thread(migrate.upgrade, url)
+        settings = Settings(  # type: ignore[call-arg]
+            database_url=url,
+            erx_base_url=sandbox_url,
+            erx_clinic_id=994,
+            log_level="WARNING",
+            patient_notifications=False,
+            _env_file=None,
+        )
+        concurrency = settings.worker_concurrency
+        runtime = await start_runtime(settings, url)
+        try:
+            print(f"seeding, then queueing {sends} Region B sends ...", flush=True)
+            await seed(runtime, sends + warmup)
+            bulk = await bulk_region_b(runtime)
+            warm_ids, ids = bulk[:warmup], bulk[warmup : warmup + sends]
+            # One worker at its default concurrency; SQL counted inside it.
+            worker = (
+                spawn(["worker"], worker_env, folder, "worker")
+                if profile is None
+                else profiled_worker(worker_env, folder, profile)
+            )
+
+            async def listening() -> bool:
+                assert worker.alive(), f"the worker exited at start-up:\n{worker.log()}"
+                return bool(await scalar(runtime, "SELECT count(*) FROM procrastinate_workers"))
+
+            await wait_until(listening, "the worker to register", timeout=60)
+
+            async def all_issued(batch: list[uuid.UUID]) -> bool:
+                assert worker.alive(), f"the worker exited:\n{worker.log()}"
+                return await issued_count(runtime, batch) >= len(batch)
+
+            # A warm-up batch first: the worker's first jobs import modules and fill caches.
+            await queue_sends(runtime, warm_ids)
+            await wait_until(
+                lambda: all_issued(warm_ids), "the warm-up sends to be issued", timeout=120
+            )
+            warm_counts = await read_counts(worker, folder / COUNT_FILE)
+            before = await sandbox_stats(sandbox_url)
+            cpu_before = cpu_seconds(worker)
+            await queue_sends(runtime, ids)
+            await wait_until(
+                lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
+            )
+            worker_cpu = cpu_seconds(worker) - cpu_before
+            after = await sandbox_stats(sandbox_url)
+            worker_seconds, job_seconds = await worker_window(runtime, ids)
+            issued = await issued_count(runtime, ids)
+            await asyncio.to_thread(stop, [worker])
+            final = json.loads((folder / COUNT_FILE).read_text())
+            counts = {key: final[key] - warm_counts[key] for key in final}
+        finally:
+            await stop_runtime()
+        raw_seconds = await baseline(sandbox_url, sends, concurrency)
     finally:
+        await asyncio.to_thread(stop, [sandbox])
         drop_database(url, admin)
 
     grants = after["token_grants"] - before["token_grants"]
@@ -231,11 +359,24 @@ async def main(sends: int, concurrency: int) -> None:
     worker_rate = sends / worker_seconds
     raw_rate = sends / raw_seconds
     duplicates = sum(1 for ref in map(str, ids) if after["issued_by_client_ref_id"].get(ref, 0) > 1)
-    print(f"sends:                          {sends} (worker concurrency {concurrency})")
+    print(
+        f"sends:                          {sends} (one worker process, concurrency {concurrency})"
+    )
     print(f"issued:                         {issued} ({duplicates} issued more than once)")
     print(f"through the worker:             {worker_rate:8.1f} sends/s ({worker_seconds:.2f} s)")
+    print(f"  worker CPU per send:          {worker_cpu / sends * 1000:8.1f} ms")
+    print(f"  mean time inside one job:     {job_seconds * 1000:8.1f} ms")
     print(f"baseline, raw httpx issue:      {raw_rate:8.1f} sends/s ({raw_seconds:.2f} s)")
-    print(f"worker / baseline:              {worker_rate / raw_rate:8.2f}")
+    print(f"worker / baseline:              {worker_rate / raw_rate:8.2f} (target >= 0.25)")
+    print(
+        f"SQL round trips per send:       {counts['round_trips'] / sends:8.2f} "
+        f"(of which pings {counts['pings'] / sends:.2f}, BEGIN {counts['begins'] / sends:.2f}, "
+        f"COMMIT {counts['commits'] / sends:.2f}; target <= 6)"
+    )
+    print(
+        f"transactions per send:          {counts['transactions'] / sends:8.2f} "
+        f"({counts['autocommit_statements'] / sends:.2f} single-statement; target <= 3)"
+    )
     print(
         f"token grants per 1,000 sends:   {grants * per_thousand:8.1f} ({grants} in total; "
         "target <= 2)"
@@ -251,6 +392,9 @@ async def main(sends: int, concurrency: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sends", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=8, help="worker concurrency")
+    parser.add_argument("--warmup", type=int, default=50, help="sends before the measured ones")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="cProfile the worker into this file"
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.sends, arguments.concurrency))
+    asyncio.run(main(arguments.sends, arguments.warmup, arguments.profile))

@@ -96,6 +96,33 @@ async def defer_in_session(
     return job_id
 
 
+def job_to_defer(
+    task: Any, *, lock: str | None = None, delay_seconds: float | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """``task`` as procrastinate's ``procrastinate_job_to_defer_v1`` row, as JSON.
+
+    For deferring inside a larger SQL statement (the send job's one-statement record, see
+    :mod:`rxroute.deliveries.common_path`), with ``procrastinate_defer_jobs_v1``: the job is
+    built by procrastinate itself (``configure().make_new_job``), as :func:`defer_in_session`
+    builds it, so queue, priority, lock and arguments cannot drift apart.
+    """
+    options: dict[str, Any] = {}
+    if lock is not None:
+        options["lock"] = lock
+    if delay_seconds:
+        options["schedule_in"] = {"seconds": delay_seconds}
+    job = task.configure(**options).make_new_job(**kwargs)
+    return {
+        "queue_name": job.queue,
+        "task_name": job.task_name,
+        "priority": job.priority,
+        "lock": job.lock,
+        "queueing_lock": job.queueing_lock,
+        "args": job.task_kwargs,
+        "scheduled_at": job.scheduled_at.isoformat() if job.scheduled_at else None,
+    }
+
+
 # --- the supervised worker ----------------------------------------------------------------
 
 #: Restart delays: doubling from the first to the cap, each with jitter so that many workers

@@ -113,7 +113,13 @@ def log_formatter(*, json: bool = True) -> logging.Formatter:
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     structlog.configure(
-        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: a line below the level is dropped before the chain runs
+        # (time stamp, trace ids...), not after; the send job makes several per send.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -17,6 +17,7 @@ from rxroute.config import Settings
 from rxroute.crypto import SecretBox
 from rxroute.db.engine import create_engine, create_sessionmaker
 from rxroute.jobs import make_pool, queue
+from rxroute.observability.sqlcount import install_from_environment
 from rxroute.observability.tracing import instrument_engine
 
 
@@ -48,6 +49,7 @@ async def start_runtime(settings: Settings, libpq_url: str) -> Runtime:
     global _current
     engine = create_engine(libpq_url, pool_size=settings.db_pool_size)
     instrument_engine(engine)
+    install_from_environment(engine)
     pool = make_pool(libpq_url, max_size=max(4, settings.worker_concurrency + 2))
     # procrastinate uses a pool it is given as it is: open it first.
     await pool.open(wait=True, timeout=30)

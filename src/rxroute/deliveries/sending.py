@@ -10,13 +10,19 @@ prescription. So, for every channel alike:
 3. If an earlier attempt may have reached the far side (``reached_out``), it looks the
    prescription up first (where the channel can). A copy at the delivery's own destination
    is adopted; a stray live copy elsewhere is voided and recorded.
-4. Just before calling out, the fencing check proves the run still owns the delivery (a
-   worker cut off and retried as stalled has lost it); the call itself is bounded by the
-   channel's total deadline, below the stalled-job interval.
+4. After a look-up, and before calling out, the fencing check proves the run still owns
+   the delivery (a worker cut off and retried as stalled has lost it); without a look-up
+   the claim committed just before the call is that proof. The call itself is bounded by
+   the channel's total deadline, below the stalled-job interval.
 5. The answer is recorded in one transaction: delivered (the delivery is live), a retry
    deferred in the same transaction with the channel's backoff, or failed with the far
    side's own words. A delivery withdrawn while the call was in flight is marked for
    withdrawal again, and the job re-queued to take the new copy back.
+
+The common case - a first attempt with nothing to withdraw and nobody else touching the
+rows - takes :mod:`rxroute.deliveries.common_path`: the same steps as three statements in
+all, each a compare-and-set that writes nothing if anything moved, and then the general path
+below (locks and re-reads) takes over. The rules are the same code on both paths.
 
 Jobs for one prescription never overlap (a queue lock per prescription). Nothing here logs
 PHI: ids, statuses and the far side's messages only.
@@ -25,24 +31,22 @@ PHI: ids, statuses and the far side's messages only.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin.rejections import record_send_rejection
 from rxroute.channels.base import (
-    Channel,
     DeliveryRejected,
     DeliveryRetryable,
-    FarSideCopy,
     NotSendable,
     Purpose,
 )
 from rxroute.channels.registry import get_channel
-from rxroute.deliveries import ledger
+from rxroute.deliveries import common_path, ledger
+from rxroute.deliveries.claims import Claimed, SendOutcome
+from rxroute.deliveries.looking_up import look_up
 from rxroute.deliveries.withdrawing import WithdrawalResult, resolve_withdrawals
 from rxroute.models import Delivery, DeliveryState, Pharmacy, Prescription
 from rxroute.observability.metrics import SENDS
@@ -52,15 +56,6 @@ from rxroute.prescriptions.repository import load_for_sending
 from rxroute.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """What one run of the send job did; returned for tests and logs."""
-
-    result: str  # issued, emailed, found, failed, retry, skipped
-    detail: str = ""
-    retry_in_seconds: float | None = None
 
 
 class RetryScheduler:
@@ -74,48 +69,34 @@ class RetryScheduler:
         await defer_send(session, prescription_id, delay_seconds=delay_seconds)
 
 
-@dataclass(frozen=True)
-class _Claimed:
-    delivery_id: uuid.UUID
-    number: int
-    channel: Channel
-    claim: uuid.UUID
-    attempt: int
-    must_look_up: bool
-    destination: str | None
-    #: Platform references of the prescription's other deliveries: never ours to adopt.
-    other_refs: frozenset[str]
-    #: Another delivery of the prescription reached out to the same pharmacy: a voided or
-    #: expired copy there may be its (voided when it was replaced), not ours.
-    shares_destination: bool
-    prepared: Any
-
-
 async def send(
     runtime: Runtime, prescription_id: uuid.UUID, *, schedule_retry: RetryScheduler
 ) -> SendOutcome:
-    withdrawal = await resolve_withdrawals(runtime, prescription_id)
-    if not withdrawal.done:
-        return await _after_withdrawal(runtime, prescription_id, withdrawal, schedule_retry)
-
-    claimed = await _claim(runtime, prescription_id)
+    claimed = await common_path.claim(runtime, prescription_id)
+    if claimed is None:
+        withdrawal = await resolve_withdrawals(runtime, prescription_id)
+        if not withdrawal.done:
+            return await _after_withdrawal(runtime, prescription_id, withdrawal, schedule_retry)
+        claimed = await _claim(runtime, prescription_id)
     if isinstance(claimed, SendOutcome):
         return claimed
     started = datetime.now(UTC)
     try:
         if claimed.must_look_up:
-            found = await _look_up(runtime, prescription_id, claimed, started)
+            found = await look_up(runtime, prescription_id, claimed, started)
             if found is not None:
                 return found
             started = datetime.now(UTC)
-        async with runtime.sessionmaker() as session, session.begin():
-            if not await ledger.still_owned(session, claimed.delivery_id, claimed.claim):
-                log.warning(
-                    "send_lost_ownership",
-                    prescription_id=str(prescription_id),
-                    delivery=claimed.number,
-                )
-                return SendOutcome("skipped", "another run owns the delivery now")
+            # The look-up took time: prove the run still owns the delivery before issuing.
+            # (Without one, the claim committed just now is that proof.)
+            async with runtime.sessionmaker() as session, session.begin():
+                if not await ledger.still_owned(session, claimed.delivery_id, claimed.claim):
+                    log.warning(
+                        "send_lost_ownership",
+                        prescription_id=str(prescription_id),
+                        delivery=claimed.number,
+                    )
+                    return SendOutcome("skipped", "another run owns the delivery now")
         delivered = await claimed.channel.deliver(runtime, claimed.prepared)
     except DeliveryRetryable as exc:
         return await _after_retryable(
@@ -154,7 +135,8 @@ async def _after_withdrawal(
     return SendOutcome("retry", "waiting to withdraw an earlier delivery", delay)
 
 
-async def _claim(runtime: Runtime, prescription_id: uuid.UUID) -> _Claimed | SendOutcome:
+async def _claim(runtime: Runtime, prescription_id: uuid.UUID) -> Claimed | SendOutcome:
+    """The general claim: under the prescription's lock, re-reading everything."""
     async with runtime.sessionmaker() as session, session.begin():
         prescription = await lock_prescription(session, prescription_id)
         delivery = await ledger.current_delivery(session, prescription)
@@ -183,7 +165,7 @@ async def _claim(runtime: Runtime, prescription_id: uuid.UUID) -> _Claimed | Sen
             return SendOutcome("failed", exc.message)
         pharmacy = await session.get(Pharmacy, delivery.pharmacy_id)
         others = await ledger.deliveries_of(session, prescription_id)
-        return _Claimed(
+        return Claimed(
             delivery_id=delivery.id,
             number=delivery.number,
             channel=channel,
@@ -217,86 +199,10 @@ async def _record_sending(
     )
 
 
-async def _look_up(
-    runtime: Runtime, prescription_id: uuid.UUID, claimed: _Claimed, started: datetime
-) -> SendOutcome | None:
-    """Adopt our copy if an earlier attempt landed; void stray copies. None: not found."""
-    copies = await claimed.channel.look_up(runtime, claimed.prepared)
-    if copies is None:
-        return None
-    candidates = [c for c in copies if c.ref not in claimed.other_refs]
-    ours = [c for c in candidates if c.destination in (None, claimed.destination)]
-    # A live copy first; then a dispensed one (the truth, whichever delivery it was); a
-    # voided or expired one only if no earlier delivery went to this pharmacy.
-    preferred = (
-        [c for c in ours if c.is_live]
-        or [c for c in ours if c.status is Status.DISPENSED]
-        or ([] if claimed.shares_destination else ours)
-    )
-    adopted = preferred[0] if preferred else None
-    strays = [c for c in candidates if c is not adopted and c.is_live]
-    voided: list[tuple[FarSideCopy, str | None]] = []
-    for stray in strays:
-        answer = await claimed.channel.withdraw(runtime, claimed.prepared, stray)
-        voided.append((stray, answer.raw_status))
-    async with runtime.sessionmaker() as session, session.begin():
-        prescription, delivery = await ledger.lock_both(
-            session, prescription_id, claimed.delivery_id
-        )
-        for stray, _raw in voided:
-            session.add(
-                ledger.attempt_row(
-                    delivery,
-                    "void",
-                    "succeeded",
-                    started,
-                    f"voided stray platform copy {stray.ref} (contact {stray.destination})",
-                )
-            )
-        if adopted is None:
-            session.add(ledger.attempt_row(delivery, "lookup", "not_found", started))
-            return None
-        extra = f"; {len(voided)} stray copies voided" if voided else ""
-        session.add(
-            ledger.attempt_row(
-                delivery, "lookup", "found", started, f"already delivered as {adopted.ref}{extra}"
-            )
-        )
-        await ledger.observe(
-            session,
-            prescription,
-            delivery,
-            claimed.channel.delivered_status,
-            source=Source.WORKER,
-            mirror_ref=claimed.channel.polls,
-            ref=adopted.ref,
-            token=adopted.token,
-            raw_status=adopted.raw_status,
-        )
-        if adopted.status is not claimed.channel.delivered_status:
-            await ledger.observe(
-                session,
-                prescription,
-                delivery,
-                adopted.status,
-                source=Source.POLL,
-                implies=claimed.channel.delivered_status,
-                mirror_ref=claimed.channel.polls,
-                raw_status=adopted.raw_status,
-            )
-    log.info(
-        "send_found_existing",
-        prescription_id=str(prescription_id),
-        ref=adopted.ref,
-        strays=len(voided),
-    )
-    return SendOutcome("found", adopted.ref)
-
-
 async def _record_delivered(
     runtime: Runtime,
     prescription_id: uuid.UUID,
-    claimed: _Claimed,
+    claimed: Claimed,
     started: datetime,
     *,
     ref: str,
@@ -305,6 +211,10 @@ async def _record_delivered(
     schedule_retry: RetryScheduler,
 ) -> SendOutcome:
     channel = claimed.channel
+    if claimed.record is not None and await common_path.record_delivered(
+        runtime, claimed, started, ref=ref, raw_status=raw_status, token=token
+    ):
+        return _delivered(prescription_id, claimed, ref, still_wanted=True)
     async with runtime.sessionmaker() as session, session.begin():
         prescription, delivery = await ledger.lock_both(
             session, prescription_id, claimed.delivery_id
@@ -345,6 +255,13 @@ async def _record_delivered(
             # Withdrawn or replaced while the call was in flight: take the new copy back.
             delivery.needs_withdrawal = True
             await schedule_retry(session, prescription_id, 0.0)
+    return _delivered(prescription_id, claimed, ref, still_wanted=still_wanted)
+
+
+def _delivered(
+    prescription_id: uuid.UUID, claimed: Claimed, ref: str, *, still_wanted: bool
+) -> SendOutcome:
+    channel = claimed.channel
     log.info(
         "delivered",
         prescription_id=str(prescription_id),
@@ -361,7 +278,7 @@ async def _record_delivered(
 async def _after_retryable(
     runtime: Runtime,
     prescription_id: uuid.UUID,
-    claimed: _Claimed,
+    claimed: Claimed,
     started: datetime,
     exc: DeliveryRetryable,
     schedule_retry: RetryScheduler,
@@ -412,7 +329,7 @@ async def _after_retryable(
 async def _after_rejection(
     runtime: Runtime,
     prescription_id: uuid.UUID,
-    claimed: _Claimed,
+    claimed: Claimed,
     started: datetime,
     error: DeliveryRejected,
 ) -> SendOutcome:

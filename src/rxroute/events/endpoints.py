@@ -88,20 +88,25 @@ async def _default_endpoint_id(session: AsyncSession) -> uuid.UUID:
     return existing
 
 
-async def endpoints_for(
-    session: AsyncSession, settings: Settings, event_type: str
-) -> list[uuid.UUID]:
-    """The active endpoints that want ``event_type`` (the default one while its URL is set)."""
-    rows = (
-        await session.execute(
-            select(
-                EventEndpoint.id,
-                EventEndpoint.is_default,
-                EventEndpoint.active,
-                EventEndpoint.event_types,
-            ).where(EventEndpoint.active | EventEndpoint.is_default)
-        )
-    ).all()
+#: The columns :func:`wanted_endpoints` decides from, in this order.
+ENDPOINT_COLUMNS = (
+    EventEndpoint.id,
+    EventEndpoint.is_default,
+    EventEndpoint.active,
+    EventEndpoint.event_types,
+)
+#: The rows worth reading: an inactive default still tells us the default row exists.
+ENDPOINT_ROWS = EventEndpoint.active | EventEndpoint.is_default
+
+
+def wanted_endpoints(
+    rows: Iterable[tuple[uuid.UUID, bool, bool, list[str] | None]],
+    settings: Settings,
+    event_type: str,
+) -> tuple[list[uuid.UUID], bool]:
+    """The endpoints (of ``rows``, see :data:`ENDPOINT_COLUMNS`) that want ``event_type``,
+    and whether the default endpoint's row is still to be created (``RXROUTE_EVENTS_URL``
+    is set but no default row exists yet)."""
     wanted: list[uuid.UUID] = []
     has_default = False
     for endpoint_id, is_default, active, event_types in rows:
@@ -111,7 +116,18 @@ async def endpoints_for(
                 continue
         if active and (not event_types or event_type in event_types):
             wanted.append(endpoint_id)
-    if settings.events_url and not has_default:
+    return wanted, bool(settings.events_url) and not has_default
+
+
+async def endpoints_for(
+    session: AsyncSession, settings: Settings, event_type: str
+) -> list[uuid.UUID]:
+    """The active endpoints that want ``event_type`` (the default one while its URL is set)."""
+    rows = (await session.execute(select(*ENDPOINT_COLUMNS).where(ENDPOINT_ROWS))).all()
+    wanted, default_missing = wanted_endpoints(
+        ((r[0], r[1], r[2], r[3]) for r in rows), settings, event_type
+    )
+    if default_missing:
         wanted.append(await _default_endpoint_id(session))
     return wanted
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import procrastinate
@@ -27,7 +28,7 @@ from rxroute.events.delivery import (
     record_outcome,
     send,
 )
-from rxroute.jobs import defer_in_session, queue
+from rxroute.jobs import defer_in_session, job_to_defer, queue
 from rxroute.models import EventDelivery, EventDeliveryState, OutboxEvent
 from rxroute.runtime import Runtime, get_runtime
 
@@ -91,6 +92,16 @@ async def defer_stream(
     """A job for the stream, now, in the session's transaction."""
     return await defer_in_session(
         session,
+        deliver_events,
+        lock=stream_lock(endpoint_id, prescription_id),
+        endpoint_id=str(endpoint_id),
+        prescription_id=str(prescription_id),
+    )
+
+
+def stream_job(endpoint_id: uuid.UUID, prescription_id: uuid.UUID) -> dict[str, Any]:
+    """The same job as :func:`defer_stream`, as a row to defer inside a SQL statement."""
+    return job_to_defer(
         deliver_events,
         lock=stream_lock(endpoint_id, prescription_id),
         endpoint_id=str(endpoint_id),

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import procrastinate
 import structlog
@@ -32,7 +33,7 @@ from rxroute.channels.base import RetryPolicy
 from rxroute.channels.email.errors import EmailRejected, EmailRetryable, EmailSendError
 from rxroute.channels.email.smtp import send_configured
 from rxroute.channels.registry import EMAIL, get_channel
-from rxroute.jobs import defer_in_session, queue
+from rxroute.jobs import defer_in_session, job_to_defer, queue
 from rxroute.models import (
     Delivery,
     NotificationState,
@@ -85,6 +86,15 @@ async def defer_stream(
         send_patient_notifications,
         lock=notification_lock(prescription_id),
         delay_seconds=delay_seconds,
+        prescription_id=str(prescription_id),
+    )
+
+
+def stream_job(prescription_id: uuid.UUID) -> dict[str, Any]:
+    """The same job as :func:`defer_stream` (now), as a row to defer inside a SQL statement."""
+    return job_to_defer(
+        send_patient_notifications,
+        lock=notification_lock(prescription_id),
         prescription_id=str(prescription_id),
     )
 

@@ -52,11 +52,13 @@ async def lock_prescription(session: AsyncSession, prescription_id: uuid.UUID) -
     return result.scalar_one()
 
 
-_ONCE_PER_DELIVERY = text(
+#: The predicate of the once-per-delivery unique index (far-side facts), for ON CONFLICT.
+ONCE_PER_DELIVERY_SQL = (
     "delivery_id IS NOT NULL AND status IN ("
     + ", ".join(f"'{s.value}'" for s in sorted(FAR_SIDE_STATUSES))
     + ")"
 )
+_ONCE_PER_DELIVERY = text(ONCE_PER_DELIVERY_SQL)
 
 
 async def record_status(

@@ -28,7 +28,7 @@ from rxroute.models import (
     Prescription,
     PrescriptionStatusEvent,
 )
-from rxroute.notifications.kinds import timeline_label
+from rxroute.notifications.kinds import Kind
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.regions import suggest_region
 
@@ -38,6 +38,22 @@ _PATIENT_STATUS = {
     Status.ISSUED: "Waiting for your prescriber to sign",
     Status.SIGNED: "Signed: your pharmacy can see it",
 }
+
+
+#: A resend's line: why a second email reached the pharmacy, and that it changes nothing.
+RESENT = (
+    "Emailed again by our support team (a copy marked COPY, in case the first was missed; "
+    "it can be dispensed only once)"
+)
+
+
+def _email_to_patient(kind: str) -> str:
+    """An email we sent the patient, in the patient's own words."""
+    try:
+        label = Kind(kind).label
+    except ValueError:
+        label = kind
+    return f"We emailed you: {label}"
 
 
 def status_words(status: Status) -> str:
@@ -135,8 +151,6 @@ def _step(
     if status is Status.SIGNED:
         return "Signed by your prescriber: the pharmacy can now see it"
     if status is Status.EMAILED:
-        if any(e.status == Status.EMAILED.value for e in earlier):
-            return "Emailed again (a copy marked COPY; it can be dispensed only once)"
         return "Emailed to the pharmacy"
     if status is Status.PRINTED:
         return "The pharmacy printed it"
@@ -169,9 +183,22 @@ async def timeline(
         where = names.get(event.delivery_id, "") if event.delivery_id else ""
         lines.append(Line(label, event.occurred_at, where))
     lines.extend(
-        Line(timeline_label(email.kind), email.sent_at, email=True)
+        Line(_email_to_patient(email.kind), email.sent_at, email=True)
         for email in emails
         if email.sent_at is not None
+    )
+    # Support's resends: the same prescription emailed again, which the pharmacy sees as a
+    # second email (marked COPY), so the patient sees it too, explained.
+    resent = await session.execute(
+        select(DeliveryAttempt.delivery_id, DeliveryAttempt.finished_at).where(
+            DeliveryAttempt.prescription_id == prescription.id,
+            DeliveryAttempt.action == "resend",
+            DeliveryAttempt.outcome == "succeeded",
+        )
+    )
+    lines.extend(
+        Line(RESENT, at, names.get(delivery_id, "") if delivery_id else "")
+        for delivery_id, at in resent
     )
     # Stable: equal moments keep the order above (the writing first, a step before its email).
     return sorted(lines, key=lambda line: line.at)

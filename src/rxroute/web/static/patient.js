@@ -193,6 +193,10 @@
       initPicker();
     } else {
       document.getElementById("status-panel").replaceWith(document.importNode(fresh, true));
+      // The reference becomes the platform's own ID once the prescription is issued there.
+      const ref = document.getElementById("rx-ref");
+      const freshRef = doc.getElementById("rx-ref");
+      if (ref && freshRef && ref.textContent !== freshRef.textContent) ref.textContent = freshRef.textContent;
     }
     return false;
   }

@@ -298,7 +298,9 @@ async def render_detail(
             last = await last_pharmacy(session, user.patient_id, prescription.id)
             if (
                 last is not None
-                and selected in (None, last.region)
+                # The last pharmacy says more than an address does; not more than a region
+                # the prescription or the patient's record names.
+                and (selected in (None, last.region) or suggestion.from_address)
                 and settings.channel_for_region(last.region)
             ):
                 chosen, selected = last, last.region

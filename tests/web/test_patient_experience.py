@@ -27,6 +27,8 @@ from rxroute.web.failure_text import (
     MISSING,
     REFUSED,
     RETRYING,
+    SENDING_HINT,
+    SLOW_HINT,
     explain_failure,
 )
 from tests.factories import (
@@ -417,3 +419,21 @@ async def test_without_javascript_the_page_says_to_reload(
     assert '<span class="jsonly">This page updates by itself' in text
     assert 'class="small muted nojs" id="reload-hint"' in text
     assert text.count("updates by itself") == 1
+
+
+async def test_a_send_that_takes_long_says_so(
+    client: httpx.AsyncClient, session: AsyncSession, world: World
+) -> None:
+    await record_status(
+        session,
+        world.draft.id,
+        Status.QUEUED,
+        source=Source.PATIENT,
+        occurred_at=datetime.now(UTC) - timedelta(minutes=4),
+    )
+    world.draft.pharmacy_id = world.leeds.id
+    await session.commit()
+    await sign_in(client, world.user.email)
+    text = (await client.get(f"/prescriptions/{world.draft.id}", headers=HTML)).text
+    assert str(escape(SLOW_HINT)) in text
+    assert SENDING_HINT not in text

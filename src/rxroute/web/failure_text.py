@@ -106,3 +106,9 @@ RETRYING = (
 )
 #: While the first attempt is on its way.
 SENDING_HINT = "This usually takes less than a minute."
+#: Still not sent after :data:`SLOW_AFTER_SECONDS`, with no failed attempt recorded yet.
+SLOW_HINT = (
+    "This is taking longer than usual. We keep trying; you do not need to do anything, and "
+    "this page shows when it has gone."
+)
+SLOW_AFTER_SECONDS = 60

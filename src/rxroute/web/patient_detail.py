@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,6 +39,8 @@ from rxroute.web.failure_text import (
     FAILURE_HEADLINE,
     RETRYING,
     SENDING_HINT,
+    SLOW_AFTER_SECONDS,
+    SLOW_HINT,
     explain_failure,
 )
 from rxroute.web.patient_view import (
@@ -138,6 +140,16 @@ def friendly_field_error(field: str, message: str) -> str:
     if not text or text.startswith("choose a pharmacy"):
         return "Choose a pharmacy from the list."
     return text[:1].upper() + text[1:]
+
+
+def _sending_hint(events: list[PrescriptionStatusEvent]) -> str:
+    """How long sending usually takes, or, once it has taken longer, that we keep trying."""
+    queued = next((e for e in reversed(events) if e.status == Status.QUEUED.value), None)
+    if queued is not None and datetime.now(UTC) - queued.occurred_at > timedelta(
+        seconds=SLOW_AFTER_SECONDS
+    ):
+        return SLOW_HINT
+    return SENDING_HINT
 
 
 @dataclass(frozen=True)
@@ -267,7 +279,7 @@ async def render_detail(
         "failure_headline": FAILURE_HEADLINE,
         "retrying": await retrying(session, prescription),
         "retrying_text": RETRYING,
-        "sending_hint": SENDING_HINT,
+        "sending_hint": _sending_hint(events),
         "regions": region_options(settings),
         "errors": errors or {},
         "error": error,

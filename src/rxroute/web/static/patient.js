@@ -192,7 +192,9 @@
       main.replaceChildren(...Array.from(doc.getElementById("main").childNodes, (node) => document.importNode(node, true)));
       initPicker();
     } else {
-      document.getElementById("status-panel").replaceWith(document.importNode(fresh, true));
+      const current = document.getElementById("status-panel");
+      // Unchanged (a retry in progress often is): keep it, so nothing is announced again.
+      if (current.outerHTML !== fresh.outerHTML) current.replaceWith(document.importNode(fresh, true));
       // The reference becomes the platform's own ID once the prescription is issued there.
       const ref = document.getElementById("rx-ref");
       const freshRef = doc.getElementById("rx-ref");
@@ -215,7 +217,9 @@
       const data = answer.data;
       const now = [data.status, data.history.length, (data.patient_emails || []).length].join("|");
       // The first answer refreshes too: the page may have been rendered a moment earlier.
-      if (now !== seen) {
+      // While it is being sent, retries change nothing in the JSON: ask the page each time.
+      const busy = data.status === "queued" || data.status === "sending";
+      if (now !== seen || busy) {
         seen = now;
         if (await refresh()) return;
       }

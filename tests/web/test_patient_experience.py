@@ -437,3 +437,25 @@ async def test_a_send_that_takes_long_says_so(
     text = (await client.get(f"/prescriptions/{world.draft.id}", headers=HTML)).text
     assert str(escape(SLOW_HINT)) in text
     assert SENDING_HINT not in text
+
+
+async def test_phone_and_opening_hours_show_when_known(
+    client: httpx.AsyncClient, session: AsyncSession, world: World
+) -> None:
+    world.edinburgh.phone = "+44 7700 900456"
+    world.edinburgh.opening_hours = "Mon-Fri 9:00-18:00"
+    await session.commit()
+    await sign_in(client, world.user.email)
+    base = f"/prescriptions/{world.draft.id}"
+    results = (await client.get(base, params={"region": "A", "q": "harbour"}, headers=HTML)).text
+    assert "+44 7700 900456 &middot; Mon-Fri 9:00-18:00" in results
+    confirm = await client.get(
+        f"{base}/send", params={"region": "A", "pharmacy_id": str(world.edinburgh.id)}, headers=HTML
+    )
+    assert 'href="tel:+447700900456"' in confirm.text
+    assert 'class="pharmacy-hours">Mon-Fri 9:00-18:00<' in confirm.text
+    # Unknown: nothing is said (no empty "Phone" line).
+    leeds = await client.get(
+        f"{base}/send", params={"region": "B", "pharmacy_id": str(world.leeds.id)}, headers=HTML
+    )
+    assert "pharmacy-contact" not in leeds.text

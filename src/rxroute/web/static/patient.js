@@ -31,7 +31,15 @@
     };
     const options = () => Array.from(list.querySelectorAll('button[role="option"]'));
 
+    // The server-rendered choice may carry the pharmacy's phone and hours: not another's.
+    const dropContact = () => { for (const el of chosen.querySelectorAll(".pharmacy-contact")) el.remove(); };
+    const chosenTitle = document.getElementById("chosen-title");
+
     function choose(button) {
+      if (hidden.value !== button.dataset.id) {
+        dropContact();
+        if (chosenTitle) chosenTitle.textContent = "Chosen pharmacy";
+      }
       hidden.value = button.dataset.id;
       chosenName.textContent = button.dataset.name;
       chosenAddress.textContent = button.dataset.address;
@@ -42,6 +50,7 @@
     }
 
     function clearChoice() {
+      dropContact();
       hidden.value = "";
       chosen.hidden = true;
       chosenName.textContent = "";

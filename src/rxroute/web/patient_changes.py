@@ -98,6 +98,7 @@ def _confirm_change(
         "p": prescription,
         "new": pharmacy,
         "region": region,
+        "region_name": runtime.settings.region_shown(region).name,
         "old": prescription.pharmacy,
         "withdrawal": what_withdrawing_does(runtime, prescription, cancelling=False),
         "reason": reason,

@@ -459,3 +459,25 @@ async def test_phone_and_opening_hours_show_when_known(
         f"{base}/send", params={"region": "B", "pharmacy_id": str(world.leeds.id)}, headers=HTML
     )
     assert "pharmacy-contact" not in leeds.text
+
+
+async def test_the_change_form_shows_more_without_javascript(
+    client: httpx.AsyncClient, session: AsyncSession, world: World
+) -> None:
+    for index in range(25):
+        await make_pharmacy(session, "B", name=f"Chemist {index:02d}", town="York")
+    await record_status(session, world.draft.id, Status.QUEUED, source=Source.PATIENT)
+    world.draft.pharmacy_id = world.leeds.id
+    world.draft.region = "B"
+    await session.commit()
+    await sign_in(client, world.user.email)
+    change = f"/prescriptions/{world.draft.id}/change"
+    first = await client.get(
+        change, params={"region": "B", "q": "", "action": "search", "pharmacy_id": ""}
+    )
+    assert "Showing 20 of 26 pharmacies." in first.text
+    more = await client.get(
+        change, params={"region": "B", "q": "", "pharmacy_id": "", "shown": "40"}, headers=HTML
+    )
+    assert more.status_code == 200
+    assert more.text.count('name="choose"') == 26

@@ -147,9 +147,10 @@ async def test_a_platform_outage_is_explained(
     await expect(body).not_to_contain_text("Sent for processing")
     await _still_marked(page)
     await shots.take(page, "outage", top="#status-panel")
+    # "Try again" leads straight to the confirm step for the same pharmacy.
     await page.locator("#failure-action").click()
-    await expect(page.locator("#chosen-name")).to_have_text(name)
-    await expect(page.locator("#send-button")).to_be_visible()
+    await expect(page.locator("#confirm-pharmacy-name")).to_have_text(name)
+    await expect(page.locator("#confirm-send")).to_be_in_viewport()
 
 
 async def test_search_counts_shows_more_and_keeps_focus_visible(

@@ -259,6 +259,7 @@ async def test_each_failure_cause_has_its_own_words_and_no_technical_reason(
     if worded is DOWN:
         # Trying again needs no new choice: the same pharmacy is already chosen.
         assert f'id="pharmacy-id" value="{world.leeds.id}"' in page
+        assert f"/send?region=B&amp;pharmacy_id={world.leeds.id}" in page
         assert "choosing another pharmacy would not help" in page
 
 

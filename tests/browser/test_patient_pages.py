@@ -79,7 +79,7 @@ async def test_regions_explained_and_the_confirm_step(
     await shots.take(page, "chosen")
     await page.locator("#send-button").click()
 
-    await expect(page).to_have_url(re.compile(rf"/prescriptions/{prescription_id}/send\?"))
+    await expect(page).to_have_url(re.compile(rf"/prescriptions/{prescription_id}/send/confirm\?"))
     await expect(page.locator("#confirm-pharmacy-name")).to_have_text(name)
     await expect(page.locator("#confirm-pharmacy-address")).to_contain_text("EH")
     await expect(page.locator("#next-steps")).to_contain_text(

@@ -165,7 +165,7 @@ async def test_the_confirm_step_shows_pharmacy_address_and_next_steps(
     client: httpx.AsyncClient, session: AsyncSession, world: World
 ) -> None:
     await sign_in(client, world.user.email)
-    url = f"/prescriptions/{world.draft.id}/send"
+    url = f"/prescriptions/{world.draft.id}/send/confirm"
     page = await client.get(
         url, params={"region": "A", "pharmacy_id": str(world.edinburgh.id)}, headers=HTML
     )
@@ -190,13 +190,13 @@ async def test_the_confirm_step_shows_pharmacy_address_and_next_steps(
     assert "This pharmacy is in region A, not B" in wrong.text
     # Confirming needs the CSRF token, like every POST.
     refused = await client.post(
-        url,
+        f"/prescriptions/{world.draft.id}/send",
         data={"region": "A", "pharmacy_id": str(world.edinburgh.id), "action": "confirm"},
         headers=HTML,
     )
     assert refused.status_code == 403
     sent = await client.post(
-        url,
+        f"/prescriptions/{world.draft.id}/send",
         data={
             "csrf_token": csrf_of(page),
             "region": "A",
@@ -206,6 +206,10 @@ async def test_the_confirm_step_shows_pharmacy_address_and_next_steps(
         headers=HTML,
     )
     assert sent.status_code == 303
+    # Back from signing in again (no choice in the URL): the prescription page, not an error.
+    bare = await client.get(url, headers=HTML)
+    assert bare.status_code == 303
+    assert bare.headers["location"] == f"/prescriptions/{world.draft.id}"
     await session.refresh(world.draft)
     assert (world.draft.status, world.draft.pharmacy_id) == ("queued", world.edinburgh.id)
 
@@ -259,7 +263,7 @@ async def test_each_failure_cause_has_its_own_words_and_no_technical_reason(
     if worded is DOWN:
         # Trying again needs no new choice: the same pharmacy is already chosen.
         assert f'id="pharmacy-id" value="{world.leeds.id}"' in page
-        assert f"/send?region=B&amp;pharmacy_id={world.leeds.id}" in page
+        assert f"/send/confirm?region=B&amp;pharmacy_id={world.leeds.id}" in page
         assert "choosing another pharmacy would not help" in page
 
 
@@ -451,13 +455,17 @@ async def test_phone_and_opening_hours_show_when_known(
     results = (await client.get(base, params={"region": "A", "q": "harbour"}, headers=HTML)).text
     assert "+44 7700 900456 &middot; Mon-Fri 9:00-18:00" in results
     confirm = await client.get(
-        f"{base}/send", params={"region": "A", "pharmacy_id": str(world.edinburgh.id)}, headers=HTML
+        f"{base}/send/confirm",
+        params={"region": "A", "pharmacy_id": str(world.edinburgh.id)},
+        headers=HTML,
     )
     assert 'href="tel:+447700900456"' in confirm.text
     assert 'class="pharmacy-hours">Mon-Fri 9:00-18:00<' in confirm.text
     # Unknown: nothing is said (no empty "Phone" line).
     leeds = await client.get(
-        f"{base}/send", params={"region": "B", "pharmacy_id": str(world.leeds.id)}, headers=HTML
+        f"{base}/send/confirm",
+        params={"region": "B", "pharmacy_id": str(world.leeds.id)},
+        headers=HTML,
     )
     assert "pharmacy-contact" not in leeds.text
 

@@ -212,7 +212,9 @@ async def test_send_queues_the_job_and_confirms(
         headers=HTML,
     )
     assert review.status_code == 303
-    confirm_url = f"/prescriptions/{world.mine.id}/send?region=B&pharmacy_id={world.pharmacy_b.id}"
+    confirm_url = (
+        f"/prescriptions/{world.mine.id}/send/confirm?region=B&pharmacy_id={world.pharmacy_b.id}"
+    )
     assert review.headers["location"] == confirm_url
     assert await _jobs(session) == 0
     draft = await session.get(Prescription, world.mine.id, populate_existing=True)

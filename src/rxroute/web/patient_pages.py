@@ -141,7 +141,9 @@ async def _confirm_page(
 
 
 @router.get(
-    "/prescriptions/{prescription_id}/send", response_class=HTMLResponse, response_model=None
+    "/prescriptions/{prescription_id}/send/confirm",
+    response_class=HTMLResponse,
+    response_model=None,
 )
 async def send_confirm_page(
     request: Request,
@@ -161,8 +163,9 @@ async def send_confirm_page(
     if prescription is None:
         return not_found(request)
     status = Status(prescription.status)
-    if status in NOT_SENDABLE:
-        # Already on its way (a second tab, the back button): the page says where it is.
+    if status in NOT_SENDABLE or not pharmacy_id:
+        # Already on its way (a second tab, the back button), or nothing chosen (back from
+        # signing in again): the prescription page says where it is.
         return RedirectResponse(detail_url(prescription.id), status_code=303)
     page = await _confirm_page(
         request, session, runtime, prescription, region[:50], pharmacy_id[:100]
@@ -257,7 +260,7 @@ async def send_form(
             return await _review_failed(
                 request, session, runtime, user, prescription, region_code, pharmacy_id, query
             )
-        url = f"/prescriptions/{prescription.id}/send?" + urlencode(
+        url = f"/prescriptions/{prescription.id}/send/confirm?" + urlencode(
             {"region": destination.region, "pharmacy_id": str(destination.pharmacy.id)}
         )
         return RedirectResponse(url, status_code=303)

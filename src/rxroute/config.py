@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rxroute.regions import DEFAULT_REGION_DISPLAY, RegionDisplay, fallback_display
 from rxroute.timezones import DEFAULT_DISPLAY_TIMEZONE, load_zone
 
 #: Values that mark a secret as "not really set". Refused outside development.
@@ -195,6 +196,11 @@ class Settings(BaseSettings):
     #: Which channel serves each region: adding a region served by an existing channel is
     #: configuration, not code. JSON, e.g. ``{"A": "email", "B": "erx"}``.
     region_channels: dict[str, str] = {"A": "email", "B": "erx"}
+    #: How each region reads to patients: a name, one line on what happens there, and the
+    #: countries/postcode areas it covers (to suggest it from the patient's address). JSON,
+    #: e.g. ``{"A": {"name": "Scotland", "explanation": "...", "countries": ["GB"],
+    #: "postcode_areas": ["EH", "G"]}}``. A served region left out shows as "Region X".
+    region_display: dict[str, RegionDisplay] = DEFAULT_REGION_DISPLAY
 
     # --- Region B: the e-prescription platform --------------------------------------------
     erx_base_url: str = "http://127.0.0.1:8100"
@@ -341,6 +347,14 @@ class Settings(BaseSettings):
                 )
         return {region.upper(): channel for region, channel in value.items()}
 
+    @field_validator("region_display")
+    @classmethod
+    def _check_region_display(cls, value: dict[str, RegionDisplay]) -> dict[str, RegionDisplay]:
+        codes = [region.strip().upper() for region in value]
+        if any(not code for code in codes) or len(set(codes)) != len(codes):
+            raise ValueError("region codes must be non-empty and distinct (case-insensitive)")
+        return {region.strip().upper(): display for region, display in value.items()}
+
     @classmethod
     def secret_settings(cls) -> list[str]:
         """Every secret setting's field name: each field whose type holds ``SecretStr``."""
@@ -484,6 +498,11 @@ class Settings(BaseSettings):
 
     def channel_for_region(self, region: str) -> str | None:
         return self.region_channels.get(region.upper())
+
+    def region_shown(self, region: str) -> RegionDisplay:
+        """How a region reads to patients (its configured display, or "Region X")."""
+        code = region.upper()
+        return self.region_display.get(code) or fallback_display(code)
 
     @property
     def webhook_url(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, expect
 
+from rxroute.prescriptions.reference import short_reference
 from tests.browser.conftest import Shots, Stack
 from tests.browser.test_journey import (
     LIVE_TIMEOUT,
@@ -25,7 +26,7 @@ from tests.browser.test_journey import (
     _sign_in,
 )
 
-SENT_TO_B = re.compile("Sent to pharmacy|Signed by prescriber")
+SENT_TO_B = re.compile("Waiting for your prescriber to sign|Signed: your pharmacy can see it")
 
 
 async def _change_pharmacy(
@@ -85,9 +86,13 @@ async def test_region_b_change_of_pharmacy(browser: Any, stack: Stack, shots: Sh
     # The worker voids the first copy, then issues to the new pharmacy; the page follows.
     await expect(status).to_have_text(SENT_TO_B, timeout=LIVE_TIMEOUT)
     timeline = page.locator("#timeline")
-    await expect(timeline).to_contain_text(f"Cancelled · {first}", timeout=LIVE_TIMEOUT)
-    await expect(timeline).to_contain_text(f"Queued for sending · {second}")
-    await expect(timeline).to_contain_text(f"Sent to pharmacy · {second}")
+    await expect(timeline).to_contain_text(
+        f"Cancelled at the previous pharmacy · {first}", timeout=LIVE_TIMEOUT
+    )
+    await expect(timeline).to_contain_text(f"Going to a different pharmacy · {second}")
+    await expect(timeline).to_contain_text(
+        f"On the e-prescription system, waiting for your prescriber to sign · {second}"
+    )
     await expect(page.locator("#status-line")).to_contain_text(second)
     await shots.take(page, "rerouted-timeline", key="11-rerouted-timeline", top="#status-panel")
 
@@ -110,7 +115,7 @@ async def test_region_a_change_of_pharmacy_emails_a_cancellation(
 
     second = await _change_pharmacy(page, prescription_id, "edinburgh", first, shots, key=None)
     await expect(page.locator("#timeline")).to_contain_text(
-        f"Emailed to pharmacy · {second}", timeout=LIVE_TIMEOUT
+        f"Emailed to the pharmacy · {second}", timeout=LIVE_TIMEOUT
     )
     await expect(status).to_have_text("Emailed to pharmacy")
 
@@ -123,6 +128,7 @@ async def test_region_a_change_of_pharmacy_emails_a_cancellation(
     body = mail.locator("body")
     await expect(body).to_contain_text(f"Hello {first}")
     await expect(body).to_contain_text(
-        f"Private prescription {prescription_id} has been cancelled - do not dispense it."
+        f"Private prescription {short_reference(prescription_id)} has been cancelled - do not "
+        "dispense it."
     )
     await shots.take(mail, "cancellation-email", key="12-region-a-cancellation-email")

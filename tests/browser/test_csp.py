@@ -45,7 +45,7 @@ async def test_the_patients_scripts_run_under_the_policy(browser: Any, stack: St
     page, refusals = await _watched_page(browser, stack)
     await _sign_in(page, data.DEMO_PATIENT_EMAIL)
     await page.goto(f"/prescriptions/{await stack.draft('B')}")
-    await page.get_by_label("Region B").check()
+    await page.locator("#region-B").check()
     search = page.get_by_role("combobox", name="Find your pharmacy")
     await search.press_sequentially("leeds", delay=30)
     # The type-ahead (static JS, fetch to the API) answered: scripts and connect-src work.

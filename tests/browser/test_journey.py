@@ -18,6 +18,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.models import Pharmacy
+from rxroute.prescriptions.reference import short_reference
 from rxroute.seed import data
 from rxroute.web.patient_pages import FAILURE_HEADLINE
 from tests.browser.conftest import DESKTOP, PHONE, Shots, Stack
@@ -63,7 +64,7 @@ async def _send(
 ) -> str:
     """Open the prescription, pick the region, search, choose, send; the chosen name."""
     await page.goto(f"/prescriptions/{prescription_id}")
-    radio = page.get_by_label(f"Region {region}")
+    radio = page.locator(f"#region-{region}")
     await radio.check()
     await expect(radio).to_be_checked()
     search = page.get_by_role("combobox", name="Find your pharmacy")
@@ -92,7 +93,13 @@ async def _send(
     await option.click()
     await expect(page.locator("#chosen-name")).to_have_text(name)
     await expect(page.locator("#chosen-address")).not_to_be_empty()
-    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.get_by_role("button", name="Continue").click()
+    # The confirm step: the pharmacy, its address and what happens next, then send.
+    await expect(page.locator("#confirm-pharmacy-name")).to_have_text(name)
+    await expect(page.locator("#confirm-pharmacy-address")).not_to_be_empty()
+    await expect(page.locator("#next-steps")).to_contain_text(name)
+    await expect(page.locator("#confirm-send")).to_be_in_viewport()
+    await page.locator("#confirm-send").click()
     await expect(page).to_have_url(re.compile(rf"/prescriptions/{prescription_id}\?sent=1$"))
     await expect(page.locator("#confirmation")).to_contain_text(f"Sent for processing to {name}")
     await expect(page.get_by_text("Reload this page to see")).to_be_hidden()
@@ -115,10 +122,12 @@ async def test_region_b_first_demo(browser: Any, stack: Stack, shots: Shots) -> 
     name = await _send(page, stack, prescription_id, "B", "leeds", shots, key="03")
     await _mark(page)
     status = page.locator("#status")
-    await expect(status).to_have_text("Signed by prescriber", timeout=LIVE_TIMEOUT)
+    await expect(status).to_have_text("Signed: your pharmacy can see it", timeout=LIVE_TIMEOUT)
     timeline = page.locator("#timeline")
-    await expect(timeline).to_contain_text("Sent to pharmacy")
-    await expect(timeline).to_contain_text("Signed by prescriber")
+    # Each line says what the pharmacy knows: nothing until the prescriber signed.
+    await expect(timeline).to_contain_text("waiting for your prescriber to sign")
+    await expect(timeline).to_contain_text("Signed by your prescriber: the pharmacy can now see it")
+    await expect(timeline.locator("li").first).to_contain_text("Written by your prescriber")
     await shots.take(
         page, "confirmation-timeline", key="04-confirmation-and-timeline", top="#confirmation"
     )
@@ -149,8 +158,8 @@ async def test_region_b_first_demo(browser: Any, stack: Stack, shots: Shots) -> 
 
     # Back on the patient's page, untouched since: the webhook moved it to dispensed.
     await expect(status).to_have_text("Dispensed", timeout=LIVE_TIMEOUT)
-    await expect(timeline).to_contain_text("Dispensed")
-    # Drawn by the script from the server's display string: local time, the zone named.
+    await expect(timeline).to_contain_text("Dispensed by the pharmacy")
+    # Drawn by the server, swapped in by the script: local time, the zone named.
     await expect(timeline.locator("time").last).to_have_text(
         re.compile(r"^\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} (GMT|BST)$")
     )
@@ -171,7 +180,7 @@ async def test_region_a_email_and_confirmation_link(
     await expect(status).to_have_text("Emailed to pharmacy", timeout=LIVE_TIMEOUT)
     # The patient is emailed too, and the live timeline says so.
     await expect(page.locator("#timeline")).to_contain_text(
-        "Email sent to patient: sent to pharmacy", timeout=LIVE_TIMEOUT
+        "We emailed you: sent to pharmacy", timeout=LIVE_TIMEOUT
     )
     await shots.take(page, "emailed", top="#confirmation")
 
@@ -181,14 +190,16 @@ async def test_region_a_email_and_confirmation_link(
     message = mail.get_by_role("link", name=re.compile("^Private prescription"))
     await expect(message.first).to_be_visible()
     await message.first.click()
-    await expect(mail.locator("body")).to_contain_text(str(prescription_id))
+    await expect(mail.locator("body")).to_contain_text(short_reference(prescription_id))
     await expect(mail.get_by_role("link", name=re.compile(r"\.pdf$"))).to_be_visible()
     await shots.take(mail, "mail-catcher-message", key="07-region-a-email")
     confirm = mail.locator('a[href*="/pharmacy/confirm/"]').first
     href = await confirm.get_attribute("href")
     assert href and href.startswith(f"{stack.url}/pharmacy/confirm/")
     await mail.goto(href)
-    await expect(mail.get_by_role("heading", level=2)).to_contain_text(str(prescription_id))
+    await expect(mail.get_by_role("heading", level=2)).to_contain_text(
+        short_reference(prescription_id)
+    )
     assert data.demo_patient().last_name not in await mail.content()
     await shots.take(mail, "confirm-page", key="08-region-a-confirm")
     await mail.get_by_role("button", name="Confirm dispensed").click()
@@ -196,7 +207,7 @@ async def test_region_a_email_and_confirmation_link(
     await shots.take(mail, "confirmed")
 
     await expect(status).to_have_text("Dispensed", timeout=LIVE_TIMEOUT)
-    await expect(page.locator("#timeline")).to_contain_text("Emailed to pharmacy")
+    await expect(page.locator("#timeline")).to_contain_text("Emailed to the pharmacy")
     await _still_marked(page)
     await shots.take(page, "dispensed", top="#status-panel")
 
@@ -243,15 +254,15 @@ async def test_failed_send_explains_and_offers_another_try(
     failure = page.locator("#failure")
     await expect(failure).to_be_visible()
     await expect(failure).to_contain_text(FAILURE_HEADLINE)
-    await expect(failure).to_contain_text("choose another pharmacy and try again")
-    # The platform's own words, for support, in small print.
-    await expect(page.locator("#failure-reason")).to_contain_text(
-        "The selected contact is invalid."
-    )
+    await expect(failure).to_contain_text("This pharmacy cannot take the prescription")
+    # The platform's own words are for support: never on the patient's page.
+    await expect(page.locator("body")).not_to_contain_text("The selected contact is invalid.")
+    # Success is never shown beside the failure.
+    await expect(page.locator("#confirmation")).to_have_count(0)
     await _still_marked(page)
     await shots.take(page, "failed-unlisted", top="#status-panel")
     await page.get_by_role("link", name="Choose another pharmacy").click()
-    await expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
+    await expect(page.get_by_role("button", name="Continue")).to_be_visible()
 
 
 async def test_send_form_works_without_javascript(browser: Any, stack: Stack, shots: Shots) -> None:
@@ -271,7 +282,9 @@ async def test_send_form_works_without_javascript(browser: Any, stack: Stack, sh
     await option.click()
     await expect(page.locator("#chosen-name")).to_have_text(name)
     await shots.take(page, "no-js-chosen", top="#send-heading")
-    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#confirm-pharmacy-name")).to_have_text(name)
+    await page.locator("#confirm-send").click()
     await expect(page.locator("#confirmation")).to_contain_text(f"Sent for processing to {name}")
     # Without the script nothing updates by itself: the page says to reload instead.
     await expect(page.locator("#confirmation")).to_contain_text("Reload this page")

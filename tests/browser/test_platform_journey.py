@@ -124,13 +124,15 @@ async def test_prescriber_writes_invited_patient_sends_pharmacy_dispenses(
 
     name = await _send(page, stack, prescription_id, "B", "leeds", shots)
     status = page.locator("#status")
-    await expect(status).to_have_text("Signed by prescriber", timeout=LIVE_TIMEOUT)
+    await expect(status).to_have_text("Signed: your pharmacy can see it", timeout=LIVE_TIMEOUT)
     sent = await _wait_for_mail(stack, page, "sent to your pharmacy")
     assert sent.text_body is not None and name in sent.text_body
 
     # The pharmacy's side, on the platform's sandbox: open it, dispense it.
     reference = (await stack.prescription(prescription_id)).provider_prescription_id
     assert reference
+    # The patient's page quotes the platform's own ID: the one the pharmacy sees.
+    await expect(page.locator("#rx-ref")).to_have_text(reference, timeout=LIVE_TIMEOUT)
     pharmacy = await _desktop_page(browser)
     await pharmacy.goto(f"{stack.sandbox.url}/mailbox")
     await pharmacy.get_by_role("link", name=f"Open prescription {reference}").click()

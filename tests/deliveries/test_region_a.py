@@ -37,6 +37,7 @@ from rxroute.models import (
     User,
 )
 from rxroute.prescriptions.history import history
+from rxroute.prescriptions.reference import short_reference
 from rxroute.runtime import Runtime
 from rxroute.support import service
 from rxroute.support.tasks import resend_email
@@ -254,7 +255,7 @@ async def test_emailed_with_the_message_id_as_reference_and_the_first_queued_dat
     assert retries.delays == []
     [message] = catcher.messages()
     assert message.envelope_to == (world.pharmacy.email,)
-    assert message.subject == f"Private prescription {world.prescription_id}"
+    assert message.subject == f"Private prescription {ref(world)}"
     state = await _state(mail, world.prescription_id)
     assert state.prescription.status == "emailed"
     assert state.statuses == ["queued", "sending", "emailed"]
@@ -409,16 +410,18 @@ async def test_a_resend_is_visibly_a_copy_and_the_same_link_still_works(
     assert await resend_email(mail, world.prescription_id, str(world.support.id)) == "succeeded"
 
     first, copy = catcher.messages()
-    assert first.subject == f"Private prescription {world.prescription_id}"
-    assert copy.subject == f"COPY: Private prescription {world.prescription_id}"
+    assert first.subject == f"Private prescription {ref(world)}"
+    assert copy.subject == f"COPY: Private prescription {ref(world)}"
     assert copy.envelope_to == (world.pharmacy.email,)
-    notice = f"COPY - same prescription, reference {world.prescription_id}; do not dispense twice"
+    notice = f"COPY - same prescription, reference {ref(world)}; do not dispense twice"
     assert notice in (copy.text_body or "")
     assert notice in _pdf_text(copy)
     assert "do not dispense twice" not in (first.text_body or "") + _pdf_text(first)
     # Same prescription, same reference, same issue date on both PDFs.
     for message in (first, copy):
         assert f"Prescription ID: {world.prescription_id}" in _pdf_text(message)
+        # The short reference the patient's page shows, on the paper too.
+        assert f"Reference: {ref(world)}" in _pdf_text(message)
     issued = [t.split("Date of issue: ", 1)[1][:20] for t in map(_pdf_text, (first, copy))]
     assert issued[0] == issued[1]
 
@@ -484,17 +487,16 @@ async def test_reroute_to_another_region_a_pharmacy_cancels_the_first_email(
     # The old pharmacy is told first, with the same reference.
     assert cancellation.envelope_to == (world.pharmacy.email,)
     assert cancellation.subject == (
-        f"CANCELLED - do not dispense: Private prescription {world.prescription_id}"
+        f"CANCELLED - do not dispense: Private prescription {ref(world)}"
     )
-    assert (
-        f"Private prescription {world.prescription_id} has been cancelled - do not dispense it."
-        in (cancellation.text_body or "")
+    assert f"Private prescription {ref(world)} has been cancelled - do not dispense it." in (
+        cancellation.text_body or ""
     )
     assert "pharmacy closed for refurbishment" in (cancellation.text_body or "")
     assert cancellation.attachments == ()
     # Then the new pharmacy gets the prescription (not a copy), dated as the first one was.
     assert second.envelope_to == (world.other_pharmacy.email,)
-    assert second.subject == f"Private prescription {world.prescription_id}"
+    assert second.subject == f"Private prescription {ref(world)}"
     issued = [t.split("Date of issue: ", 1)[1][:20] for t in map(_pdf_text, (first, second))]
     assert issued[0] == issued[1]
 
@@ -555,7 +557,7 @@ async def test_reroute_to_region_b_cancels_the_email_and_issues_on_the_platform(
     assert first.id == original.id
     assert cancellation.envelope_to == (world.pharmacy.email,)
     assert cancellation.subject.startswith("CANCELLED - do not dispense")
-    assert str(world.prescription_id) in cancellation.subject
+    assert ref(world) in cancellation.subject
     stats = await erx.stats()
     assert stats["issued_by_client_ref_id"] == {str(world.prescription_id): 1}
     state = await _state(runtime, world.prescription_id)
@@ -604,7 +606,7 @@ async def test_patient_cancel_voids_at_once_and_the_job_emails_the_cancellation(
     assert first.id == original.id
     assert cancellation.envelope_to == (world.pharmacy.email,)
     assert cancellation.subject == (
-        f"CANCELLED - do not dispense: Private prescription {world.prescription_id}"
+        f"CANCELLED - do not dispense: Private prescription {ref(world)}"
     )
     assert "cancelled by the patient" in (cancellation.text_body or "")
     done = await _state(mail, world.prescription_id)
@@ -618,3 +620,8 @@ async def test_patient_cancel_voids_at_once_and_the_job_emails_the_cancellation(
     assert len(catcher.messages()) == 2
     await _assert_link_refused(client, link)
     assert (await _state(mail, world.prescription_id)).prescription.status == "voided"
+
+
+def ref(world: World) -> str:
+    """The short reference the pharmacy's emails quote."""
+    return short_reference(world.prescription_id)

@@ -50,11 +50,12 @@ async def test_the_patients_page_shows_each_email_after_its_step(
     page = await client.get(f"/prescriptions/{rx.prescription_id}", headers=HTML)
     assert page.status_code == 200
     assert _labels(page.text) == [
-        "Queued for sending",
-        "Emailed to pharmacy",
-        SENT,
-        "Dispensed",
-        DISPENSED,
+        "Written by your prescriber",
+        "You chose the pharmacy; waiting to send",
+        "Emailed to the pharmacy",
+        "We emailed you: sent to pharmacy",
+        "Dispensed by the pharmacy",
+        "We emailed you: dispensed",
     ]
 
 
@@ -83,7 +84,7 @@ async def test_only_sent_emails_are_shown_to_the_patient(
     # Not run yet: waiting, so not in the patient's timeline.
     await sign_in(client, user.email)
     page = await client.get(f"/prescriptions/{rx.prescription_id}", headers=HTML)
-    assert SENT not in page.text
+    assert "We emailed you" not in page.text
     assert (await client.get(f"/api/v1/prescriptions/{rx.prescription_id}")).json()[
         "patient_emails"
     ] == []

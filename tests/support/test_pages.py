@@ -27,6 +27,7 @@ from rxroute.models import (
 )
 from rxroute.prescriptions.history import history, lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import FAR_SIDE_STATUSES, Source, Status, derive_status
+from rxroute.prescriptions.reference import short_reference
 from rxroute.runtime import Runtime
 from rxroute.support.tasks import resend_email
 from tests import factories
@@ -599,8 +600,9 @@ async def test_resend_email_records_the_request_and_resends(
     assert outcome == "succeeded"
     [message] = catcher.messages()
     # Visibly a copy, with the same reference, so the pharmacy does not dispense it twice.
-    assert message.subject == f"COPY: Private prescription {prescription.id}"
-    assert f"COPY - same prescription, reference {prescription.id}; do not dispense twice" in (
+    reference = short_reference(prescription.id)
+    assert message.subject == f"COPY: Private prescription {reference}"
+    assert f"COPY - same prescription, reference {reference}; do not dispense twice" in (
         message.text_body or ""
     )
     current = await session.get(Prescription, prescription.id, populate_existing=True)

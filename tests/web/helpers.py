@@ -23,3 +23,18 @@ def csrf_of(page: httpx.Response) -> str:
     found = _CSRF.search(page.text)
     assert found and found.group(1), "the page carries no CSRF token"
     return found.group(1)
+
+
+_RADIO = re.compile(r'<input type="radio" name="region" value="(\w+)"([^>]*)>')
+
+
+def region_radios(html: str) -> dict[str, str]:
+    """Each region radio's value -> the rest of its tag (attributes), in page order."""
+    return {value: rest for value, rest in _RADIO.findall(html)}
+
+
+def checked_region(html: str) -> str | None:
+    """The region radio the page preselects, or None."""
+    checked = [value for value, rest in _RADIO.findall(html) if re.search(r"\bchecked\b", rest)]
+    assert len(checked) <= 1, f"several regions checked: {checked}"
+    return checked[0] if checked else None

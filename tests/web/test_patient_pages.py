@@ -23,7 +23,7 @@ from tests.factories import (
     make_prescription,
     make_user,
 )
-from tests.web.helpers import HTML, csrf_of, sign_in
+from tests.web.helpers import HTML, checked_region, csrf_of, sign_in
 
 XSS = '<script>alert("x")</script>'
 
@@ -128,8 +128,7 @@ async def test_detail_page_defaults_to_the_prescriptions_region(
     await sign_in(client, world.user.email)
     page = await client.get(f"/prescriptions/{world.mine.id}", headers=HTML)
     assert page.status_code == 200
-    assert 'name="region" value="B" checked' in page.text
-    assert 'name="region" value="A" >' in page.text
+    assert checked_region(page.text) == "B"
     assert 'id="send-form"' in page.text
     assert 'name="csrf_token"' in page.text
     assert "Inject once weekly" in page.text
@@ -148,7 +147,9 @@ async def test_missing_pharmacy_is_a_field_error_keeping_what_was_typed(
     assert response.status_code == 422
     assert 'id="pharmacy-error">Choose a pharmacy from the list.' in response.text
     assert 'value="bristol"' in response.text
-    assert 'name="region" value="A" checked' in response.text
+    assert checked_region(response.text) == "A"
+    # The error summary names it too, and links to the field.
+    assert '<a href="#pharmacy-search">Choose a pharmacy from the list.</a>' in response.text
     # The typed query was searched again, in the typed region.
     assert "Harbour Chemist" in response.text
     assert await _jobs(session) == 0
@@ -173,7 +174,7 @@ async def test_pharmacy_from_another_region_is_refused_keeping_values(
     assert response.status_code == 422
     assert "This pharmacy is in region A, not B" in response.text
     assert 'value="harbour"' in response.text
-    assert 'name="region" value="B" checked' in response.text
+    assert checked_region(response.text) == "B"
     bad_region = await client.post(
         f"/prescriptions/{world.mine.id}/send",
         data={
@@ -199,13 +200,39 @@ async def test_send_queues_the_job_and_confirms(
 ) -> None:
     await sign_in(client, world.user.email)
     page = await client.get(f"/prescriptions/{world.mine.id}", headers=HTML)
-    response = await client.post(
+    # "Continue" (an old form's "send" too) only leads to the confirm step.
+    review = await client.post(
         f"/prescriptions/{world.mine.id}/send",
         data={
             "csrf_token": csrf_of(page),
             "region": "B",
             "pharmacy_id": str(world.pharmacy_b.id),
             "action": "send",
+        },
+        headers=HTML,
+    )
+    assert review.status_code == 303
+    confirm_url = (
+        f"/prescriptions/{world.mine.id}/send/confirm?region=B&pharmacy_id={world.pharmacy_b.id}"
+    )
+    assert review.headers["location"] == confirm_url
+    assert await _jobs(session) == 0
+    draft = await session.get(Prescription, world.mine.id, populate_existing=True)
+    assert draft is not None and draft.status == "draft"
+    confirm = await client.get(confirm_url, headers=HTML)
+    assert confirm.status_code == 200
+    assert 'id="confirm-pharmacy-name">Wellbeing Leeds Central<' in confirm.text
+    assert "2 High Street, Leeds, LS1 4AP" in confirm.text
+    assert "Only then can Wellbeing Leeds Central see it." in confirm.text
+    assert 'id="confirm-send"' in confirm.text and 'value="confirm"' in confirm.text
+    assert 'name="csrf_token"' in confirm.text
+    response = await client.post(
+        f"/prescriptions/{world.mine.id}/send",
+        data={
+            "csrf_token": csrf_of(confirm),
+            "region": "B",
+            "pharmacy_id": str(world.pharmacy_b.id),
+            "action": "confirm",
         },
         headers=HTML,
     )
@@ -221,20 +248,31 @@ async def test_send_queues_the_job_and_confirms(
         ("queued", "patient", str(world.user.id))
     ]
     confirmation = await client.get(response.headers["location"], headers=HTML)
-    assert "Sent for processing to <strong>Wellbeing Leeds Central</strong>" in confirmation.text
+    assert (
+        "<strong>Sent for processing</strong> to <strong>Wellbeing Leeds Central</strong>"
+        in confirmation.text
+    )
     assert 'data-poll="yes"' in confirmation.text
     assert 'id="send-form"' not in confirmation.text
-    assert "Queued for sending" in confirmation.text
+    assert "Waiting to send" in confirmation.text
+    # The prescriber's writing stays first in the timeline, then the patient's choice.
+    timeline = confirmation.text[confirmation.text.index('id="timeline"') :]
+    assert timeline.index("Written by your prescriber") < timeline.index("You chose the pharmacy")
+    # A second confirm (another tab) sends nothing again; the confirm page is gone too.
     again = await client.post(
         f"/prescriptions/{world.mine.id}/send",
         data={
             "csrf_token": csrf_of(page),
             "region": "B",
             "pharmacy_id": str(world.pharmacy_b.id),
+            "action": "confirm",
         },
         headers=HTML,
     )
     assert again.status_code == 409
+    stale = await client.get(confirm_url, headers=HTML)
+    assert stale.status_code == 303
+    assert stale.headers["location"] == f"/prescriptions/{world.mine.id}"
     assert "cannot be sent again" in again.text
     assert await _jobs(session) == 1
 
@@ -332,8 +370,11 @@ async def test_failed_send_explains_in_plain_words(
     page = await client.get(f"/prescriptions/{world.mine.id}", headers=HTML)
     assert page.status_code == 200
     assert FAILURE_HEADLINE in page.text
-    assert "choose another pharmacy and try again" in page.text
-    assert 'id="failure-reason">The selected contact is invalid.<' in page.text
+    assert "This pharmacy cannot take the prescription" in page.text
+    assert 'id="failure-action">Choose another pharmacy<' in page.text
+    # The platform's words are for support only, never on the patient's page.
+    assert "The selected contact is invalid." not in page.text
+    assert 'id="confirmation"' not in page.text
     # Failed is sendable again: the form is there, and the page does not poll.
     assert 'id="send-form"' in page.text
     assert 'data-poll="no"' in page.text

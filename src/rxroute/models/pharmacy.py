@@ -39,6 +39,10 @@ class Pharmacy(IdMixin, TimestampMixin, Base):
     region: Mapped[str] = mapped_column(String(8))
     email: Mapped[str | None] = mapped_column(String(320), default=None)
     platform_contact_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: Shown to patients when known (send form, confirm step); never needed to send.
+    phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    #: Free text as the pharmacy gives it, e.g. "Mon-Fri 9:00-18:00, Sat 9:00-13:00".
+    opening_hours: Mapped[str | None] = mapped_column(String(300), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: The pharmacy's own code (NHS ODS code, e.g. ``FA123``): the key a re-imported CSV
     #: list is matched by (:mod:`rxroute.admin.pharmacy_import`).

@@ -53,6 +53,7 @@ from rxroute.web.patient_detail import (
     parse_id,
     region_or_none,
     render_detail,
+    shown_count,
 )
 from rxroute.web.security import csrf_guard
 from rxroute.web.templating import render
@@ -98,6 +99,7 @@ def _confirm_change(
         "p": prescription,
         "new": pharmacy,
         "region": region,
+        "region_name": runtime.settings.region_shown(region).name,
         "old": prescription.pharmacy,
         "withdrawal": what_withdrawing_does(runtime, prescription, cancelling=False),
         "reason": reason,
@@ -169,6 +171,7 @@ async def change_page(
     pharmacy_id: str = "",
     choose: str = "",
     action: str = "",
+    shown: str = "",
 ) -> Response:
     """The change form's target: search results, or the confirm step for the chosen one."""
     found = await _mine(request, session, user, prescription_id)
@@ -190,6 +193,8 @@ async def change_page(
             status_code=409,
         )
     picked = choose.strip() or pharmacy_id.strip()
+    if shown and not choose.strip():
+        action = "search"  # "Show more pharmacies" (no JavaScript)
     if not picked or (action == "search" and not choose.strip()):
         wanted = action not in ("", "search")
         return await render_detail(
@@ -201,6 +206,7 @@ async def change_page(
             region=region_code,
             query=query,
             searched=True,
+            shown=shown_count(shown[:5]),
             errors={"pharmacy_id": "Choose a pharmacy from the list."} if wanted else None,
             status_code=422 if wanted else 200,
         )

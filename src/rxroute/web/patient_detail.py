@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.deliveries import ledger
 from rxroute.models import (
     DeliveryState,
-    Patient,
     Pharmacy,
     Prescription,
     PrescriptionStatusEvent,
@@ -34,8 +33,24 @@ from rxroute.notifications import service as notifications
 from rxroute.pharmacies import repository as pharmacy_repository
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.lifecycle import CHANGEABLE, NOT_SENDABLE, Source, Status
+from rxroute.prescriptions.reference import patient_reference
 from rxroute.runtime import Runtime
-from rxroute.web.failure_text import FAILURE_HEADLINE, FAILURE_NEXT_STEP
+from rxroute.web.failure_text import (
+    FAILURE_HEADLINE,
+    RETRYING,
+    SENDING_HINT,
+    SLOW_AFTER_SECONDS,
+    SLOW_HINT,
+    explain_failure,
+)
+from rxroute.web.patient_view import (
+    Suggestion,
+    region_options,
+    retrying,
+    status_words,
+    suggested_region,
+    timeline,
+)
 from rxroute.web.templating import render
 
 #: A status that needs no more polling from the patient's page.
@@ -48,6 +63,9 @@ QUIET_STATUSES = frozenset({Status.DRAFT, Status.FAILED}) | {
 IN_FLIGHT = CHANGEABLE - {Status.DRAFT, Status.FAILED}
 
 MAX_QUERY = 100
+#: Pharmacies per page of search results; "Show more" adds a page, up to MAX_SHOWN.
+PAGE_SIZE = 20
+MAX_SHOWN = 200
 
 
 def not_for_staff(user: User) -> Response | None:
@@ -89,18 +107,6 @@ def can_cancel(status: Status) -> bool:
     return status in CHANGEABLE and status is not Status.DRAFT
 
 
-async def default_region(
-    session: AsyncSession, runtime: Runtime, user: User, prescription: Prescription
-) -> str:
-    if prescription.region and runtime.settings.channel_for_region(prescription.region):
-        return prescription.region
-    if user.patient_id is not None:
-        patient = await session.get(Patient, user.patient_id)
-        if patient is not None and runtime.settings.channel_for_region(patient.region):
-            return patient.region
-    return sorted(runtime.settings.region_channels)[0]
-
-
 async def chosen_pharmacy(
     session: AsyncSession, raw_id: str | None, region: str
 ) -> Pharmacy | None:
@@ -111,6 +117,13 @@ async def chosen_pharmacy(
     if pharmacy is None or not pharmacy.active or pharmacy.region != region:
         return None
     return pharmacy
+
+
+def shown_count(raw: str | None) -> int:
+    """How many search results to show: the "Show more" count, bounded; a page by default."""
+    if raw and raw.isdigit():
+        return max(PAGE_SIZE, min(int(raw), MAX_SHOWN))
+    return PAGE_SIZE
 
 
 def detail_url(prescription_id: uuid.UUID, **params: str) -> str:
@@ -127,6 +140,16 @@ def friendly_field_error(field: str, message: str) -> str:
     if not text or text.startswith("choose a pharmacy"):
         return "Choose a pharmacy from the list."
     return text[:1].upper() + text[1:]
+
+
+def _sending_hint(events: list[PrescriptionStatusEvent]) -> str:
+    """How long sending usually takes, or, once it has taken longer, that we keep trying."""
+    queued = next((e for e in reversed(events) if e.status == Status.QUEUED.value), None)
+    if queued is not None and datetime.now(UTC) - queued.occurred_at > timedelta(
+        seconds=SLOW_AFTER_SECONDS
+    ):
+        return SLOW_HINT
+    return SENDING_HINT
 
 
 @dataclass(frozen=True)
@@ -169,24 +192,48 @@ async def _ending(
     )
 
 
-async def pharmacy_names_by_delivery(
-    session: AsyncSession, prescription_id: uuid.UUID
-) -> dict[str, str]:
-    """Delivery id -> its pharmacy's name, once there is more than one delivery.
+async def last_pharmacy(
+    session: AsyncSession, patient_id: uuid.UUID | None, prescription_id: uuid.UUID
+) -> Pharmacy | None:
+    """The pharmacy the patient's most recent other prescription went to, if still usable.
 
-    The timeline then says which pharmacy each step was about (a cancelled copy at the old
-    pharmacy, the new one queued); with a single delivery the status line says it already.
+    Derived from what was sent rather than stored separately, so it cannot disagree with
+    the records (and a deactivated pharmacy is not offered again).
     """
-    deliveries = await ledger.deliveries_of(session, prescription_id)
-    if len(deliveries) < 2:
-        return {}
-    rows = await session.execute(
-        select(Pharmacy.id, Pharmacy.name).where(
-            Pharmacy.id.in_({d.pharmacy_id for d in deliveries})
+    if patient_id is None:
+        return None
+    found = await session.scalar(
+        select(Pharmacy)
+        .join(Prescription, Prescription.pharmacy_id == Pharmacy.id)
+        .where(
+            Prescription.patient_id == patient_id,
+            Prescription.id != prescription_id,
+            Pharmacy.active.is_(True),
         )
+        .order_by(Prescription.updated_at.desc())
+        .limit(1)
     )
-    names = {pharmacy_id: name for pharmacy_id, name in rows}
-    return {str(d.id): names.get(d.pharmacy_id, "") for d in deliveries}
+    return found
+
+
+async def pharmacy_page(
+    session: AsyncSession, region: str, query: str, shown: int
+) -> tuple[list[Pharmacy], int | None, bool]:
+    """Up to ``shown`` results, the region's total for an empty query, and whether more exist.
+
+    Counting every match of a typed query would read much of the region on a big list, so
+    only browsing the whole region (empty query, an index range) is counted exactly.
+    """
+    found = await pharmacy_repository.search(session, region, query, limit=shown + 1)
+    more = len(found) > shown
+    total: int | None = None
+    if not pharmacy_repository.normalise_query(query):
+        total = await session.scalar(
+            select(func.count())
+            .select_from(Pharmacy)
+            .where(Pharmacy.region == region, Pharmacy.active.is_(True))
+        )
+    return found[:shown], total, more
 
 
 async def render_detail(
@@ -202,6 +249,7 @@ async def render_detail(
     searched: bool = False,
     sent: bool = False,
     changed: bool = False,
+    shown: int = PAGE_SIZE,
     errors: dict[str, str] | None = None,
     error: str | None = None,
     status_code: int = 200,
@@ -209,38 +257,81 @@ async def render_detail(
     status = Status(prescription.status)
     sendable = status not in NOT_SENDABLE
     changeable = can_change(status)
+    settings = runtime.settings
     events = await history(session, prescription.id)
     emails = await notifications.of_prescription(session, prescription.id, sent_only=True)
-    regions = sorted(runtime.settings.region_channels)
+    failed = status is Status.FAILED
+    ended = status in (Status.VOIDED, Status.EXPIRED)
     context: dict[str, Any] = {
         "p": prescription,
         "status": status,
-        "events": events,
-        "timeline": notifications.timeline(events, emails),
+        "status_words": status_words(status),
+        "reference": patient_reference(prescription),
+        "timeline": await timeline(session, prescription, events, emails),
         "sendable": sendable,
         "can_change": changeable,
         "can_cancel": can_cancel(status),
         "polling": status not in QUIET_STATUSES,
-        "sent": sent and status is not Status.DRAFT,
-        "changed": changed and changeable,
+        # Success is never shown beside a failure or an ending.
+        "sent": sent and status is not Status.DRAFT and not failed and not ended,
+        "changed": changed and changeable and not failed,
+        "failure": explain_failure(prescription.failure_reason) if failed else None,
         "failure_headline": FAILURE_HEADLINE,
-        "failure_next_step": FAILURE_NEXT_STEP,
-        "regions": regions,
+        "retrying": await retrying(session, prescription),
+        "retrying_text": RETRYING,
+        "sending_hint": _sending_hint(events),
+        "regions": region_options(settings),
         "errors": errors or {},
         "error": error,
         "query": query[:MAX_QUERY],
         "results": [],
+        "total": None,
+        "more": False,
+        "shown": shown,
         "searched": False,
         "chosen": None,
+        "chosen_is_last": False,
         "selected_region": "",
-        "timeline_pharmacies": await pharmacy_names_by_delivery(session, prescription.id),
+        "region_from_address": False,
         "ending": await _ending(session, prescription, events),
     }
     if sendable or changeable:
-        selected = region or await default_region(session, runtime, user, prescription)
-        context["selected_region"] = selected
-        context["chosen"] = await chosen_pharmacy(session, pharmacy_id, selected)
-        if searched:
+        suggestion = (
+            Suggestion(region)
+            if region
+            else await suggested_region(session, settings, prescription, user.patient_id)
+            if user.patient_id is not None
+            else Suggestion(None)
+        )
+        selected = suggestion.region
+        chosen = await chosen_pharmacy(session, pharmacy_id, selected) if selected else None
+        if chosen is None and not pharmacy_id and sendable:
+            # Offer the pharmacy used last time (the confirm step still shows it first).
+            last = await last_pharmacy(session, user.patient_id, prescription.id)
+            if (
+                last is not None
+                # The last pharmacy says more than an address does; not more than a region
+                # the prescription or the patient's record names.
+                and (selected in (None, last.region) or suggestion.from_address)
+                and settings.channel_for_region(last.region)
+            ):
+                chosen, selected = last, last.region
+                context["chosen_is_last"] = True
+        previous = prescription.pharmacy
+        if (
+            failed
+            and chosen is None
+            and previous is not None
+            and previous.active
+            and previous.region == selected
+        ):
+            # "Try again" after an outage: the same pharmacy is already chosen.
+            chosen = previous
+        context["selected_region"] = selected or ""
+        context["region_from_address"] = suggestion.from_address and selected == suggestion.region
+        context["chosen"] = chosen
+        if searched and selected:
             context["searched"] = True
-            context["results"] = await pharmacy_repository.search(session, selected, query)
+            found, total, more = await pharmacy_page(session, selected, query, shown)
+            context.update(results=found, total=total, more=more)
     return render(request, "patient/detail.html", context, status_code=status_code)

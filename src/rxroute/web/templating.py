@@ -17,6 +17,7 @@ from markupsafe import Markup
 from rxroute.auth.dependencies import SESSION_COOKIE
 from rxroute.notifications.kinds import timeline_label
 from rxroute.prescriptions.lifecycle import Status
+from rxroute.prescriptions.reference import patient_reference
 from rxroute.runtime import get_runtime
 from rxroute.timezones import format_display, utc_iso
 from rxroute.web.security import csrf_token
@@ -69,6 +70,8 @@ templates.env.filters["utc_iso"] = utc_iso
 #: The old name, kept so a template written before the rename still converts (same code).
 templates.env.filters["when"] = _localtime
 templates.env.filters["status_label"] = _status_label
+#: ``{{ prescription|patient_reference }}``: the short reference the pharmacy also sees.
+templates.env.filters["patient_reference"] = patient_reference
 #: ``{{ notification.kind|email_label }}``: "Email sent to patient: dispensed".
 templates.env.filters["email_label"] = timeline_label
 

@@ -41,6 +41,7 @@ from rxroute.channels.registry import EMAIL
 from rxroute.config import Settings
 from rxroute.models import Delivery, Pharmacy, Prescription
 from rxroute.prescriptions.lifecycle import Status
+from rxroute.prescriptions.reference import short_reference
 from rxroute.runtime import Runtime
 from rxroute.timezones import display_date, format_display
 
@@ -76,6 +77,7 @@ def prescription_document(
     prescriber = prescription.prescriber
     return doc_types.PrescriptionDocument(
         prescription_id=str(prescription.id),
+        reference=short_reference(prescription.id),
         issued_on=issue_date(settings, prescription, now),
         prescriber=doc_types.PrescriberDetails(
             name=prescriber.full_name,
@@ -160,7 +162,7 @@ class EmailDeliveryChannel:
                 sender=settings.smtp_from,
                 to=pharmacy.email,
                 pharmacy_name=pharmacy.name,
-                reference=str(prescription.id),
+                reference=short_reference(prescription.id),
                 reason=delivery.closed_reason or "cancelled by the prescriber's service",
             )
             return EmailPrepared(message)
@@ -172,7 +174,9 @@ class EmailDeliveryChannel:
         url = confirm_url(
             settings, DispenseLink(str(prescription.id), str(delivery.id), delivery.link_nonce)
         )
-        notice = copy_notice(str(prescription.id)) if purpose is Purpose.RESEND else None
+        notice = (
+            copy_notice(short_reference(prescription.id)) if purpose is Purpose.RESEND else None
+        )
         document = prescription_document(
             settings, prescription, pharmacy, url, now=now, notice=notice
         )

@@ -56,6 +56,14 @@ class PrescriptionDocument:
     notes: str | None = None
     #: Printed at the bottom so a pharmacist holding only the paper can still confirm.
     confirm_url: str | None = None
+    #: The short reference people quote (see :mod:`rxroute.prescriptions.reference`): the
+    #: email's subject and the PDF's heading; the full ID stays in the PDF's small print.
+    reference: str | None = None
     #: Set on a resend: the words that make a copy unmistakable ("COPY - do not dispense
     #: twice"), printed at the top of the PDF and in the email.
     copy_notice: str | None = None
+
+    @property
+    def quoted(self) -> str:
+        """What the pharmacy quotes: the short reference, or the ID when there is none."""
+        return self.reference or self.prescription_id

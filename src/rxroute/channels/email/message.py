@@ -61,7 +61,7 @@ def build_prescription_email(
         raise ValueError("pdf is not a PDF document")
 
     message = EmailMessage()
-    subject = prescription_subject(doc.prescription_id)
+    subject = prescription_subject(doc.quoted)
     message["Subject"] = f"COPY: {subject}" if doc.copy_notice else subject
     message["From"] = sender
     message["To"] = to
@@ -106,7 +106,7 @@ def _text_body(
         f"Hello {doc.pharmacy.name},\n"
         "\n"
         + (f"{doc.copy_notice}.\n\n" if doc.copy_notice else "")
-        + f"Private prescription {doc.prescription_id} is attached as {filename}. It was issued "
+        + f"Private prescription {doc.quoted} is attached as {filename}. It was issued "
         f"by {prescriber.name} (registration number {prescriber.registration_number}) on "
         f"{_long_date(doc.issued_on)}.\n"
         "\n"
@@ -135,7 +135,7 @@ def _html_body(
         '<html><body style="font-family: Arial, sans-serif; font-size: 15px; color: #1b1b1b;">\n'
         f"<p>Hello {e(doc.pharmacy.name)},</p>\n"
         + (f"<p><strong>{e(doc.copy_notice)}.</strong></p>\n" if doc.copy_notice else "")
-        + f"<p>Private prescription <strong>{e(doc.prescription_id)}</strong> is attached as "
+        + f"<p>Private prescription <strong>{e(doc.quoted)}</strong> is attached as "
         f"<code>{e(filename)}</code>. It was issued by {e(prescriber.name)} (registration "
         f"number {e(prescriber.registration_number)}) on {e(_long_date(doc.issued_on))}.</p>\n"
         "<p>When you have dispensed it, please confirm:</p>\n"

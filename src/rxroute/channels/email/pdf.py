@@ -135,7 +135,7 @@ class _PrescriptionPDF(FPDF):
         self.set_margins(_MARGIN_MM, _MARGIN_MM, _MARGIN_MM)
         self.set_auto_page_break(auto=True, margin=_FOOTER_MM + 4)
         self.alias_nb_pages()
-        self.set_title(self._clean(f"Private prescription {doc.prescription_id}"))
+        self.set_title(self._clean(f"Private prescription {doc.quoted}"))
         self.set_creator("rxroute")
         # A fixed creation date keeps the bytes reproducible for the same prescription.
         self.set_creation_date(datetime.combine(doc.issued_on, time(0, 0), tzinfo=UTC))
@@ -155,7 +155,7 @@ class _PrescriptionPDF(FPDF):
         self.cell(
             0,
             5,
-            self._clean(f"Private prescription {self._doc.prescription_id} (continued)"),
+            self._clean(f"Private prescription {self._doc.quoted} (continued)"),
             new_x=XPos.LMARGIN,
             new_y=YPos.NEXT,
         )
@@ -224,7 +224,11 @@ class _PrescriptionPDF(FPDF):
         self.cell(
             0,
             self._line_h(),
-            self._clean(f"Prescription ID: {doc.prescription_id}"),
+            self._clean(
+                f"Reference: {doc.reference}    Prescription ID: {doc.prescription_id}"
+                if doc.reference
+                else f"Prescription ID: {doc.prescription_id}"
+            ),
             new_x=XPos.LMARGIN,
             new_y=YPos.NEXT,
         )

@@ -5,12 +5,15 @@
 (function () {
   const rx = window.rxroute;
   document.documentElement.classList.add("js");
+  const PAGE = 20;
+  const MAX_LIMIT = 49; // the pharmacy API answers at most 50 (one extra says "more")
 
   // ---- pharmacy search ------------------------------------------------------------------
   // The send form, or the change form once it is on its way: the same region choice and
   // search, marked data-pharmacy-picker (at most one of them is on the page).
-  const form = document.querySelector("form[data-pharmacy-picker]");
-  if (form) {
+  function initPicker() {
+    const form = document.querySelector("form[data-pharmacy-picker]");
+    if (!form) return;
     const input = document.getElementById("pharmacy-search");
     const list = document.getElementById("pharmacy-results");
     const count = document.getElementById("results-count");
@@ -20,6 +23,7 @@
     const chosenAddress = document.getElementById("chosen-address");
     let timer = null;
     let latest = 0;
+    let limit = PAGE; // "Show more" raises it for the same query
 
     const region = () => {
       const checked = form.querySelector('input[name="region"]:checked');
@@ -27,7 +31,15 @@
     };
     const options = () => Array.from(list.querySelectorAll('button[role="option"]'));
 
+    // The server-rendered choice may carry the pharmacy's phone and hours: not another's.
+    const dropContact = () => { for (const el of chosen.querySelectorAll(".pharmacy-contact")) el.remove(); };
+    const chosenTitle = document.getElementById("chosen-title");
+
     function choose(button) {
+      if (hidden.value !== button.dataset.id) {
+        dropContact();
+        if (chosenTitle) chosenTitle.textContent = "Chosen pharmacy";
+      }
       hidden.value = button.dataset.id;
       chosenName.textContent = button.dataset.name;
       chosenAddress.textContent = button.dataset.address;
@@ -38,6 +50,7 @@
     }
 
     function clearChoice() {
+      dropContact();
       hidden.value = "";
       chosen.hidden = true;
       chosenName.textContent = "";
@@ -58,14 +71,32 @@
         list.append(rx.el("li", { role: "presentation" }, button));
       }
       input.setAttribute("aria-expanded", results.length ? "true" : "false");
-      const n = results.length;
-      count.textContent = n === 1 ? "1 pharmacy found" : `${n} pharmacies found`;
+      const more = results.length > limit;
+      if (more) list.lastChild.remove(); // asked one extra only to know there are more
+      const n = Math.min(results.length, limit);
+      if (more) {
+        count.replaceChildren(`Showing the first ${n} matches. Type more of the name, town or postcode to narrow the list`);
+        if (limit < MAX_LIMIT) {
+          const button = rx.el("button", { type: "button", class: "link", id: "show-more-js" }, "show more");
+          button.addEventListener("click", () => { limit = MAX_LIMIT; search(true); });
+          count.append(", or ", button);
+        }
+        count.append(".");
+      } else {
+        count.textContent = n === 1 ? "1 pharmacy found" : `${n} pharmacies found`;
+      }
     }
 
-    async function search() {
+    async function search(keepLimit) {
       const mine = ++latest;
       const query = input.value.slice(0, 100);
-      const url = `/api/v1/pharmacies?region=${encodeURIComponent(region())}&q=${encodeURIComponent(query)}`;
+      if (!keepLimit) limit = PAGE;
+      if (!region()) {
+        count.textContent = "Choose where your pharmacy is first.";
+        list.setAttribute("aria-busy", "false");
+        return;
+      }
+      const url = `/api/v1/pharmacies?region=${encodeURIComponent(region())}&q=${encodeURIComponent(query)}&limit=${limit + 1}`;
       list.setAttribute("aria-busy", "true");
       count.textContent = "Searching…";
       let answer;
@@ -116,79 +147,92 @@
     for (const radio of form.querySelectorAll('input[name="region"]')) {
       radio.addEventListener("change", () => { clearChoice(); search(); });
     }
+    const more = document.getElementById("show-more");
+    if (more) more.hidden = true; // the script's own "show more" replaces the no-JS button
     // Show the region's list at once, so a patient can also just scroll and pick.
     if (!options().length) search();
   }
+  initPicker();
+
+  // After a server-side validation error, start at the summary of what to fix.
+  const summary = document.getElementById("error-summary");
+  if (summary) summary.focus();
 
   // ---- live status ------------------------------------------------------------------------
-  const panel = document.getElementById("status-panel");
-  if (!panel || panel.dataset.poll !== "yes") return;
-  const statusEl = document.getElementById("status");
-  const timeline = document.getElementById("timeline");
-  const failure = document.getElementById("failure");
-  const reason = document.getElementById("failure-reason");
-  const retry = document.getElementById("failure-retry");
-  // Times come formatted by the server (occurred_at_display: the configured zone, named), so
-  // the page and this script follow one rule; the exact UTC moment goes in datetime/title.
-
-  // Delivery id -> pharmacy name, when the prescription has been to more than one pharmacy:
-  // each step then says which pharmacy it was about, as the server-rendered list does.
-  let pharmacies = {};
-  try { pharmacies = JSON.parse(timeline.dataset.pharmacies || "{}"); } catch (e) { pharmacies = {}; }
-
-  function render(data) {
-    if (statusEl.textContent !== data.status_label) statusEl.textContent = data.status_label;
-    statusEl.className = `status status-${data.status}`;
-    const items = data.history.map((event) => {
-      const where = event.delivery_id ? pharmacies[event.delivery_id] : "";
-      const item = rx.el("li", {},
-        rx.el("span", { class: "tl-label" }, event.label),
-        ...(where ? [rx.el("span", { class: "tl-where small" }, ` \u00b7 ${where}`)] : []), " ",
-        rx.el("time", { class: "small muted", datetime: event.occurred_at, title: event.occurred_at },
-          event.occurred_at_display));
-      return { at: Date.parse(event.occurred_at), item };
-    });
-    // Each email to the patient goes after the last step that happened before it was sent.
-    for (const email of data.patient_emails || []) {
-      const at = Date.parse(email.sent_at);
-      let index = items.length;
-      while (index > 0 && items[index - 1].at > at) index -= 1;
-      items.splice(index, 0, { at, item: rx.el("li", { class: "tl-email" },
-        rx.el("span", { class: "tl-label" }, email.label), " ",
-        rx.el("time", { class: "small muted", datetime: email.sent_at, title: email.sent_at },
-          email.sent_at_display)) });
-    }
-    timeline.replaceChildren(...items.map((entry) => entry.item));
-    const failed = data.status === "failed";
-    failure.hidden = !failed;
-    if (failed) {
-      reason.textContent = data.failure_reason || "";
-      retry.hidden = false;
-    }
-    return data.is_final || failed;
-  }
+  // The JSON status is polled (cheap); when it changes, the page itself is fetched and its
+  // server-rendered status panel swapped in, so the words are the server's, written once.
+  // If what the page offers changed too (the send form after a failure), the whole page
+  // body is swapped and the search re-attached. Parsed HTML is the server's own page.
+  const statusUrl = () => {
+    const panel = document.getElementById("status-panel");
+    return panel && panel.dataset.poll === "yes" ? panel.dataset.statusUrl : null;
+  };
+  if (!statusUrl()) return;
+  const SECTIONS = ["send-form", "change-form", "cancel", "ending"];
+  const shape = (doc) => SECTIONS.map((id) => (doc.getElementById(id) ? "1" : "0")).join("");
 
   // The session ended (signed out, elsewhere or by an admin, or expired): say so, rather than
   // leave a page that silently stopped updating.
   function signedOut() {
     if (document.getElementById("signed-out")) return;
+    const panel = document.getElementById("status-panel");
     const back = `/login?next=${encodeURIComponent(window.location.pathname)}&notice=ended`;
     panel.prepend(rx.el("p", { id: "signed-out", class: "error", role: "alert" },
       "You were signed out \u2014 ", rx.el("a", { href: back }, "sign in again"),
       " to see new updates."));
   }
 
+  async function refresh() {
+    let response;
+    try {
+      response = await fetch(window.location.pathname + window.location.search, {
+        credentials: "same-origin", redirect: "manual", headers: { Accept: "text/html" },
+      });
+    } catch (e) {
+      return false;
+    }
+    if (response.type === "opaqueredirect") { signedOut(); return true; }
+    if (!response.ok) return false;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = doc.getElementById("status-panel");
+    if (!fresh) return false;
+    if (shape(doc) !== shape(document)) {
+      const main = document.getElementById("main");
+      main.replaceChildren(...Array.from(doc.getElementById("main").childNodes, (node) => document.importNode(node, true)));
+      initPicker();
+    } else {
+      const current = document.getElementById("status-panel");
+      // Unchanged (a retry in progress often is): keep it, so nothing is announced again.
+      if (current.outerHTML !== fresh.outerHTML) current.replaceWith(document.importNode(fresh, true));
+      // The reference becomes the platform's own ID once the prescription is issued there.
+      const ref = document.getElementById("rx-ref");
+      const freshRef = doc.getElementById("rx-ref");
+      if (ref && freshRef && ref.textContent !== freshRef.textContent) ref.textContent = freshRef.textContent;
+    }
+    return false;
+  }
+
+  let seen = null;
   let misses = 0;
   async function poll() {
     let answer;
     try {
-      answer = await rx.api("GET", panel.dataset.statusUrl);
+      answer = await rx.api("GET", statusUrl() || "");
     } catch (e) {
       answer = { ok: false };
     }
     if (answer.ok && answer.data) {
       misses = 0;
-      if (render(answer.data)) return; // final (or failed): nothing more will change by itself
+      const data = answer.data;
+      const now = [data.status, data.history.length, (data.patient_emails || []).length].join("|");
+      // The first answer refreshes too: the page may have been rendered a moment earlier.
+      // While it is being sent, retries change nothing in the JSON: ask the page each time.
+      const busy = data.status === "queued" || data.status === "sending";
+      if (now !== seen || busy) {
+        seen = now;
+        if (await refresh()) return;
+      }
+      if (!statusUrl()) return; // final, or failed: nothing more changes by itself
     } else if (answer.status === 401) {
       signedOut();
       return;

@@ -1,0 +1,39 @@
+"""The short reference people quote: the one place it is derived from the prescription.
+
+rxroute's prescription ID is a 36-character UUID: fine for machines, useless on the phone.
+People (the patient, the pharmacy, support) quote a short reference instead, and it must be
+the one the pharmacy sees:
+
+* Region A (email): :func:`short_reference`, printed in the email's subject and on the PDF;
+* Region B (the platform): the platform's own prescription ID, which the pharmacy sees on
+  the platform's email and dashboard, once the prescription is issued there.
+
+The short reference is the UUID's first eight hex digits, so support can find it with a
+partial-ID search; it is for quoting, not a key (the full ID stays on the PDF).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+PREFIX = "RX"
+
+
+def short_reference(prescription_id: uuid.UUID | str) -> str:
+    """``RX-1A2B-3C4D``: the UUID's first eight hex digits, grouped to read aloud."""
+    digits = uuid.UUID(str(prescription_id)).hex[:8].upper()
+    return f"{PREFIX}-{digits[:4]}-{digits[4:]}"
+
+
+class _Referenced(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def provider_prescription_id(self) -> str | None: ...
+
+
+def patient_reference(prescription: _Referenced) -> str:
+    """The reference the pharmacy sees: the platform's ID once issued there, else ours."""
+    return prescription.provider_prescription_id or short_reference(prescription.id)

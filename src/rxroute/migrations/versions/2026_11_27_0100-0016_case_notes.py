@@ -1,7 +1,7 @@
 """case notes, and the indexes support's search and "needs attention" list read
 
 Revision ID: 0016_case_notes
-Revises: 0014_reconcile_schedule
+Revises: 0015_patient_preferences
 Create Date: 2026-11-27 01:00:00
 
 * ``case_notes``: support's notes on a prescription (author, body, when). Append-only, like
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016_case_notes"
-down_revision: str | None = "0014_reconcile_schedule"
+down_revision: str | None = "0015_patient_preferences"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -73,6 +73,7 @@ class World:
     written: uuid.UUID
     patient_id: uuid.UUID
     pharmacy_id: uuid.UUID
+    pharmacy_a_id: uuid.UUID
     prescriber_id: uuid.UUID
     client_id: uuid.UUID
     endpoint_id: uuid.UUID
@@ -100,7 +101,14 @@ PAGES: dict[str, tuple[str, Callable[[World], list[str]]]] = {
     ),
     "/prescriptions/{prescription_id}/change": (
         PATIENT,
-        lambda w: [f"/prescriptions/{w.sent}/change?pharmacy_id={w.pharmacy_id}"],
+        lambda w: [f"/prescriptions/{w.sent}/change?pharmacy_id={w.pharmacy_a_id}"],
+    ),
+    "/prescriptions/{prescription_id}/send/confirm": (
+        PATIENT,
+        lambda w: [
+            f"/prescriptions/{w.draft_b}/send/confirm?region=B&pharmacy_id={w.pharmacy_id}",
+            f"/prescriptions/{w.draft_a}/send/confirm?region=A&pharmacy_id={w.pharmacy_a_id}",
+        ],
     ),
     "/prescriptions/{prescription_id}/cancel": (
         PATIENT,
@@ -110,6 +118,10 @@ PAGES: dict[str, tuple[str, Callable[[World], list[str]]]] = {
     "/support/prescriptions/{prescription_id}": (
         SUPPORT,
         lambda w: [f"/support/prescriptions/{p}" for p in (w.sent, w.failed)],
+    ),
+    "/support/prescriptions/{prescription_id}/email": (
+        SUPPORT,
+        lambda w: [f"/support/prescriptions/{w.sent}/email"],
     ),
     "/support/webhooks": (SUPPORT, lambda w: ["/support/webhooks"]),
     "/support/prescriptions/{prescription_id}/void": (
@@ -254,6 +266,13 @@ async def _world(stack: Stack) -> World:
             select(Pharmacy).where(Pharmacy.region == "B").order_by(Pharmacy.name).limit(1)
         )
         assert pharmacy is not None
+        pharmacy_a_id = await session.scalar(
+            select(Pharmacy.id)
+            .where(Pharmacy.region == "A", Pharmacy.active.is_(True))
+            .order_by(Pharmacy.name.desc())
+            .limit(1)
+        )
+        assert pharmacy_a_id is not None
         failing = await factories.make_prescription(
             session, patient, prescriber, region="B", channel="erx", pharmacy_id=pharmacy.id
         )
@@ -290,6 +309,7 @@ async def _world(stack: Stack) -> World:
             written=written.id,
             patient_id=patient.id,
             pharmacy_id=pharmacy.id,
+            pharmacy_a_id=pharmacy_a_id,
             prescriber_id=prescriber.id,
             client_id=client.client.id,
             endpoint_id=endpoint.id,

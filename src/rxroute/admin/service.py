@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
 from rxroute.config import Settings
+from rxroute.emails import normalise_email
 from rxroute.models import AuditAction, Pharmacy, Prescription
 from rxroute.pharmacies.repository import normalise_query
 
@@ -28,7 +29,6 @@ from rxroute.pharmacies.repository import normalise_query
 
 #: UK postcode: outward code (A9, A99, A9A, AA9, AA99, AA9A), then inward code (9AA).
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
-_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _CODE = re.compile(r"^[A-Z0-9]{3,20}$")
 MAX_INT32 = 2**31 - 1
 
@@ -69,7 +69,8 @@ def normalise_postcode(raw: str) -> str | None:
 
 
 def valid_email(raw: str) -> bool:
-    return len(raw) <= 320 and _EMAIL.match(raw) is not None
+    """The one email rule (:mod:`rxroute.emails`), as a yes or no for the admin forms."""
+    return normalise_email(raw) is not None
 
 
 def clean_text(value: object) -> str:

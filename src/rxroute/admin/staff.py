@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +22,7 @@ from rxroute.auth.accounts import set_user_active, sign_out_everywhere
 from rxroute.auth.invitations import issue_link, pending_invitations
 from rxroute.auth.passwords import unusable_password_hash
 from rxroute.auth.sessions import revoke_user_sessions
+from rxroute.emails import check_email
 from rxroute.models import (
     AuditAction,
     InvitationPurpose,
@@ -85,18 +85,6 @@ async def _prescriber_problem(
     if holder is not None:
         return None, f"This prescriber record already belongs to the account {holder}."
     return prescriber_id, None
-
-
-def check_email(raw: str) -> tuple[str | None, str | None]:
-    """(normalised address, None) or (None, why not), by the ``email-validator`` library.
-
-    No DNS lookup: an invitation to a domain that cannot receive mail bounces visibly.
-    """
-    try:
-        checked = validate_email(raw.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        return None, f"Enter an email address like name@example.com ({exc})."
-    return checked.normalized.lower(), None
 
 
 async def email_taken(session: AsyncSession, email: str) -> bool:

@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-import email_validator
 import iso3166
 from nhs_number.standardise import standardise_format
 from nhs_number.validate import is_valid as valid_nhs_number
@@ -30,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from rxroute.admin.service import normalise_postcode
 from rxroute.channels.erx.payload import normalise_phone
+from rxroute.emails import normalise_email
 from rxroute.models import Patient
 
 #: API value -> stored value (the Region B platform's spelling, as the seed stores it).
@@ -150,11 +150,10 @@ class PatientIn(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        try:
-            checked = email_validator.validate_email(value.strip(), check_deliverability=False)
-        except email_validator.EmailNotValidError:
-            raise refuse("not a valid address") from None
-        return str(checked.normalized)
+        normalised = normalise_email(value)
+        if normalised is None:
+            raise refuse("not a valid address")
+        return normalised
 
     @field_validator("phone")
     @classmethod

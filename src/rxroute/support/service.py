@@ -22,8 +22,8 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from rxroute.admin.staff import check_email
 from rxroute.deliveries import commands, ledger
+from rxroute.emails import check_email
 from rxroute.models import (
     CaseNote,
     Delivery,
@@ -261,7 +261,7 @@ async def change_patient_email(
 ) -> Patient:
     """Support corrects the patient's contact address (status emails, the platform's copy).
 
-    Checked by the rule staff addresses are checked by (:func:`rxroute.admin.staff.check_email`,
+    Checked by the rule staff addresses are checked by (:func:`rxroute.emails.check_email`,
     the ``email-validator`` library). The sign-in address of the patient's account is not
     changed: an address given over the phone must not move who can sign in. The reason goes
     into this prescription's history with the staff actor; neither address is recorded there

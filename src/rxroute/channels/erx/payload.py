@@ -23,6 +23,7 @@ from rxroute.channels.erx.contract import (
     PatientPayload,
 )
 from rxroute.channels.erx.errors import FieldProblem, LocalValidationError
+from rxroute.emails import normalise_email
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ class MedicineItem:
 _CALLING_CODES = {"GB": "44", "UK": "44", "IE": "353"}
 _GENDERS: dict[str, Gender] = {"male": "Male", "female": "Female", "other": "Other"}
 _UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PIN = re.compile(r"^[0-9]{6}$")
 _DIGITS = re.compile(r"^[0-9]+$")
 _QUANTITY = re.compile(r"^\s*([0-9]+)(?![0-9.,/])")
@@ -161,7 +161,7 @@ def build_issue_payload(
     if gender is None:
         problems.append(FieldProblem("patient.gender", "must be Male, Female or Other"))
     email = need(patient.email, "patient.email")
-    if email and not _EMAIL.match(email):
+    if email and normalise_email(email) is None:
         problems.append(FieldProblem("patient.email", "is not an email address"))
     country = need(patient.country, "patient.country").upper()
     phone = None

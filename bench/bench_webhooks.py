@@ -234,6 +234,7 @@ def add_bench_routes(app: Any, runtime: Runtime) -> None:
         except SignatureError:
             return Response(status_code=401)
         async with runtime.queue_pool.connection() as connection:
+            previous = connection.autocommit  # the queue's pool is in autocommit already
             await connection.set_autocommit(True)
             try:
                 await connection.execute(
@@ -241,7 +242,7 @@ def add_bench_routes(app: Any, runtime: Runtime) -> None:
                     (body.decode(),),
                 )
             finally:
-                await connection.set_autocommit(False)
+                await connection.set_autocommit(previous)
         return Response(status_code=200)
 
     app.add_api_route(BARE, bare, methods=["POST"], include_in_schema=False)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,20 +88,35 @@ async def _default_endpoint_id(session: AsyncSession) -> uuid.UUID:
     return existing
 
 
+#: An endpoint that may want an event: id, is_default, active, event_types.
+Candidate = tuple[uuid.UUID, bool, bool, list[str]]
+
+
+def candidate_endpoints() -> Select[uuid.UUID, bool, bool, list[str]]:
+    """The rows :func:`endpoints_for` chooses from: every endpoint that may want an event.
+
+    The outbox reads them in the statement that writes the event (one round trip per move).
+    """
+    return select(
+        EventEndpoint.id,
+        EventEndpoint.is_default,
+        EventEndpoint.active,
+        EventEndpoint.event_types,
+    ).where(EventEndpoint.active | EventEndpoint.is_default)
+
+
 async def endpoints_for(
-    session: AsyncSession, settings: Settings, event_type: str
+    session: AsyncSession,
+    settings: Settings,
+    event_type: str,
+    rows: Iterable[Candidate] | None = None,
 ) -> list[uuid.UUID]:
-    """The active endpoints that want ``event_type`` (the default one while its URL is set)."""
-    rows = (
-        await session.execute(
-            select(
-                EventEndpoint.id,
-                EventEndpoint.is_default,
-                EventEndpoint.active,
-                EventEndpoint.event_types,
-            ).where(EventEndpoint.active | EventEndpoint.is_default)
-        )
-    ).all()
+    """The active endpoints that want ``event_type`` (the default one while its URL is set).
+
+    ``rows``: :func:`candidate_endpoints` already read by the caller; read here if None.
+    """
+    if rows is None:
+        rows = list((await session.execute(candidate_endpoints())).tuples())
     wanted: list[uuid.UUID] = []
     has_default = False
     for endpoint_id, is_default, active, event_types in rows:

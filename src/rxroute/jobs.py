@@ -212,6 +212,18 @@ class _Worker(procrastinate_worker.Worker):
             self.stop()  # type: ignore[no-untyped-call]
 
 
+async def _replace_dead_connections() -> None:
+    """After an outage, test the queue pool's idle connections and replace the dead ones.
+
+    The pool does not ping at checkout (``RXROUTE_DB_POOL_PRE_PING``), and it keeps every
+    connection open: without this, each connection the server dropped would stop one more
+    fresh worker, one backoff after another. (SQLAlchemy's pool needs nothing: a disconnect
+    seen on one connection makes it replace them all.)
+    """
+    pool = queue.connector.pool  # type: ignore[attr-defined]
+    await pool.check()
+
+
 async def run_worker(
     settings: Settings, concurrency: int, *, install_signal_handlers: bool = True
 ) -> None:
@@ -280,3 +292,5 @@ async def run_worker(
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
+            if not stopping.is_set():
+                await _replace_dead_connections()

@@ -106,7 +106,7 @@ async def status_moved(
     )
     # One statement writes the event and reads the endpoints that may want it (a
     # data-modifying CTE runs exactly once; the outer join keeps its row with no endpoint).
-    written = (
+    inserted = (
         insert(OutboxEvent)
         .values(
             id=event_id,
@@ -119,19 +119,19 @@ async def status_moved(
             created_at=now,
         )
         .returning(OutboxEvent.seq)
-        .cte("written")
+        .cte("inserted")
     )
     candidates = candidate_endpoints().subquery()
     rows = (
         await session.execute(
             select(
-                written.c.seq,
+                inserted.c.seq,
                 candidates.c.id,
                 candidates.c.is_default,
                 candidates.c.active,
                 candidates.c.event_types,
             )
-            .select_from(written)
+            .select_from(inserted)
             .outerjoin(candidates, true())
         )
     ).all()

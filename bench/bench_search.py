@@ -372,9 +372,13 @@ async def timed(call: Callable[[], Awaitable[object]]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def run(url: str, pharmacies: int, rounds: int, seed: int, show_plans: bool) -> bool:
+async def run(
+    url: str, pharmacies: int, rounds: int, seed: int, show_plans: bool, pre_ping: bool
+) -> bool:
     rng = random.Random(seed)
-    settings = Settings(database_url=url, log_level="WARNING", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        database_url=url, log_level="WARNING", db_pool_pre_ping=pre_ping, _env_file=None
+    )
     runtime = await start_runtime(settings, url)
     try:
         async with runtime.sessionmaker() as session, session.begin():
@@ -485,12 +489,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40, help="queries of each shape")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--explain", action="store_true", help="print a plan per shape")
+    parser.add_argument(
+        "--pre-ping",
+        action="store_true",
+        help="ping each pooled connection at checkout (RXROUTE_DB_POOL_PRE_PING=true)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rxroute-bench-") as tmp:
         url, admin = fresh_database(Path(tmp))
         try:
             migrate.upgrade(url)
-            ok = asyncio.run(run(url, args.pharmacies, args.rounds, args.seed, args.explain))
+            ok = asyncio.run(
+                run(url, args.pharmacies, args.rounds, args.seed, args.explain, args.pre_ping)
+            )
         finally:
             drop_database(url, admin)
     raise SystemExit(0 if ok else 1)

@@ -22,7 +22,9 @@ httpx client and its share of the concurrency. Then
    receiver and prints p50/p99 at that rate;
 3. the PostgreSQL sessions opened during 1 and 2 are counted (new backend pids, and
    ``pg_stat_database.sessions``), after a warm-up that grew the pools;
-4. the procrastinate worker starts in the server's process and, per event, the delay from
+4. the processing job itself runs on ``--processing-samples`` of the events stored in 1, one
+   at a time, and its SQL round trips per job are printed (counted as in 1);
+5. the procrastinate worker starts in the server's process and, per event, the delay from
    the webhook's 2xx answer to the new status being visible through
    ``GET /api/v1/prescriptions/{id}`` is measured.
 
@@ -52,6 +54,8 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import Request, Response
+from procrastinate import JobContext
+from procrastinate.jobs import Job
 from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,7 +68,7 @@ from rxroute.db import migrate
 from rxroute.deliveries import ledger
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
-from rxroute.models import Pharmacy, Prescription
+from rxroute.models import InboundWebhookEvent, Pharmacy, Prescription
 from rxroute.netutil import tcp_listener
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
@@ -79,6 +83,7 @@ from rxroute.webhooks.signature import (
     sign,
     verify,
 )
+from rxroute.webhooks.tasks import process_webhook_event
 
 BARE = "/_bench/bare"
 MINIMAL = "/_bench/minimal"
@@ -234,6 +239,7 @@ def add_bench_routes(app: Any, runtime: Runtime) -> None:
         except SignatureError:
             return Response(status_code=401)
         async with runtime.queue_pool.connection() as connection:
+            previous = connection.autocommit  # the queue's pool is in autocommit already
             await connection.set_autocommit(True)
             try:
                 await connection.execute(
@@ -241,7 +247,7 @@ def add_bench_routes(app: Any, runtime: Runtime) -> None:
                     (body.decode(),),
                 )
             finally:
-                await connection.set_autocommit(False)
+                await connection.set_autocommit(previous)
         return Response(status_code=200)
 
     app.add_api_route(BARE, bare, methods=["POST"], include_in_schema=False)
@@ -412,6 +418,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
                 f"({len(pids_before)} connected before, {len(pids_after)} after)"
             )
 
+            await processing_round_trips(runtime, counter, args.processing_samples)
             # The throughput phase left a backlog of jobs; the delay phase starts clean.
             async with runtime.engine.begin() as connection:
                 await connection.execute(
@@ -458,6 +465,55 @@ async def run(url: str, args: argparse.Namespace) -> None:
         await stop_runtime()
 
 
+async def processing_round_trips(runtime: Runtime, counter: StatementCounter, count: int) -> None:
+    """Run the processing job itself on ``count`` events the throughput phase stored, one at
+    a time, and print its SQL round trips per job (rxroute's own: the job's transaction,
+    counted like the requests' statements; procrastinate's fetch and finish are not in it)."""
+    async with runtime.sessionmaker() as session:
+        pending = list(
+            await session.scalars(
+                select(InboundWebhookEvent.id)
+                .where(InboundWebhookEvent.state == "pending")
+                .order_by(InboundWebhookEvent.received_at)
+                .limit(count)
+            )
+        )
+    queue.perform_import_paths()  # type: ignore[no-untyped-call]
+    per_job: list[int] = []
+    seconds: list[float] = []
+    outcomes: dict[str, int] = {}
+    counter.install()
+    try:
+        for n, event_id in enumerate(pending):
+            job = Job(
+                id=n + 1,
+                queue="default",
+                lock=None,
+                queueing_lock=None,
+                task_name="process_webhook_event",
+                attempts=0,
+            )
+            context = JobContext(
+                app=queue, job=job, start_timestamp=time.time(), abort_reason=lambda: None
+            )
+            before = counter.count
+            started = time.perf_counter()
+            state = await process_webhook_event(context, str(event_id))
+            seconds.append((time.perf_counter() - started) * 1000)
+            per_job.append(counter.count - before)
+            outcomes[state] = outcomes.get(state, 0) + 1
+    finally:
+        counter.uninstall()
+    if not per_job:
+        print("processing job: no stored event to process")
+        return
+    print(
+        f"processing job, {len(per_job)} events one at a time ({outcomes}): "
+        f"{statistics.mean(per_job):.1f} SQL round trips per job (max {max(per_job)}), "
+        f"p50 {statistics.median(seconds):.2f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", "-n", type=int, default=3000, help="per target, at most")
@@ -470,6 +526,7 @@ def main() -> None:
     parser.add_argument("--prescriptions", type=int, default=200)
     parser.add_argument("--visibility-samples", type=int, default=100)
     parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--processing-samples", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rxroute-bench-") as tmp:
         url, admin = fresh_database(Path(tmp))

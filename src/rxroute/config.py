@@ -165,7 +165,13 @@ class Settings(BaseSettings):
     #: Empty means "start the embedded PostgreSQL under ``var_dir/pg``".
     database_url: str = ""
     var_dir: Path = Path("var")
+    #: Connections the SQLAlchemy engine of each process keeps, and its ceiling: no overflow,
+    #: so a burst waits for a connection rather than opening (and then closing) more.
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    #: Check each connection with a round trip before handing it out (SQLAlchemy's
+    #: ``pool_pre_ping``, psycopg_pool's ``check``). Off: a connection the server dropped
+    #: fails the one request or job that drew it (503, or a retry) and is replaced.
+    db_pool_pre_ping: bool = False
 
     # --- HTTP -----------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -22,6 +22,7 @@ import procrastinate
 import structlog
 from procrastinate import utils as procrastinate_utils
 from procrastinate import worker as procrastinate_worker
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,22 +54,33 @@ queue = procrastinate.App(
 POOL_TIMEOUT_SECONDS = 10.0
 
 
-def make_pool(libpq_url: str, *, max_size: int = 10) -> AsyncConnectionPool:
-    """The job queue's connection pool.
+def make_pool(libpq_url: str, *, max_size: int = 10, check: bool = False) -> AsyncConnectionPool:
+    """The job queue's connection pool: ``max_size`` connections, opened at start and kept.
 
-    ``check`` pings a connection before handing it out, so one the server dropped is
-    replaced instead of failing the worker's next query (procrastinate does the same for
-    pools it creates itself, but uses a pool it is given as it is).
+    Autocommit: every query procrastinate sends through its pool is one statement (a call
+    of its own SQL functions), so each costs one round trip instead of BEGIN, the
+    statement and COMMIT; the webhook receiver's store-and-defer statement relies on the
+    same. ``min_size`` equals ``max_size``, so a burst never opens or closes connections.
+    ``check``: ping a connection before handing it out (``RXROUTE_DB_POOL_PRE_PING``;
+    procrastinate does so for pools it creates itself, but uses a pool it is given as it
+    is); off, a connection the server dropped fails one query and is replaced.
     """
     return AsyncConnectionPool(
         libpq_url,
-        min_size=1,
+        min_size=max_size,
         max_size=max_size,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection if check else None,
+        # Not ``autocommit`` in ``kwargs``: procrastinate opens its LISTEN connection with
+        # the pool's kwargs plus its own ``autocommit=True``, and the two would collide.
+        configure=_autocommit,
         kwargs={"options": session_options(libpq_url)},
         timeout=POOL_TIMEOUT_SECONDS,
     )
+
+
+async def _autocommit(connection: AsyncConnection[Any]) -> None:
+    await connection.set_autocommit(True)
 
 
 async def raw_connection(session: AsyncSession) -> Any:
@@ -227,6 +239,18 @@ class _Worker(procrastinate_worker.Worker):
             self.stop()  # type: ignore[no-untyped-call]
 
 
+async def _replace_dead_connections() -> None:
+    """After an outage, test the queue pool's idle connections and replace the dead ones.
+
+    The pool does not ping at checkout (``RXROUTE_DB_POOL_PRE_PING``), and it keeps every
+    connection open: without this, each connection the server dropped would stop one more
+    fresh worker, one backoff after another. (SQLAlchemy's pool needs nothing: a disconnect
+    seen on one connection makes it replace them all.)
+    """
+    pool = queue.connector.pool  # type: ignore[attr-defined]
+    await pool.check()
+
+
 async def run_worker(
     settings: Settings, concurrency: int, *, install_signal_handlers: bool = True
 ) -> None:
@@ -295,3 +319,5 @@ async def run_worker(
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
+            if not stopping.is_set():
+                await _replace_dead_connections()

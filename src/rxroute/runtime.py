@@ -45,12 +45,24 @@ class Runtime:
 _current: Runtime | None = None
 
 
+def queue_pool_size(settings: Settings) -> int:
+    """Connections of the job queue's pool: one per concurrent job, plus the worker's own
+    queries (fetching, finishing, the heartbeat) and the webhook receiver's defers."""
+    return max(4, settings.worker_concurrency + 2)
+
+
 async def start_runtime(settings: Settings, libpq_url: str) -> Runtime:
     global _current
-    engine = create_engine(libpq_url, pool_size=settings.db_pool_size)
+    engine = create_engine(
+        libpq_url, pool_size=settings.db_pool_size, pre_ping=settings.db_pool_pre_ping
+    )
     instrument_engine(engine)
     install_from_environment(engine)
-    pool = make_pool(libpq_url, max_size=max(4, settings.worker_concurrency + 2))
+    pool = make_pool(
+        libpq_url,
+        max_size=queue_pool_size(settings),
+        check=settings.db_pool_pre_ping,
+    )
     # procrastinate uses a pool it is given as it is: open it first.
     await pool.open(wait=True, timeout=30)
     await queue.open_async(pool=pool)

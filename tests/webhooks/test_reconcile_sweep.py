@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import event, select, update
 
 from rxroute.channels.registry import get_channel
-from rxroute.models import Prescription
+from rxroute.models import Delivery, Prescription
 from rxroute.runtime import Runtime
 from rxroute.webhooks import reconciliation
 from rxroute.webhooks.reconciliation import BACKOFF_BASE, BACKOFF_CAP, backoff
 from rxroute.webhooks.tasks import reconcile_once
-from tests.webhooks.helpers import new_prescription
+from tests.webhooks.helpers import new_prescription, status_and_history
 from tests.webhooks.test_reconciliation import _after_quiet_time, _issue, _wait_signed
 
 
@@ -157,3 +157,62 @@ async def test_polls_run_concurrently_up_to_the_setting(
     counts = await reconcile_once(now=_after_quiet_time(db))
     assert counts["polled"] == 12
     assert peak == 3
+
+
+async def test_quiet_polls_are_recorded_in_one_statement_per_batch(
+    db: Runtime, platform: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls that tell nothing new write no history and cost one statement per batch; a
+    changed one in the same batch still goes through the status path."""
+    issued = await _issue(db, 9)
+    await _wait_signed(platform, list(issued.values()))
+    first = await reconcile_once(now=_after_quiet_time(db))  # issued -> signed: changes
+    assert first["changed"] == 9
+    pids = list(issued)
+    moved = pids[0]
+    answer = await platform.post(f"/_sandbox/prescriptions/{issued[moved]}/dispense")
+    assert answer.json()["success"] is True
+    before = {pid: (await status_and_history(db, pid))[1] for pid in pids}
+    started = datetime.now(UTC)
+    # A quiet poll must not open a transaction of its own through the status path.
+    status_path = 0
+    real_lock = reconciliation.lock_prescription
+
+    async def counted_lock(*args: Any, **kwargs: Any) -> Any:
+        nonlocal status_path
+        status_path += 1
+        return await real_lock(*args, **kwargs)
+
+    monkeypatch.setattr(reconciliation, "lock_prescription", counted_lock)
+    seen: list[str] = []
+
+    def statement(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", statement)
+    try:
+        counts = await reconcile_once(now=_after_quiet_time(db, 10_000))
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", statement)
+
+    assert counts == {"polled": 9, "changed": 1, "errors": 0, "requeued": 0}
+    assert status_path == 1
+    stamps = [sql for sql in seen if " ".join(sql.split()).startswith("WITH stamped AS (UPDATE")]
+    assert len(stamps) == 1
+    assert (await status_and_history(db, moved))[0] == "dispensed"
+    schedule = await _schedule(db, pids)
+    for pid in pids[1:]:
+        status, history = await status_and_history(db, pid)
+        assert status == "signed"
+        assert [e.seq for e in history] == [e.seq for e in before[pid]]  # nothing appended
+        failures, next_at, heard = schedule[pid]
+        assert (failures, next_at) == (0, None)
+        assert heard is not None and heard >= started
+    async with db.sessionmaker() as session:
+        heard_of = list(
+            await session.scalars(
+                select(Delivery.last_heard_at).where(Delivery.prescription_id.in_(pids[1:]))
+            )
+        )
+    assert len(heard_of) == 8
+    assert all(at is not None and at >= started for at in heard_of)

@@ -16,7 +16,9 @@ from rxroute.models import Role, User
 from rxroute.runtime import Runtime, get_runtime
 
 
-def runtime_dependency() -> Runtime:
+async def runtime_dependency() -> Runtime:
+    """``async`` though it awaits nothing: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a thread hand-off on every request for a lookup of a global."""
     return get_runtime()
 
 

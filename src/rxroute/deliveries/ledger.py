@@ -281,7 +281,20 @@ async def observe(
             prescription.provider_token = delivery.provider_token
         if source in (Source.WEBHOOK, Source.POLL):
             prescription.last_provider_update_at = now
-    if implies is not None and status in PROVIDER_STATUSES and status is not implies:
+    # A current delivery whose status is already at or past the implied fact, and not final,
+    # got there through that fact (recorded by the send, or implied here before): it is in
+    # the history, so skip the insert the unique index would refuse anyway (a round trip
+    # per webhook). A final status may have come another way (a withdrawal, a pharmacy).
+    current = Status(prescription.status)
+    implied_before = (
+        is_current and implies is not None and not current.is_final and current.rank >= implies.rank
+    )
+    if (
+        implies is not None
+        and status in PROVIDER_STATUSES
+        and status is not implies
+        and not implied_before
+    ):
         await record_status(
             session,
             prescription.id,

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -97,6 +97,16 @@ ENDPOINT_COLUMNS = (
 )
 #: The rows worth reading: an inactive default still tells us the default row exists.
 ENDPOINT_ROWS = EventEndpoint.active | EventEndpoint.is_default
+#: An endpoint that may want an event: id, is_default, active, event_types.
+Candidate = tuple[uuid.UUID, bool, bool, list[str]]
+
+
+def candidate_endpoints() -> Select[uuid.UUID, bool, bool, list[str]]:
+    """The rows :func:`wanted_endpoints` chooses from: every endpoint that may want an event.
+
+    The outbox reads them in the statement that writes the event (one round trip per move).
+    """
+    return select(*ENDPOINT_COLUMNS).where(ENDPOINT_ROWS)
 
 
 def wanted_endpoints(
@@ -120,13 +130,18 @@ def wanted_endpoints(
 
 
 async def endpoints_for(
-    session: AsyncSession, settings: Settings, event_type: str
+    session: AsyncSession,
+    settings: Settings,
+    event_type: str,
+    rows: Iterable[Candidate] | None = None,
 ) -> list[uuid.UUID]:
-    """The active endpoints that want ``event_type`` (the default one while its URL is set)."""
-    rows = (await session.execute(select(*ENDPOINT_COLUMNS).where(ENDPOINT_ROWS))).all()
-    wanted, default_missing = wanted_endpoints(
-        ((r[0], r[1], r[2], r[3]) for r in rows), settings, event_type
-    )
+    """The active endpoints that want ``event_type`` (the default one while its URL is set).
+
+    ``rows``: :func:`candidate_endpoints` already read by the caller; read here if None.
+    """
+    if rows is None:
+        rows = list((await session.execute(candidate_endpoints())).tuples())
+    wanted, default_missing = wanted_endpoints(rows, settings, event_type)
     if default_missing:
         wanted.append(await _default_endpoint_id(session))
     return wanted

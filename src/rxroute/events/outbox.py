@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.events.catalogue import event_body, event_type_for
-from rxroute.events.endpoints import endpoints_for
+from rxroute.events.endpoints import candidate_endpoints, endpoints_for
 from rxroute.events.tasks import defer_stream
 from rxroute.models import (
     Delivery,
@@ -66,6 +67,14 @@ async def _status_of_replaced(session: AsyncSession, delivery: Delivery) -> Stat
     return derive_status(Status(status) for status in statuses)
 
 
+class Written(NamedTuple):
+    """The outbox event a move wrote: its id, and its type (so the patient's email need not
+    read the row back)."""
+
+    id: uuid.UUID
+    type: str
+
+
 async def status_moved(
     session: AsyncSession,
     prescription: Prescription,
@@ -73,9 +82,9 @@ async def status_moved(
     status: Status,
     delivery_id: uuid.UUID | None,
     occurred_at: datetime | None,
-) -> uuid.UUID | None:
-    """Write the event for a move from ``previous`` to ``status``; returns its id (None when
-    the move is not an event, e.g. ``sending``). ``occurred_at`` None: now."""
+) -> Written | None:
+    """Write the event for a move from ``previous`` to ``status``; returns its id and type
+    (None when the move is not an event, e.g. ``sending``). ``occurred_at`` None: now."""
     opened = await _opens_new_delivery(session, delivery_id) if status is Status.QUEUED else None
     event_type = event_type_for(status, rerouted=opened is not None)
     if event_type is None:
@@ -95,7 +104,9 @@ async def status_moved(
         region=prescription.region,
         pharmacy_id=prescription.pharmacy_id,
     )
-    seq = await session.scalar(
+    # One statement writes the event and reads the endpoints that may want it (a
+    # data-modifying CTE runs exactly once; the outer join keeps its row with no endpoint).
+    inserted = (
         insert(OutboxEvent)
         .values(
             id=event_id,
@@ -108,11 +119,31 @@ async def status_moved(
             created_at=now,
         )
         .returning(OutboxEvent.seq)
+        .cte("inserted")
     )
-    assert seq is not None
-    endpoints = await endpoints_for(session, get_runtime().settings, event_type.value)
+    candidates = candidate_endpoints().subquery()
+    rows = (
+        await session.execute(
+            select(
+                inserted.c.seq,
+                candidates.c.id,
+                candidates.c.is_default,
+                candidates.c.active,
+                candidates.c.event_types,
+            )
+            .select_from(inserted)
+            .outerjoin(candidates, true())
+        )
+    ).all()
+    seq = rows[0].seq
+    endpoints = await endpoints_for(
+        session,
+        get_runtime().settings,
+        event_type.value,
+        [(r.id, r.is_default, r.active, r.event_types) for r in rows if r.id is not None],
+    )
     if not endpoints:
-        return event_id
+        return Written(event_id, event_type.value)
     await session.execute(
         insert(EventDelivery),
         [
@@ -131,4 +162,4 @@ async def status_moved(
     )
     for endpoint_id in endpoints:
         await defer_stream(session, endpoint_id, prescription.id)
-    return event_id
+    return Written(event_id, event_type.value)

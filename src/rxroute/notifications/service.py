@@ -41,6 +41,7 @@ async def status_moved(
     event_id: uuid.UUID | None,
     delivery_id: uuid.UUID | None,
     status_event_seq: int | None,
+    event_type: str | None = None,
 ) -> PatientNotification | None:
     """Record (and defer) the email announcing the outbox event ``event_id``, if any.
 
@@ -49,7 +50,10 @@ async def status_moved(
     """
     if event_id is None or not get_runtime().settings.patient_notifications:
         return None
-    event_type = await session.scalar(select(OutboxEvent.type).where(OutboxEvent.id == event_id))
+    if event_type is None:  # the caller did not say: read it back
+        event_type = await session.scalar(
+            select(OutboxEvent.type).where(OutboxEvent.id == event_id)
+        )
     kind = kind_for_event(event_type)
     if kind is None:
         return None
@@ -58,7 +62,7 @@ async def status_moved(
     )
     notification_id = uuid.uuid4()
     state = NotificationState.SKIPPED if opted_out else NotificationState.PENDING
-    inserted = await session.scalar(
+    inserted: PatientNotification | None = await session.scalar(
         insert(PatientNotification)
         .values(
             id=notification_id,
@@ -72,13 +76,13 @@ async def status_moved(
             attempts=0,
         )
         .on_conflict_do_nothing()
-        .returning(PatientNotification.id)
+        .returning(PatientNotification)  # the row itself: no read back
     )
     if inserted is None:
         return None
     if state is NotificationState.PENDING:
         await defer_stream(session, prescription.id)
-    return await session.get(PatientNotification, notification_id)
+    return inserted
 
 
 async def opt_out(session: AsyncSession, patient_id: uuid.UUID) -> bool:

@@ -115,9 +115,14 @@ async def record_status(
     if moved:
         locked.status = status.value
         await session.flush()
-        event_id = await outbox.status_moved(session, locked, current, status, about, occurred_at)
+        written = await outbox.status_moved(session, locked, current, status, about, occurred_at)
         await notifications.status_moved(
-            session, locked, event_id=event_id, delivery_id=about, status_event_seq=row.seq
+            session,
+            locked,
+            event_id=written.id if written else None,
+            event_type=written.type if written else None,
+            delivery_id=about,
+            status_event_seq=row.seq,
         )
     return Recorded(appended=True, moved=moved, status=status if moved else current)
 

@@ -20,7 +20,6 @@ from rxroute.channels.erx.status import UnknownProviderStatus, from_provider
 from rxroute.channels.registry import ERX
 from rxroute.deliveries import ledger
 from rxroute.models import Delivery, InboundWebhookEvent, Prescription, WebhookEventState
-from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.webhooks.registry import handlers
 
@@ -40,26 +39,41 @@ def _parse_time(raw: object) -> datetime | None:
 async def find_delivery(
     session: AsyncSession, provider_id: object, client_ref_id: object
 ) -> tuple[Prescription | None, Delivery | None]:
-    """The delivery an event is about: by the platform's id, else by ``client_ref_id``.
+    """The delivery an event is about, by the platform's id, else by ``client_ref_id``; with
+    its prescription, locked until the transaction ends.
 
-    ``client_ref_id`` is rxroute's prescription id, shared by every delivery of it. An
-    unknown platform id is attached only when exactly one Region B delivery of the
-    prescription has called the platform without learning its id (the answer to its issue
-    was lost); with more than one candidate the send job's lookup decides, by pharmacy.
+    The common case (a known platform id) is one statement: the delivery, its prescription
+    and the lock together. ``client_ref_id`` is rxroute's prescription id, shared by every
+    delivery of it. An unknown platform id is attached only when exactly one Region B
+    delivery of the prescription has called the platform without learning its id (the
+    answer to its issue was lost); with more than one candidate the send job's lookup
+    decides, by pharmacy.
     """
     if isinstance(provider_id, str) and provider_id:
-        delivery = await session.scalar(
-            select(Delivery).where(Delivery.provider_ref == provider_id)
-        )
-        if delivery is not None:
-            return await session.get(Prescription, delivery.prescription_id), delivery
+        # Only the prescription is locked: the one lock order is prescription, then delivery.
+        found = (
+            await session.execute(
+                select(Prescription, Delivery)
+                .join(Delivery, Delivery.prescription_id == Prescription.id)
+                .where(Delivery.provider_ref == provider_id)
+                .with_for_update(of=Prescription)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if found is not None:
+            return found.Prescription, found.Delivery
     if not isinstance(client_ref_id, str):
         return None, None
     try:
         key = uuid.UUID(client_ref_id)
     except ValueError:
         return None, None
-    prescription = await session.get(Prescription, key)
+    prescription = await session.scalar(
+        select(Prescription)
+        .where(Prescription.id == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if prescription is None:
         return None, None
     candidates = [
@@ -84,8 +98,6 @@ def _sending(prescription: Prescription) -> bool:
 async def handle_status_changed(
     session: AsyncSession, event: InboundWebhookEvent, payload: dict[str, Any]
 ) -> str:
-    from rxroute.prescriptions.tasks import defer_send
-
     data = payload.get("data")
     if not isinstance(data, dict):
         event.error = "data: missing or not an object"
@@ -104,8 +116,27 @@ async def handle_status_changed(
             "(nor one with this client_ref_id)"
         )
         return WebhookEventState.UNKNOWN_PRESCRIPTION.value
+    state = await _apply(session, event, prescription, delivery, status, data, payload)
+    # Set last, with the rest of the event's outcome: set before the ledger's flushes, the
+    # event would be written twice.
     event.prescription_id = prescription.id
-    locked = await lock_prescription(session, prescription.id)
+    return state
+
+
+async def _apply(
+    session: AsyncSession,
+    event: InboundWebhookEvent,
+    locked: Prescription,
+    delivery: Delivery | None,
+    status: Status,
+    data: dict[str, Any],
+    payload: dict[str, Any],
+) -> str:
+    """Record the platform's status for a found (and locked) prescription; the event's state."""
+    from rxroute.prescriptions.tasks import defer_send
+
+    provider_id = data.get("prescription_id")
+    raw_status = data.get("status")
     if delivery is None:
         copy = str(provider_id)[:64]
         if _sending(locked):
@@ -113,7 +144,7 @@ async def handle_status_changed(
             event.error = (
                 f"platform copy {copy!r} matches no delivery yet; the send job looks it up"
             )
-            await defer_send(session, prescription.id)
+            await defer_send(session, locked.id)
             return WebhookEventState.PROCESSED.value
         # Another copy of a prescription already delivered: not ours to apply. Support sees it.
         event.error = (
@@ -136,7 +167,7 @@ async def handle_status_changed(
         event_id=event.provider_event_id,
     )
     if delivery.needs_withdrawal:
-        await defer_send(session, prescription.id)
+        await defer_send(session, locked.id)
     return WebhookEventState.PROCESSED.value
 
 
@@ -154,7 +185,11 @@ async def process_event(session: AsyncSession, event_id: uuid.UUID) -> str:
         event.state = WebhookEventState.UNKNOWN_TYPE.value
         event.error = f"event type {event.event_type[:60]!r} is not handled"
     else:
-        event.state = await handler(session, event, dict(event.payload))
+        # No autoflush: each row is written once, when the rules flush or at commit, not
+        # again before every query the handler sends (the prescription and the event were
+        # each written twice per event).
+        with session.no_autoflush:
+            event.state = await handler(session, event, dict(event.payload))
     event.processed_at = datetime.now(UTC)
     log.info("webhook_processed", event_id=event.provider_event_id, state=event.state)
     return event.state

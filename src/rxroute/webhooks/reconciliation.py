@@ -10,6 +10,11 @@ starve the rest: a successful poll stamps ``last_provider_update_at`` (next due 
 ``RXROUTE_RECONCILE_AFTER_SECONDS``); a failed one (or one that cannot be polled) gets
 ``reconcile_next_at`` pushed out exponentially, capped at :data:`BACKOFF_CAP`.
 No transaction is held across a platform call.
+
+Most polls of a quiet prescription tell nothing new. Those are stamped together, one
+statement per batch (:func:`stamp_quiet`); only an answer that differs goes through the
+status path, one short transaction each, so a 100,000-prescription sweep is not 100,000
+transactions.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Select, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.base import Channel, DeliveryError, NotSendable, Purpose
 from rxroute.channels.registry import channel_names, get_channel
 from rxroute.deliveries import ledger
-from rxroute.models import Delivery, Prescription
+from rxroute.models import Delivery, DeliveryState, Prescription
 from rxroute.observability.metrics import RECONCILE_CORRECTIONS, RECONCILE_POLLS
 from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import POLLABLE_STATUSES, Source
@@ -96,6 +101,10 @@ class Pollable:
     ref: str
     channel: Channel
     prepared: Any
+    #: The status when the batch was read, if a poll answering the same could change
+    #: nothing (the delivery is live and the prescription shows its ref): such an answer
+    #: is recorded with the batch's other quiet ones, in one statement (:func:`stamp_quiet`).
+    quiet_status: str | None = None
 
 
 @dataclass
@@ -135,8 +144,19 @@ async def load_batch(session: AsyncSession, runtime: Runtime, ids: list[uuid.UUI
             batch.skipped.append(prescription.id)
             batch.refused += 1
             continue
+        settled = (
+            delivery.state == DeliveryState.LIVE.value
+            and prescription.provider_prescription_id == delivery.provider_ref
+        )
         batch.ready.append(
-            Pollable(prescription.id, delivery.id, delivery.provider_ref, channel, prepared)
+            Pollable(
+                prescription.id,
+                delivery.id,
+                delivery.provider_ref,
+                channel,
+                prepared,
+                quiet_status=prescription.status if settled else None,
+            )
         )
     return batch
 
@@ -160,10 +180,44 @@ async def back_off(session: AsyncSession, ids: list[uuid.UUID], moment: datetime
     )
 
 
+async def stamp_quiet(session: AsyncSession, items: list[Pollable]) -> None:
+    """Record polls that told nothing new, in one statement for the batch.
+
+    What the status path would have written for them (it appends no history: the fact is
+    already there): heard from now, no failures, next due after the quiet time; and the
+    delivery's ``last_heard_at``. Only rows still as the batch read them (same current
+    delivery, same status) are touched; one that moved meanwhile was written by whoever
+    moved it, and is read again once quiet.
+    """
+    if not items:
+        return
+    heard = datetime.now(UTC)
+    unchanged = tuple_(Prescription.id, Prescription.current_delivery_id, Prescription.status)
+    stamped = (
+        update(Prescription)
+        .where(unchanged.in_([(i.prescription_id, i.delivery_id, i.quiet_status) for i in items]))
+        .values(last_provider_update_at=heard, reconcile_failures=0, reconcile_next_at=None)
+        .returning(Prescription.current_delivery_id)
+        .cte("stamped")
+    )
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(select(stamped.c.current_delivery_id)))
+        .values(last_heard_at=heard)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def poll_one(
-    runtime: Runtime, item: Pollable, limit: asyncio.Semaphore, counts: dict[str, int]
+    runtime: Runtime,
+    item: Pollable,
+    limit: asyncio.Semaphore,
+    counts: dict[str, int],
+    quiet: list[Pollable],
 ) -> bool:
-    """Poll, then record in a short transaction of its own. False if the poll failed."""
+    """Poll, then record: a change (or anything but the status the batch read) in a short
+    transaction of its own through the status path; the same status is added to ``quiet``
+    for :func:`stamp_quiet`. False if the poll failed."""
     async with limit:
         try:
             copy = await item.channel.poll(runtime, item.prepared, item.ref)
@@ -178,7 +232,12 @@ async def poll_one(
             return False
         counts["polled"] += 1
         RECONCILE_POLLS.labels(outcome="ok").inc()
+        if item.quiet_status is not None and copy.status.value == item.quiet_status:
+            quiet.append(item)
+            return True
         async with runtime.sessionmaker() as session, session.begin():
+            # No autoflush: the prescription is written once, not before each query too.
+            session.autoflush = False
             locked = await lock_prescription(session, item.prescription_id)
             locked.last_provider_update_at = datetime.now(UTC)
             locked.reconcile_failures = 0
@@ -226,9 +285,13 @@ async def sweep(now: datetime | None = None) -> dict[str, int]:
             counts["errors"] += batch.refused
             await back_off(session, batch.skipped, moment)
         ready = batch.ready
-        outcomes = await asyncio.gather(*(poll_one(runtime, i, limit, counts) for i in ready))
+        quiet: list[Pollable] = []
+        outcomes = await asyncio.gather(
+            *(poll_one(runtime, i, limit, counts, quiet) for i in ready)
+        )
         failed = [item.prescription_id for item, ok in zip(ready, outcomes, strict=True) if not ok]
-        if failed:
+        if failed or quiet:
             async with runtime.sessionmaker() as session, session.begin():
                 await back_off(session, failed, moment)
+                await stamp_quiet(session, quiet)
     return counts

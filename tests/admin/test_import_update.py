@@ -18,9 +18,11 @@ from tests import factories
 from tests.admin.importing import apply, import_csv, preview
 from tests.staff_pages import csrf_for, sign_in
 
-COLUMNS = (
+#: The columns before phone and opening hours were added: files in this shape still import.
+OLD_COLUMNS = (
     "code,name,address_line1,address_line2,town,postcode,region,email,platform_contact_id,active"
 )
+COLUMNS = OLD_COLUMNS + ",phone,opening_hours"
 
 
 @pytest.fixture
@@ -82,9 +84,9 @@ def _rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def _csv(rows: list[dict[str, str]]) -> bytes:
+def _csv(rows: list[dict[str, str]], columns: str = COLUMNS) -> bytes:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS.split(","))
+    writer = csv.DictWriter(out, fieldnames=columns.split(","), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode()
@@ -297,3 +299,42 @@ async def test_the_form_checks_the_code_too(
     assert saved.status_code == 303
     added = await session.scalar(select(Pharmacy).where(Pharmacy.name == "Coded Pharmacy"))
     assert added is not None and added.code == "FA050"
+
+
+async def test_phone_and_hours_export_and_a_file_without_them_keeps_them(
+    as_admin: httpx.AsyncClient, listed: dict[str, Pharmacy], session: AsyncSession
+) -> None:
+    quay = listed["FA001"]
+    quay.phone = "+44 7700 900555"
+    quay.opening_hours = "Mon to Fri 9:00 to 18:00"
+    await session.commit()
+    rows = _rows(await _export(as_admin))
+    exported = next(row for row in rows if row["code"] == "FA001")
+    assert exported["phone"] == "+44 7700 900555"
+    assert exported["opening_hours"] == "Mon to Fri 9:00 to 18:00"
+
+    # An older file, without the two columns, renames the pharmacy and leaves them alone.
+    exported["name"] = "Quay Pharmacy Leeds"
+    done = await import_csv(as_admin, _csv([exported], OLD_COLUMNS))
+    assert done.status_code in (200, 303), done.text
+    await session.refresh(quay)
+    assert quay.name == "Quay Pharmacy Leeds"
+    assert (quay.phone, quay.opening_hours) == ("+44 7700 900555", "Mon to Fri 9:00 to 18:00")
+
+    # A file with them changes them, and the preview says so first.
+    exported["opening_hours"] = "Every day 8:00 to 22:00"
+    shown = await preview(as_admin, _csv([exported]))
+    assert "Every day 8:00 to 22:00" in shown.text
+    await apply(as_admin, shown.text)
+    await session.refresh(quay)
+    assert quay.opening_hours == "Every day 8:00 to 22:00"
+
+
+async def test_a_phone_that_is_not_one_is_rejected_by_name(
+    as_admin: httpx.AsyncClient, listed: dict[str, Pharmacy], session: AsyncSession
+) -> None:
+    row = _rows(await _export(as_admin))[0]
+    row["phone"] = "call us"
+    shown = await preview(as_admin, _csv([row]))
+    assert "phone: Enter a UK phone number" in shown.text
+    assert 'id="apply-import"' not in shown.text

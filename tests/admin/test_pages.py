@@ -544,3 +544,26 @@ async def test_regions_page_shows_the_mapping_and_what_each_region_has(
     assert "draft 1" in page
     assert "RXROUTE_REGION_CHANNELS" in page
     assert "{&#34;A&#34;:&#34;email&#34;,&#34;B&#34;:&#34;erx&#34;}" in page
+
+
+async def test_a_pharmacy_keeps_its_phone_and_hours_and_a_bad_phone_is_named(
+    as_admin: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    token = await csrf_for(as_admin, "/admin/pharmacies/new")
+    refused = await as_admin.post(
+        "/admin/pharmacies/new", data=_pharmacy_form(token, phone="ring the bell")
+    )
+    assert refused.status_code == 422
+    assert "Enter a UK phone number" in refused.text
+    assert 'value="ring the bell"' in refused.text  # what was typed stays in the form
+
+    saved = await as_admin.post(
+        "/admin/pharmacies/new",
+        data=_pharmacy_form(token, phone="0113 496 0000", opening_hours="Mon to Sat 8:30 to 19:00"),
+    )
+    assert saved.status_code == 303, saved.text
+    pharmacy = await session.scalar(select(Pharmacy).where(Pharmacy.platform_contact_id == 7002))
+    assert pharmacy is not None
+    assert (pharmacy.phone, pharmacy.opening_hours) == ("0113 496 0000", "Mon to Sat 8:30 to 19:00")
+    edit_page = await as_admin.get(f"/admin/pharmacies/{pharmacy.id}")
+    assert 'value="0113 496 0000"' in edit_page.text

@@ -237,6 +237,8 @@ async def test_pharmacies_for_a_key_and_for_any_signed_in_user(
     by_key = await client.get("/api/v1/pharmacies", params={"region": "B"}, headers=bearer(key))
     assert by_key.status_code == 200, by_key.text
     assert [p["id"] for p in by_key.json()["results"]] == [str(world.pharmacy.id)]
+    # Phone and opening hours are part of the answer: null while unknown.
+    assert {"phone", "opening_hours"} <= set(by_key.json()["results"][0])
     user = await factories.make_user(session, Role.PATIENT, patient=world.patient)
     await session.commit()
     by_user = await client.get(

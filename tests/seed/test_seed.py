@@ -246,3 +246,15 @@ async def test_two_fresh_databases_get_the_same_pharmacies(db: Runtime) -> None:
         for p in data.pharmacies(region)
     )
     assert sorted(first) == expected
+
+
+def test_seeded_pharmacies_show_phone_and_hours_mostly_but_not_always() -> None:
+    """The demo shows a pharmacy's phone and hours, and also one whose are unknown."""
+    from rxroute.seed import data
+
+    seeded = data.pharmacies("A") + data.pharmacies("B")
+    phones = [ph.phone for ph in seeded if ph.phone]
+    assert phones and len(phones) < len(seeded)
+    assert all(phone.startswith("+44 7700 900") for phone in phones)  # Ofcom's drama range
+    assert len(set(phones)) == len(phones)
+    assert any(ph.opening_hours for ph in seeded) and any(not ph.opening_hours for ph in seeded)

@@ -135,6 +135,16 @@ def _check_header(
     return columns
 
 
+def header_names(text: str) -> set[str]:
+    """The column names the file's first line gives (as :func:`parse_rows` reads them), so an
+    import can tell a column left out from a cell left empty."""
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), strict=True), None)
+    except csv.Error:
+        return set()
+    return {cell.strip().lower() for cell in header or []}
+
+
 def parse_rows(
     text: str, fields: Sequence[str], *, noun: str, optional: Sequence[str] = ()
 ) -> list[tuple[int, dict[str, str]]]:

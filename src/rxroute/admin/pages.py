@@ -28,6 +28,7 @@ from rxroute.admin.health_pages import router as health_router
 from rxroute.admin.import_pages import router as import_router
 from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.admin.pharmacy_confirm import router as confirm_router
+from rxroute.admin.pharmacy_csv import values_of
 from rxroute.admin.users import router as users_router
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.models import AuditEntity, Pharmacy, Prescriber, Prescription
@@ -166,23 +167,6 @@ async def _pharmacy_form(
     )
 
 
-def _pharmacy_values(pharmacy: Pharmacy) -> dict[str, str]:
-    return {
-        "name": pharmacy.name,
-        "address_line1": pharmacy.address_line1,
-        "address_line2": pharmacy.address_line2,
-        "town": pharmacy.town,
-        "postcode": pharmacy.postcode,
-        "region": pharmacy.region,
-        "email": pharmacy.email or "",
-        "code": pharmacy.code or "",
-        "platform_contact_id": (
-            str(pharmacy.platform_contact_id) if pharmacy.platform_contact_id is not None else ""
-        ),
-        "active": "yes" if pharmacy.active else "no",
-    }
-
-
 @router.get("/pharmacies/new", response_class=HTMLResponse)
 async def new_pharmacy(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
@@ -229,7 +213,7 @@ async def edit_pharmacy(
 ) -> HTMLResponse:
     pharmacy = await _pharmacy(session, pharmacy_id)
     return await _pharmacy_form(
-        request, session, runtime, values=_pharmacy_values(pharmacy), pharmacy=pharmacy
+        request, session, runtime, values=values_of(pharmacy), pharmacy=pharmacy
     )
 
 

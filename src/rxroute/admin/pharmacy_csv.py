@@ -62,6 +62,8 @@ def values_of(pharmacy: Pharmacy) -> dict[str, str]:
         "email": pharmacy.email or "",
         "platform_contact_id": as_text(pharmacy.platform_contact_id),
         "active": as_text(pharmacy.active),
+        "phone": pharmacy.phone or "",
+        "opening_hours": pharmacy.opening_hours or "",
     }
 
 

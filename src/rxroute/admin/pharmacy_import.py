@@ -32,14 +32,27 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
-from rxroute.admin.csv_import import RejectedRow, decode_upload, parse_rows, width_reason
+from rxroute.admin.csv_import import (
+    RejectedRow,
+    decode_upload,
+    header_names,
+    parse_rows,
+    width_reason,
+)
 from rxroute.admin.pharmacy_csv import as_text, values_of
-from rxroute.admin.service import PHARMACY_FIELDS, PharmacyInput, apply_input, check_pharmacy
+from rxroute.admin.service import (
+    OPTIONAL_FIELDS,
+    PHARMACY_FIELDS,
+    PharmacyInput,
+    apply_input,
+    check_pharmacy,
+)
 from rxroute.config import Settings
 from rxroute.models import AuditAction, Pharmacy
 
-#: Columns a file may leave out (a list without codes is matched by name and postcode).
-OPTIONAL_COLUMNS = ("code",)
+#: Columns a file may leave out: a list without codes is matched by name and postcode, and a
+#: stored pharmacy keeps its value of each column the file does not have.
+OPTIONAL_COLUMNS = OPTIONAL_FIELDS
 #: The fields compared to tell a change from an unchanged row (all the file's columns).
 COMPARED = PHARMACY_FIELDS
 _BATCH = 1000
@@ -239,9 +252,9 @@ async def plan_import(
 
     ``for_update`` locks the stored pharmacies the plan changes (when applying it).
     """
-    rows = parse_rows(
-        decode_upload(data), PHARMACY_FIELDS, noun="pharmacies", optional=OPTIONAL_COLUMNS
-    )
+    text = decode_upload(data)
+    rows = parse_rows(text, PHARMACY_FIELDS, noun="pharmacies", optional=OPTIONAL_COLUMNS)
+    left_out = [name for name in OPTIONAL_COLUMNS if name not in header_names(text)]
     plan = ImportPlan(rows=len(rows), deactivate_missing=deactivate_missing)
     stored = await _stored(session)
     matched: list[tuple[int, dict[str, str], uuid.UUID | None]] = []
@@ -266,6 +279,9 @@ async def plan_import(
     clashes = _Clashes(stored, set(ids))
     for line, raw, pharmacy_id in matched:
         current = loaded.get(pharmacy_id) if pharmacy_id is not None else None
+        if current is not None and left_out:
+            kept = values_of(current)
+            raw = {**raw, **{name: kept[name] for name in left_out}}
         checked = check_pharmacy(
             settings, raw, active_default=current.active if current is not None else True
         )

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin import audit
+from rxroute.channels.erx.payload import normalise_phone
 from rxroute.config import Settings
 from rxroute.emails import normalise_email
 from rxroute.models import AuditAction, Pharmacy, Prescription
@@ -44,13 +45,19 @@ PHARMACY_FIELDS = (
     "email",
     "platform_contact_id",
     "active",
+    "phone",
+    "opening_hours",
 )
+#: Columns a CSV file may leave out: a stored pharmacy keeps its value for them.
+OPTIONAL_FIELDS = ("code", "phone", "opening_hours")
 _LENGTHS = {
     "name": 200,
     "address_line1": 200,
     "address_line2": 200,
     "town": 100,
     "email": 320,
+    "phone": 40,
+    "opening_hours": 300,
 }
 _REQUIRED = {
     "name": "Enter the pharmacy's name.",
@@ -160,6 +167,9 @@ def check_pharmacy(
     values["code"] = code
     if code and not _CODE.match(code):
         errors["code"] = "The code is 3 to 20 letters and digits, like FA123 (or leave it empty)."
+    phone = values["phone"]
+    if phone and normalise_phone(phone, "GB") is None and "phone" not in errors:
+        errors["phone"] = "Enter a UK phone number, like 0113 496 0000 or +44 113 496 0000."
     active = parse_active(values["active"], default=active_default)
     if active is None:
         errors["active"] = "Use yes or no (or true/false, 1/0)."
@@ -234,6 +244,8 @@ def apply_input(pharmacy: Pharmacy, checked: PharmacyInput) -> None:
     pharmacy.email = values["email"] or None
     pharmacy.platform_contact_id = checked.platform_contact_id
     pharmacy.active = checked.active
+    pharmacy.phone = values["phone"] or None
+    pharmacy.opening_hours = values["opening_hours"] or None
 
 
 async def save_pharmacy(

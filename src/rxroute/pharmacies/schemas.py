@@ -16,6 +16,9 @@ class PharmacyOut(BaseModel):
     postcode: str
     full_address: str
     region: str
+    #: Shown to patients when known (an admin's entry or the CSV import); null otherwise.
+    phone: str | None = None
+    opening_hours: str | None = None
 
     @classmethod
     def of(cls, pharmacy: Pharmacy) -> PharmacyOut:
@@ -28,6 +31,8 @@ class PharmacyOut(BaseModel):
             postcode=pharmacy.postcode,
             full_address=pharmacy.full_address,
             region=pharmacy.region,
+            phone=pharmacy.phone,
+            opening_hours=pharmacy.opening_hours,
         )
 
 

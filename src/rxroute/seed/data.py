@@ -47,6 +47,8 @@ class PharmacySeed:
     region: str
     email: str
     contact_id: int | None
+    phone: str | None = None
+    opening_hours: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,15 @@ _STREETS = (
     "Bridge Street",
     "Park Road",
     "North Parade",
+)
+#: Opening hours the seeded pharmacies keep; ``None`` is a pharmacy whose hours are unknown,
+#: so the pages are seen both ways.
+_HOURS = (
+    "Mon to Fri 9:00 to 18:00, Sat 9:00 to 13:00",
+    "Mon to Sat 8:30 to 19:00",
+    "Every day 8:00 to 22:00",
+    "Mon to Fri 9:00 to 17:30",
+    None,
 )
 _UNITS = ("", "Unit 2", "Unit 4", "The Old Bank", "Ground Floor", "Riverside House")
 
@@ -201,6 +212,11 @@ def pharmacies(region: str, count: int = PHARMACIES_PER_REGION) -> list[Pharmacy
                 region=region,
                 email=f"pharmacy-{slug}@example.com",
                 contact_id=contact_id,
+                # Ofcom's drama range, as for the patients; every seventh has no number.
+                phone=None
+                if index % 7 == 6
+                else f"+44 7700 900{500 + index + (0 if region == 'A' else 200):03d}",
+                opening_hours=_HOURS[index % len(_HOURS)],
             )
         )
     return result

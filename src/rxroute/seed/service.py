@@ -137,6 +137,8 @@ async def seed_demo(session: AsyncSession, box: SecretBox) -> SeedSummary:
                     region=ph.region,
                     email=ph.email,
                     platform_contact_id=ph.contact_id,
+                    phone=ph.phone,
+                    opening_hours=ph.opening_hours,
                 )
             )
             pharmacy_count += 1

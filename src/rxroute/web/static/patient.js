@@ -66,6 +66,9 @@
           type: "button", role: "option", "data-id": ph.id,
           "aria-selected": ph.id === hidden.value ? "true" : "false",
         }, rx.el("strong", {}, ph.name), rx.el("br"), rx.el("span", { class: "small" }, ph.full_address));
+        // Phone and opening hours when known, as the server-rendered list shows them.
+        const contact = [ph.phone, ph.opening_hours].filter(Boolean).join(" \u00b7 ");
+        if (contact) button.append(rx.el("br"), rx.el("small", { class: "muted pharmacy-contact" }, contact));
         button.dataset.name = ph.name;
         button.dataset.address = ph.full_address;
         list.append(rx.el("li", { role: "presentation" }, button));

@@ -124,8 +124,9 @@ async def test_faults_page_sets_faults_and_names_bad_values(
 async def test_readme_failure_recipe(browser: Any, stack: Stack, shots: Shots) -> None:
     """The README's "make a send fail": arm "issue: reject" on the sandbox's faults page, then
     send a Region B prescription to a seeded pharmacy. It fails at once (no retries: the
-    platform said no), with the platform's words for support. The README's picture of a
-    failed send is this one."""
+    platform said no): the patient is asked to choose another pharmacy, in plain words, and
+    the platform's own words are kept for support. The README's picture of a failed send is
+    this one."""
     sandbox_page = await _page(browser, stack.sandbox, DESKTOP)
     await sandbox_page.goto("/faults")
     await sandbox_page.get_by_label("Operation").select_option("issue")
@@ -141,9 +142,8 @@ async def test_readme_failure_recipe(browser: Any, stack: Stack, shots: Shots) -
     assert name in {p.name for p in data.pharmacies("B")}, "the recipe uses a seeded pharmacy"
     await expect(page.locator("#status")).to_have_text("Not sent", timeout=LIVE_TIMEOUT)
     await expect(page.locator("#failure")).to_contain_text(FAILURE_HEADLINE)
-    await expect(page.locator("#failure-reason")).to_contain_text(
-        "Rejected by the sandbox: a staged fault"
-    )
+    await expect(page.locator("#failure")).to_contain_text("choose another pharmacy")
+    await expect(page.locator("#failure")).not_to_contain_text("sandbox")
     await shots.take(page, "failed", key="09-failed-send", top="#status-panel")
     # Used up: the sandbox's faults page shows nothing armed any more.
     await sandbox_page.goto("/faults")

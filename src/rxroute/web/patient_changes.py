@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.deliveries import commands
-from rxroute.models import Pharmacy, Prescription, User
+from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions import repository
 from rxroute.prescriptions.errors import (
     ChannelUnavailable,
@@ -48,8 +48,8 @@ from rxroute.web.patient_detail import (
     can_change,
     detail_url,
     friendly_field_error,
-    not_for_staff,
     not_found,
+    own_prescription,
     parse_id,
     region_or_none,
     render_detail,
@@ -68,20 +68,6 @@ UNREACHABLE = (
 )
 
 Reason = Annotated[str, Form(max_length=2000)]
-
-
-async def _mine(
-    request: Request, session: AsyncSession, user: User, raw_id: str
-) -> Prescription | Response:
-    """The caller's own prescription, or the response to send instead (404, staff)."""
-    redirect = not_for_staff(user)
-    if redirect is not None:
-        return redirect
-    key = parse_id(raw_id)
-    prescription = await repository.get_visible(session, user, key) if key else None
-    if prescription is None:
-        return not_found(request)
-    return prescription
 
 
 def _confirm_change(
@@ -174,7 +160,7 @@ async def change_page(
     shown: str = "",
 ) -> Response:
     """The change form's target: search results, or the confirm step for the chosen one."""
-    found = await _mine(request, session, user, prescription_id)
+    found = await own_prescription(request, session, user, prescription_id)
     if not isinstance(found, Prescription):
         return found
     prescription = found
@@ -239,7 +225,7 @@ async def change(
     reason: Reason = "",
 ) -> Response:
     """Confirmed: re-route, and queue the send job in the same transaction."""
-    found = await _mine(request, session, user, prescription_id)
+    found = await own_prescription(request, session, user, prescription_id)
     if not isinstance(found, Prescription):
         return found
     prescription = found
@@ -300,7 +286,7 @@ async def cancel_page(
     user: PageUser,
 ) -> Response:
     """The confirm step: what cancelling does, an optional reason, and the button."""
-    found = await _mine(request, session, user, prescription_id)
+    found = await own_prescription(request, session, user, prescription_id)
     if not isinstance(found, Prescription):
         return found
     status = Status(found.status)
@@ -325,7 +311,7 @@ async def cancel(
     reason: Reason = "",
 ) -> Response:
     """Confirmed: take every live copy back, then the prescription is cancelled."""
-    found = await _mine(request, session, user, prescription_id)
+    found = await own_prescription(request, session, user, prescription_id)
     if not isinstance(found, Prescription):
         return found
     if Status(found.status) is Status.DRAFT:

@@ -31,6 +31,7 @@ from rxroute.models import (
 )
 from rxroute.notifications import service as notifications
 from rxroute.pharmacies import repository as pharmacy_repository
+from rxroute.prescriptions import repository
 from rxroute.prescriptions.history import history
 from rxroute.prescriptions.lifecycle import CHANGEABLE, NOT_SENDABLE, Source, Status
 from rxroute.prescriptions.reference import patient_reference
@@ -83,6 +84,21 @@ def parse_id(raw: str) -> uuid.UUID | None:
         return uuid.UUID(raw)
     except ValueError:
         return None
+
+
+async def own_prescription(
+    request: Request, session: AsyncSession, user: User, raw_id: str
+) -> Prescription | Response:
+    """The caller's own prescription, or the response to send instead (404, or staff sent to
+    their console): the one door every patient page about a prescription goes through."""
+    redirect = not_for_staff(user)
+    if redirect is not None:
+        return redirect
+    key = parse_id(raw_id)
+    prescription = await repository.get_visible(session, user, key) if key else None
+    if prescription is None:
+        return not_found(request)
+    return prescription
 
 
 def not_found(request: Request) -> HTMLResponse:

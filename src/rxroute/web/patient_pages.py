@@ -44,6 +44,7 @@ from rxroute.web.patient_detail import (
     friendly_field_error,
     not_for_staff,
     not_found,
+    own_prescription,
     parse_id,
     region_or_none,
     render_detail,
@@ -82,13 +83,9 @@ async def prescription_page(
     changed: str | None = None,
     shown: str | None = None,
 ) -> Response:
-    redirect = not_for_staff(user)
-    if redirect is not None:
-        return redirect
-    key = parse_id(prescription_id)
-    prescription = await repository.get_visible(session, user, key) if key else None
-    if prescription is None:
-        return not_found(request)
+    prescription = await own_prescription(request, session, user, prescription_id)
+    if isinstance(prescription, Response):
+        return prescription
     return await render_detail(
         request,
         session,
@@ -155,13 +152,9 @@ async def send_confirm_page(
     pharmacy_id: str = "",
 ) -> Response:
     """The confirm step: the pharmacy, its address and what happens next, then "Send"."""
-    redirect = not_for_staff(user)
-    if redirect is not None:
-        return redirect
-    key = parse_id(prescription_id)
-    prescription = await repository.get_visible(session, user, key) if key else None
-    if prescription is None:
-        return not_found(request)
+    prescription = await own_prescription(request, session, user, prescription_id)
+    if isinstance(prescription, Response):
+        return prescription
     status = Status(prescription.status)
     if status in NOT_SENDABLE or not pharmacy_id:
         # Already on its way (a second tab, the back button), or nothing chosen (back from
@@ -226,13 +219,9 @@ async def send_form(
     shown: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Search, choose, review (to the confirm step) or, from the confirm step, send."""
-    redirect = not_for_staff(user)
-    if redirect is not None:
-        return redirect
-    key = parse_id(prescription_id)
-    prescription = await repository.get_visible(session, user, key) if key else None
-    if prescription is None:
-        return not_found(request)
+    prescription = await own_prescription(request, session, user, prescription_id)
+    if isinstance(prescription, Response):
+        return prescription
     query = q[:MAX_QUERY]
     region_code = region.strip().upper()
     if choose:

@@ -8,6 +8,7 @@ jobs against the mail catcher.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from email import message_from_bytes, policy
@@ -24,6 +25,7 @@ from rxroute.notifications import service as notifications
 from rxroute.notifications.tasks import send_stream
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.prescriptions.reference import short_reference
 from rxroute.runtime import Runtime
 from rxroute.web.failure_text import FAILURE_HEADLINE, FAILURE_NEXT_STEP, failure_cause
 from tests.factories import observe_current, queue_delivery
@@ -130,7 +132,12 @@ def _check_common(message: StoredMessage, rx: Rx, runtime: Runtime) -> None:
     assert message.from_header == runtime.settings.smtp_from
     assert message.to_header == rx.patient.email
     assert body.startswith(f"Hello {rx.patient.first_name},\n")
-    assert f"Prescription number: {rx.prescription_id}" in body
+    # The reference the pharmacy sees: ours before the platform has the prescription, else its.
+    quoted = re.search(r"^Reference: (\S+) \(quote it", body, re.MULTILINE)
+    assert quoted is not None, body
+    assert quoted.group(1) == short_reference(rx.prescription_id) or quoted.group(1).startswith(
+        "SRX"
+    )
     assert f"http://rxroute.test/prescriptions/{rx.prescription_id}" in body
     unsubscribe = str(parsed["List-Unsubscribe"])
     assert unsubscribe.startswith("<http://rxroute.test/notifications/unsubscribe/")

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from rxroute.models import Prescription, Role, User
 from rxroute.prescriptions.lifecycle import Source, Status
+from rxroute.prescriptions.reference import short_reference
 from rxroute.runtime import Runtime
 from tests import factories
 from tests.staff_pages import csrf_for, sign_in
@@ -112,6 +113,7 @@ def _found(page: str, prescription: Prescription) -> bool:
         ({"dob": "1990-12-09"}, "grace"),
         ({"q": "{ada_prefix}"}, "ada"),
         ({"q": "{grace_prefix_upper}"}, "grace"),
+        ({"q": "{grace_reference}"}, "grace"),  # the short reference patient and pharmacy see
         ({"q": "srxada0000001"}, "ada"),
         ({"q": "GRACE.HOPPER@example.com"}, "grace"),
         ({"pharmacy": "harbour"}, "ada"),
@@ -130,6 +132,7 @@ async def test_each_field_finds_its_prescription_and_not_the_other(
         key: value.format(
             ada_prefix=str(case.ada.id)[:8],
             grace_prefix_upper=str(case.grace.id)[:13].upper(),
+            grace_reference=short_reference(case.grace.id),
         )
         for key, value in fields.items()
     }

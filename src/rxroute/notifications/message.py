@@ -45,6 +45,8 @@ class NotificationContent:
     kind: Kind
     first_name: str
     prescription_id: str
+    #: The reference the pharmacy sees (:func:`rxroute.prescriptions.reference.patient_reference`).
+    reference: str
     prescription_url: str
     unsubscribe_url: str
     #: The pharmacy the email is about (sent, dispensed, re-routed: the delivery's pharmacy).
@@ -63,6 +65,7 @@ def render(content: NotificationContent) -> tuple[str, str]:
     values = {
         "first_name": content.first_name,
         "prescription_id": content.prescription_id,
+        "reference": content.reference,
         "prescription_url": content.prescription_url,
         "unsubscribe_url": content.unsubscribe_url,
         "pharmacy": content.pharmacy,

@@ -50,6 +50,7 @@ from rxroute.notifications.message import (
     PharmacyLines,
     build_notification_email,
 )
+from rxroute.prescriptions.reference import patient_reference
 from rxroute.runtime import Runtime, get_runtime
 from rxroute.web.failure_text import FAILURE_HEADLINE, FAILURE_NEXT_STEP, failure_cause
 
@@ -229,6 +230,7 @@ async def _content(
         kind=kind,
         first_name=patient.first_name,
         prescription_id=str(prescription.id),
+        reference=patient_reference(prescription),
         prescription_url=f"{base}/prescriptions/{prescription.id}",
         unsubscribe_url=unsubscribe_url(settings, patient.id),
         pharmacy=(

@@ -26,6 +26,18 @@ def short_reference(prescription_id: uuid.UUID | str) -> str:
     return f"{PREFIX}-{digits[:4]}-{digits[4:]}"
 
 
+def id_prefix_of(reference: str) -> str | None:
+    """The ID's first hex digits a typed short reference stands for (``rx-1a2b 3c4d`` ->
+    ``1a2b3c4d``), or None when the text is not one: for finding a prescription by it."""
+    compact = "".join(reference.split()).replace("-", "").upper()
+    if not compact.startswith(PREFIX):
+        return None
+    digits = compact.removeprefix(PREFIX)
+    if len(digits) != 8 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        return None
+    return digits.lower()
+
+
 class _Referenced(Protocol):
     @property
     def id(self) -> uuid.UUID: ...

@@ -6,7 +6,8 @@ volume (migrations 0013 and 0016; checked by ``tests/db/test_query_plans.py``):
 
 * rxroute's ID, whole or its first characters (at least :data:`MIN_ID_PREFIX` hex digits,
   dashes ignored): the primary key, the prefix read as a range of UUIDs. The short reference
-  a pharmacy sees is the ID's beginning, so it is found the same way;
+  a pharmacy and the patient see (``RX-1A2B-3C4D``) is the ID's beginning, so it is found the
+  same way;
 * the platform's prescription ID (``SRX...``): the current one on the prescription, and every
   earlier delivery's (``deliveries.provider_ref``), so a re-routed prescription is found by
   the ID the first pharmacy was given;
@@ -33,6 +34,7 @@ from sqlalchemy.orm import selectinload
 
 from rxroute.models import Delivery, Patient, Pharmacy, Prescription
 from rxroute.prescriptions.lifecycle import Status
+from rxroute.prescriptions.reference import id_prefix_of
 from rxroute.timezones import ZoneSource, zone_of
 
 MAX_QUERY_LENGTH = 320
@@ -113,6 +115,9 @@ def classify_query(raw: str) -> tuple[str, str]:
         return "platform_id", query.upper()
     if _EMAILISH.match(query):
         return "email", query.lower()
+    referenced = id_prefix_of(query)
+    if referenced is not None:
+        return "id_prefix", referenced
     compact = query.lower().replace("-", "")
     if _HEX.match(compact) and MIN_ID_PREFIX <= len(compact) < 32:
         return "id_prefix", compact

@@ -84,7 +84,12 @@ async def test_check_a_pharmacy_then_import_with_a_preview(
     await expect(page.locator("#health .health-badge")).to_have_text("Problem")
     await expect(page.locator("#health .health-detail")).to_contain_text("999999")
     await expect(page.locator("[data-withheld=yes]")).to_be_visible()
-    await shots.take(page, "withheld", top="#health")
+    await shots.take(
+        page,
+        "withheld",
+        top="#health",
+        key="19-admin-pharmacy-withheld" if viewport == "desktop" else None,
+    )
     await page.locator("#action-reason").fill("platform registered the branch")
     await page.get_by_role("button", name="Clear: offer it to patients again").click()
     await expect(page.get_by_role("status").first).to_contain_text("Cleared")
@@ -102,7 +107,12 @@ async def test_check_a_pharmacy_then_import_with_a_preview(
     await expect(page.locator("#additions")).to_contain_text("Canal Side Pharmacy")
     async with stack.runtime.sessionmaker() as session:
         assert await session.scalar(select(Pharmacy).where(Pharmacy.code == "FA777")) is None
-    await shots.take(page, "import-preview", top="h1")
+    await shots.take(
+        page,
+        "import-preview",
+        top="h1",
+        key="20-admin-import-preview" if viewport == "desktop" else None,
+    )
     apply_button = page.get_by_role("button", name="Apply these changes")
     await apply_button.scroll_into_view_if_needed()
     await expect(apply_button).to_be_in_viewport()

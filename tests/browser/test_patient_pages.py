@@ -87,7 +87,7 @@ async def test_regions_explained_and_the_confirm_step(
     )
     confirm = page.locator("#confirm-send")
     await expect(confirm).to_be_in_viewport()
-    await shots.take(page, "confirm-step")
+    await shots.take(page, "confirm-step", key="17-send-confirm-step" if size == "phone" else None)
     await confirm.click()
 
     await expect(page.locator("#confirmation")).to_contain_text(f"Sent for processing to {name}")
@@ -146,7 +146,9 @@ async def test_a_platform_outage_is_explained(
     await expect(body).not_to_contain_text("not sent after")
     await expect(body).not_to_contain_text("Sent for processing")
     await _still_marked(page)
-    await shots.take(page, "outage", top="#status-panel")
+    await shots.take(
+        page, "outage", top="#status-panel", key="18-platform-outage" if size == "phone" else None
+    )
     # "Try again" leads straight to the confirm step for the same pharmacy.
     await page.locator("#failure-action").click()
     await expect(page.locator("#confirm-pharmacy-name")).to_have_text(name)

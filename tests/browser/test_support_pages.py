@@ -90,7 +90,12 @@ async def test_search_case_note_and_change_of_pharmacy(
     results = page.locator("#search-results")
     await expect(results).to_contain_text("Jamie Testpatient")
     await _fits_the_screen(page)
-    await shots.take(page, "support-search", top="#results")
+    await shots.take(
+        page,
+        "support-search",
+        top="#results",
+        key="15-support-search" if viewport is WIDE else None,
+    )
     await results.get_by_role("link", name=str(prescription_id)).click()
 
     # The case: who the patient is, what is prescribed, a copy button beside the ID.
@@ -147,4 +152,9 @@ async def test_search_case_note_and_change_of_pharmacy(
     assert now.provider_prescription_id, f"not sent to the platform: {now.status}"
     await page.reload()
     await expect(page.locator("#current-status")).not_to_have_text("queued")
-    await shots.take(page, "support-case-after", top="#deliveries-heading")
+    await shots.take(
+        page,
+        "support-case-after",
+        top="#deliveries-heading",
+        key="16-support-case" if viewport is WIDE else None,
+    )

@@ -243,6 +243,15 @@ class FakePlatform:
             raise DeliveryRejected(f"no prescription {ref} on the platform")
         return FarSideCopy(held.ref, held.status, held.status.value, held.destination)
 
+    async def record_rejection(
+        self,
+        session: AsyncSession,
+        prescription: Prescription,
+        delivery: Delivery,
+        error: DeliveryRejected,
+    ) -> None:
+        """The fake platform's refusals say nothing about the setup."""
+
 
 class FakeFax:
     """Another channel: no lookup, a cancellation instead of a void, one copy per delivery."""
@@ -314,3 +323,12 @@ class FakeFax:
 
     async def poll(self, runtime: Runtime, prepared: Any, ref: str) -> FarSideCopy:
         raise AssertionError("a channel that does not poll is never polled")
+
+    async def record_rejection(
+        self,
+        session: AsyncSession,
+        prescription: Prescription,
+        delivery: Delivery,
+        error: DeliveryRejected,
+    ) -> None:
+        """A refused fax says nothing about the setup."""

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.channels import registry
 from rxroute.channels.base import (
     Delivered,
+    DeliveryRejected,
     DeliveryRetryable,
     FarSideCopy,
     Purpose,
@@ -99,6 +100,15 @@ class FaxChannel:
 
     async def poll(self, runtime: Runtime, prepared: Any, ref: str) -> FarSideCopy:
         raise AssertionError("a channel that does not poll is never polled")
+
+    async def record_rejection(
+        self,
+        session: AsyncSession,
+        prescription: Prescription,
+        delivery: Delivery,
+        error: DeliveryRejected,
+    ) -> None:
+        """A refused fax says nothing about the setup."""
 
 
 @pytest.fixture

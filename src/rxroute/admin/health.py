@@ -7,7 +7,7 @@ item and keeps the result on the row (``health_status``, ``health_checked_at``,
 ``health_detail``), shown as a badge.
 
 A pharmacy whose contact the platform rejected - at a check, or when a real send was
-refused for an unknown contact (:func:`rxroute.admin.rejections.record_send_rejection`,
+refused for an unknown contact (:func:`rxroute.channels.erx.rejections.record_send_rejection`,
 called by the send path in the transaction that records the failure) - is *withheld*: the
 patients' search leaves it out (:mod:`rxroute.pharmacies.repository`) and it cannot be
 chosen, until an admin clears it (:func:`clear_withheld`, audited).

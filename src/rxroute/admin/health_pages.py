@@ -19,6 +19,7 @@ from rxroute.admin.pharmacy_confirm import list_query
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.models import Pharmacy
 from rxroute.web.deps import AdminPageUser, require_admin_page
+from rxroute.web.forms import text_fields
 from rxroute.web.security import csrf_guard
 
 #: Admins only, and every POST carries the CSRF token (checked here).
@@ -28,11 +29,6 @@ router = APIRouter(
 )
 
 MAX_REASON = 500
-
-
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form(max_files=0, max_fields=10)
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _back(form: dict[str, str], list_url: str, detail_url: str, done: str) -> RedirectResponse:
@@ -51,7 +47,7 @@ async def check_pharmacy(
     user: AdminPageUser,
     pharmacy_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     actor = user.id
     # The request's transaction has only read the session: end it before the platform call.
     await session.commit()
@@ -70,7 +66,7 @@ async def clear_pharmacy(
     user: AdminPageUser,
     pharmacy_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     pharmacy = await session.get(Pharmacy, pharmacy_id, with_for_update=True)
     if pharmacy is None:
         raise HTTPException(status_code=404, detail="no such pharmacy")
@@ -88,7 +84,7 @@ async def check_prescriber(
     user: AdminPageUser,
     prescriber_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     actor = user.id
     # The request's transaction has only read the session: end it before the platform call.
     await session.commit()

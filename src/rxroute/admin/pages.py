@@ -33,6 +33,7 @@ from rxroute.admin.users import router as users_router
 from rxroute.auth.dependencies import RuntimeDep, SessionDep
 from rxroute.models import AuditEntity, Pharmacy, Prescriber, Prescription
 from rxroute.web.deps import AdminPageUser, require_admin_page
+from rxroute.web.forms import text_fields
 from rxroute.web.security import CsrfGuard
 from rxroute.web.templating import render
 
@@ -73,12 +74,6 @@ LIST_STATES = ("all", "active", "inactive", "withheld", "problems")
 
 def _flash(request: Request) -> str | None:
     return FLASHES.get(request.query_params.get("done", ""))
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The submitted text fields (the router's guard has checked the CSRF token)."""
-    form = await request.form(max_files=0, max_fields=40)
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _regions(runtime: RuntimeDep) -> list[tuple[str, str]]:
@@ -178,7 +173,7 @@ async def new_pharmacy(
 async def create_pharmacy(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     saved, checked = await service.save_pharmacy(session, runtime.settings, form, actor_id=user.id)
     if saved is None:
         typed = {name: form.get(name, "") for name in service.PHARMACY_FIELDS}
@@ -225,7 +220,7 @@ async def update_pharmacy(
     user: AdminPageUser,
     pharmacy_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     pharmacy = await _pharmacy(session, pharmacy_id)
     saved, checked = await service.save_pharmacy(
         session, runtime.settings, form, pharmacy, actor_id=user.id
@@ -252,7 +247,7 @@ async def set_active(
     user: AdminPageUser,
     pharmacy_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     pharmacy = await _pharmacy(session, pharmacy_id)
     active = form.get("active") == "1"
     await service.set_pharmacy_active(
@@ -327,7 +322,7 @@ async def new_prescriber(
 async def create_prescriber(
     request: Request, session: SessionDep, runtime: RuntimeDep, user: AdminPageUser
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     saved, checked = await prescriber_service.save_prescriber(
         session, runtime.secret_box, form, actor_id=user.id
     )
@@ -367,7 +362,7 @@ async def update_prescriber(
     user: AdminPageUser,
     prescriber_id: uuid.UUID,
 ) -> Response:
-    form = await _form(request)
+    form = await text_fields(request)
     prescriber = await _prescriber(session, prescriber_id)
     saved, checked = await prescriber_service.save_prescriber(
         session, runtime.secret_box, form, prescriber, actor_id=user.id

@@ -168,3 +168,17 @@ class Channel(Protocol):
     ) -> Withdrawn: ...
 
     async def poll(self, runtime: Runtime, prepared: Any, ref: str) -> FarSideCopy: ...
+
+    async def record_rejection(
+        self,
+        session: AsyncSession,
+        prescription: Prescription,
+        delivery: Delivery,
+        error: DeliveryRejected,
+    ) -> None:
+        """What a refused send says about the setup, recorded in the failure's transaction.
+
+        A channel whose far side can say "this pharmacy or prescriber is set up wrong"
+        marks it here (Region B withholds the pharmacy); others record nothing.
+        """
+        ...

@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.admin.rejections import record_send_rejection
 from rxroute.channels.base import (
     DeliveryRejected,
     DeliveryRetryable,
@@ -349,7 +348,7 @@ async def _after_rejection(
             )
         )
         await ledger.fail(session, prescription, delivery, reason)
-        await record_send_rejection(session, prescription, delivery, error)
+        await claimed.channel.record_rejection(session, prescription, delivery, error)
     SENDS.labels(channel=claimed.channel.name, outcome="rejected").inc()
     log.info("send_rejected", prescription_id=str(prescription_id), delivery=claimed.number)
     return SendOutcome("failed", reason)

@@ -219,6 +219,15 @@ class EmailDeliveryChannel:
     async def poll(self, runtime: Runtime, prepared: Any, ref: str) -> FarSideCopy:
         raise DeliveryRejected("email deliveries cannot be polled")
 
+    async def record_rejection(
+        self,
+        session: AsyncSession,
+        prescription: Prescription,
+        delivery: Delivery,
+        error: DeliveryRejected,
+    ) -> None:
+        """An SMTP refusal says nothing about the pharmacy's setup: nothing to record."""
+
 
 def build(runtime: Runtime) -> EmailDeliveryChannel:
     return EmailDeliveryChannel()

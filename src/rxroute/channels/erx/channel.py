@@ -36,6 +36,7 @@ from rxroute.channels.erx.errors import (
     RetryableError,
 )
 from rxroute.channels.erx.payload import MedicineItem, PatientDetails, build_issue_payload
+from rxroute.channels.erx.rejections import record_send_rejection
 from rxroute.channels.erx.status import UnknownProviderStatus, from_provider
 from rxroute.channels.registry import ERX, erx_channel
 from rxroute.config import Settings
@@ -261,6 +262,15 @@ class ErxDeliveryChannel:
         assert isinstance(prepared, ErxPrepared)
         remote = await self._bounded(self.client.get(prepared.credentials, ref), "get")
         return copy_of(remote)
+
+    async def record_rejection(
+        self,
+        session: AsyncSession,
+        prescription: Prescription,
+        delivery: Delivery,
+        error: DeliveryRejected,
+    ) -> None:
+        await record_send_rejection(session, prescription, delivery, error)
 
 
 def build(runtime: Runtime) -> ErxDeliveryChannel:

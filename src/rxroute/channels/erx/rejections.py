@@ -1,10 +1,11 @@
-"""The send path's hook: a platform refusal that says the setup is wrong marks the setup.
+"""Region B's answer to a refused send: a refusal that says the setup is wrong marks it.
 
 When the platform refuses a send because it does not know the pharmacy's contact, the
 pharmacy is marked failed and withheld from the patients' search until an admin clears it
 (:mod:`rxroute.admin.health`); when it refuses the prescriber's account (inactive, login,
-PIN), the prescriber's health badge says so. Kept apart from the live checks so the send
-path imports only this.
+PIN), the prescriber's health badge says so. The send path reaches this through the
+channel (:meth:`rxroute.channels.base.Channel.record_rejection`), so the core knows nothing of
+the platform's reasons; kept apart from the admin's live checks, which it does not need.
 """
 
 from __future__ import annotations

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import User
+from rxroute.models import Role, User
+from rxroute.runtime import Runtime
+from tests import factories
 from tests.auth.helpers import post_login
 from tests.factories import PASSWORD
 
@@ -29,3 +33,18 @@ async def csrf_for(client: httpx.AsyncClient, path: str) -> str:
     response = await client.get(path)
     assert response.status_code == 200, response.text
     return csrf_from(response.text)
+
+
+@pytest.fixture
+async def admin(session: AsyncSession, db: Runtime) -> User:
+    """An admin account (imported as a fixture by the staff packages' conftest files)."""
+    user = await factories.make_user(session, Role.ADMIN)
+    await session.commit()
+    return user
+
+
+@pytest.fixture
+async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
+    """The test client, signed in as :func:`admin` through the sign-in form."""
+    await sign_in(client, admin)
+    return client

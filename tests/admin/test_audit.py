@@ -36,12 +36,6 @@ async def admin(session: AsyncSession, db: Runtime) -> User:
     return user
 
 
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
-    return client
-
-
 async def _events(session: AsyncSession) -> list[AdminAuditEvent]:
     """Fresh from the database (the pages changed it on their own sessions)."""
     session.expire_all()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import AdminAuditEvent, Pharmacy, Role, User
+from rxroute.models import AdminAuditEvent, Pharmacy, Role
 from rxroute.prescriptions.lifecycle import Source
 from rxroute.runtime import Runtime
 from tests import factories
@@ -31,16 +31,6 @@ async def pharmacy(session: AsyncSession, db: Runtime) -> Pharmacy:
         await factories.queue_delivery(session, prescription.id, source=Source.PATIENT)
     await session.commit()
     return found
-
-
-@pytest.fixture
-async def as_admin(
-    client: httpx.AsyncClient, session: AsyncSession, db: Runtime
-) -> httpx.AsyncClient:
-    admin: User = await factories.make_user(session, Role.ADMIN)
-    await session.commit()
-    await sign_in(client, admin)
-    return client
 
 
 async def test_the_list_asks_first_and_the_filter_is_kept(

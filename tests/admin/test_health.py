@@ -15,30 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.admin.health import check_pharmacy
 from rxroute.channels.erx.base import Contact, PrescriberCredentials
 from rxroute.deliveries.commands import InvalidChoice, choose_destination
-from rxroute.models import AdminAuditEvent, Pharmacy, Prescriber, Role, User
+from rxroute.models import AdminAuditEvent, Pharmacy, Prescriber, User
 from rxroute.pharmacies.repository import search
 from rxroute.runtime import Runtime
 from tests import factories
 from tests.erx_sandbox import Erx, queue_for_erx, send_until_done
 from tests.erx_sandbox import erx as erx  # a fixture
 from tests.erx_sandbox import sandbox as sandbox  # a fixture
-from tests.staff_pages import csrf_for, sign_in
+from tests.staff_pages import csrf_for
 
 ALICE = ("dr.alice.hartfield@example.com", "sandbox-prescriber-alice", "123456")
 CAROL = ("dr.carol.inactive@example.com", "sandbox-prescriber-carol", "111111")
-
-
-@pytest.fixture
-async def admin(session: AsyncSession, db: Runtime) -> User:
-    user = await factories.make_user(session, Role.ADMIN)
-    await session.commit()
-    return user
-
-
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
-    return client
 
 
 async def _prescriber(

@@ -12,30 +12,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute.models import AdminAuditEvent, Pharmacy, Role, User
+from rxroute.models import AdminAuditEvent, Pharmacy, User
 from rxroute.runtime import Runtime
 from tests import factories
 from tests.admin.importing import apply, import_csv, preview
-from tests.staff_pages import csrf_for, sign_in
+from tests.staff_pages import csrf_for
 
 #: The columns before phone and opening hours were added: files in this shape still import.
 OLD_COLUMNS = (
     "code,name,address_line1,address_line2,town,postcode,region,email,platform_contact_id,active"
 )
 COLUMNS = OLD_COLUMNS + ",phone,opening_hours"
-
-
-@pytest.fixture
-async def admin(session: AsyncSession, db: Runtime) -> User:
-    user = await factories.make_user(session, Role.ADMIN)
-    await session.commit()
-    return user
-
-
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
-    return client
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.admin.csv_import import MAX_IMPORT_BYTES
 from rxroute.admin.service import normalise_postcode
-from rxroute.models import Pharmacy, Prescriber, Role, User
+from rxroute.models import Pharmacy, Prescriber, Role
 from rxroute.runtime import Runtime
 from tests import factories
 from tests.admin.importing import import_csv
@@ -23,19 +23,6 @@ GOOD_ROWS = [
     '"Smith, Jones & Co",2 Market St,"Unit 2, Floor 1",Edinburgh,EH1 1AA,A,smith@example.com,,',
     "Hill Chemist,3 Hill Rd,,Glasgow,G2 4BB,a,HILL@example.com,,no",
 ]
-
-
-@pytest.fixture
-async def admin(session: AsyncSession, db: Runtime) -> User:
-    user = await factories.make_user(session, Role.ADMIN)
-    await session.commit()
-    return user
-
-
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
-    return client
 
 
 async def _count(session: AsyncSession) -> int:

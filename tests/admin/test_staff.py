@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,19 +22,6 @@ from tests.staff_pages import csrf_for, sign_in
 
 HTML = {"Accept": "text/html"}
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-async def admin(session: AsyncSession, db: Runtime) -> User:
-    user = await factories.make_user(session, Role.ADMIN, email="staff-admin@example.com")
-    await session.commit()
-    return user
-
-
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
-    return client
 
 
 async def _post(client: httpx.AsyncClient, path: str, **data: str) -> httpx.Response:

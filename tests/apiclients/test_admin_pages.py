@@ -18,22 +18,11 @@ from rxroute.models import AdminAuditEvent, ApiClient, Role, User
 from rxroute.runtime import Runtime
 from tests import factories
 from tests.apiclients.helpers import bearer, make_api_key
+from tests.staff_pages import admin as admin  # a fixture
+from tests.staff_pages import as_admin as as_admin  # a fixture
 from tests.staff_pages import csrf_for, sign_in
 
 _KEY = re.compile(r'id="api-key"[^>]*value="(rxr_[^"]+)"')
-
-
-@pytest.fixture
-async def admin(session: AsyncSession, db: Runtime) -> User:
-    user = await factories.make_user(session, Role.ADMIN, email="keys-admin@example.com")
-    await session.commit()
-    return user
-
-
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
-    return client
 
 
 async def _stored(session: AsyncSession, name: str) -> ApiClient | None:

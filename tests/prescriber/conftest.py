@@ -10,6 +10,8 @@ from rxroute.formulary.sample import add_sample
 from rxroute.models import Prescriber, Role, User
 from rxroute.runtime import Runtime
 from tests import factories
+from tests.staff_pages import admin as admin  # a fixture
+from tests.staff_pages import as_admin as as_admin  # a fixture
 from tests.staff_pages import sign_in
 
 
@@ -36,17 +38,4 @@ async def prescriber_user(session: AsyncSession, prescriber: Prescriber) -> User
 @pytest.fixture
 async def as_prescriber(client: httpx.AsyncClient, prescriber_user: User) -> httpx.AsyncClient:
     await sign_in(client, prescriber_user)
-    return client
-
-
-@pytest.fixture
-async def admin(session: AsyncSession, db: Runtime) -> User:
-    user = await factories.make_user(session, Role.ADMIN)
-    await session.commit()
-    return user
-
-
-@pytest.fixture
-async def as_admin(client: httpx.AsyncClient, admin: User) -> httpx.AsyncClient:
-    await sign_in(client, admin)
     return client

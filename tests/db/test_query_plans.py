@@ -140,9 +140,10 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
         by_prefix = await support_search.search(
             session, str(volume.synthetic_id("prescription", 11))[:8]
         )
-        by_name_and_birth = await volume.support_find(name="patient42", dob="1950-02-12")(
-            session, loaded
-        )
+        by_name_and_birth = await volume.support_find(
+            name=" ".join(volume.patient_name(42)), dob="1950-02-12"
+        )(session, loaded)
+        by_common_name = await volume.support_find(name="smith")(session, loaded)
     assert counted == PRESCRIPTIONS
     assert len(mine) == 2
     assert {p.patient_id for p in mine} == {volume.patient_id(7)}
@@ -154,3 +155,8 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     assert isinstance(by_name_and_birth, support_search.SearchResult)
     assert by_name_and_birth.prescriptions
     assert {p.patient_id for p in by_name_and_birth.prescriptions} == {volume.patient_id(42)}
+    # "smith" is over 1% of patients: a full page, newest first, every one a Smith.
+    assert by_common_name.more and len(by_common_name.prescriptions) == 50
+    assert all(p.patient.last_name == "Smith" for p in by_common_name.prescriptions)
+    created = [p.created_at for p in by_common_name.prescriptions]
+    assert created == sorted(created, reverse=True)

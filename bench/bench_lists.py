@@ -91,7 +91,9 @@ def measure(conn: psycopg.Connection[Any], statements: Statements, runs: int) ->
     for _ in range(runs):
         started = time.perf_counter()
         for sql, parameters in statements:
-            conn.execute(sql, parameters).fetchall()
+            cursor = conn.execute(sql, parameters)
+            if cursor.description is not None:
+                cursor.fetchall()
         client.append((time.perf_counter() - started) * 1000)
         total = 0.0
         for sql, parameters in statements:

@@ -517,10 +517,10 @@ async def run(
                         ("endpoint", "search", "raw", "me"), samples, strict=True
                     ):
                         times[shape][what].append(sample)
+        in_process_ok = report(times, pharmacies)  # printed before the HTTP phase starts
         http, cpu_ms = await over_http(app, bearer, mix, processes, users)
     finally:
         await stop_runtime()
-    in_process_ok = report(times, pharmacies)
     return report_http(http, cpu_ms, times, processes, users) and in_process_ok
 
 

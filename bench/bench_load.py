@@ -1,4 +1,5 @@
-"""The load generator and statement counter of the HTTP benchmarks (bench_webhooks.py).
+"""The server, load generator and statement counter of the HTTP benchmarks (bench_webhooks.py,
+bench_search.py).
 
 Load comes from separate processes, each with its own httpx client: two busy event loops
 sharing one GIL would measure the GIL's switch interval instead of the server.
@@ -7,14 +8,18 @@ sharing one GIL would measure the GIL's switch interval instead of the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import psycopg
+import uvicorn
+
+from rxroute.netutil import tcp_listener
 
 
 @dataclass
@@ -34,6 +39,35 @@ class Result:
         if not ordered:
             return float("nan")
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the server (in the benchmark's process, on the benchmark's runtime) -----------------------
+
+
+class _InLoopServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    sock = tcp_listener("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = _InLoopServer(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 # --- the load generator (its own processes) ---------------------------------------------------

@@ -20,8 +20,13 @@ towns, a name and a town, odd characters) times, interleaved, one client at a ti
   parameters: the query, and the ``SET LOCAL`` that asks for a plan made for its values),
   executed in a transaction on a bare psycopg async connection and fetched - the floor.
 
-It prints p50/p95 in milliseconds per shape for all three and the ratios to the raw SQL, and
-whether every shape meets the targets (endpoint p95 <= 20 ms; ``search()`` <= 2x the raw SQL),
+It prints p50/p95 in milliseconds per shape for all three and the ratios to the raw SQL.
+Then the same app is served by uvicorn on a free 127.0.0.1 port (in this process, on the
+same runtime, as ``rxroute serve`` would) and ``--processes`` load processes, each with its
+own httpx client and ``--users`` users typing at once, send the whole mix again over real
+sockets: ``over HTTP`` is the endpoint as a client sees it with others searching alongside
+(queueing included), beside the same raw SQL. It prints whether every shape meets the
+targets (endpoint p95 <= 20 ms in process and over HTTP; ``search()`` <= 2x the raw SQL),
 then drops the database. ``GET /api/v1/auth/me`` is timed too, as the cost any authenticated
 endpoint pays before its own work. ``--explain`` prints the plan of one query per shape.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import statistics
 import tempfile
@@ -38,12 +44,14 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+from bench_load import in_process, serve
 from bench_seed import drop_database, fresh_database
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -366,6 +374,67 @@ async def explain(url: str, runtime: Runtime, mix: list[tuple[str, str]]) -> Non
             print(f"\n--- {shape}: {query!r}\n{plan}")
 
 
+async def search_load(
+    base: str, token: str, queries: list[tuple[str, str]], users: int
+) -> list[tuple[str, float]]:
+    """One load process: ``users`` people typing at once, over its own keep-alive
+    connections, each sending the next query of ``queries`` when its last one is answered.
+    Returns (shape, milliseconds) per answer."""
+    answered: list[tuple[str, float]] = []
+    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    async with httpx.AsyncClient(
+        base_url=base,
+        headers={"Authorization": f"Bearer {token}"},
+        limits=limits,
+        trust_env=False,
+        timeout=30,
+    ) as client:
+        pending = iter(queries)
+
+        async def user() -> None:
+            for shape, query in pending:
+                sent = time.perf_counter()
+                response = await client.get(
+                    "/api/v1/pharmacies", params={"region": "B", "q": query}
+                )
+                answered.append((shape, (time.perf_counter() - sent) * 1000))
+                if response.status_code != 200:
+                    raise RuntimeError(f"unexpected {response.status_code}: {response.text[:200]}")
+
+        await asyncio.gather(*(user() for _ in range(users)))
+    return answered
+
+
+async def over_http(
+    app: Any, token: str, mix: list[tuple[str, str]], processes: int, users: int
+) -> tuple[dict[str, list[float]], float]:
+    """Milliseconds per shape for the mix sent from ``processes`` processes (after a pass
+    that opens the connections and warms the server), the app served by uvicorn here; and
+    the server's CPU milliseconds per request (this process's, the load being elsewhere:
+    what the machine's load changes least)."""
+    by_shape: dict[str, list[float]] = defaultdict(list)
+    cpu_ms = 0.0
+    with ProcessPoolExecutor(
+        max_workers=processes, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        async with serve(app) as base:
+            for warm_up in (True, False):
+                cpu_started = time.process_time()
+                parts = await asyncio.gather(
+                    *(
+                        in_process(pool, search_load, base, token, mix[n::processes], users)
+                        for n in range(processes)
+                    )
+                )
+                if warm_up:
+                    continue
+                cpu_ms = (time.process_time() - cpu_started) * 1000 / len(mix)
+                for part in parts:
+                    for shape, ms in part:
+                        by_shape[shape].append(ms)
+    return by_shape, cpu_ms
+
+
 async def timed(call: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await call()
@@ -373,7 +442,14 @@ async def timed(call: Callable[[], Awaitable[object]]) -> float:
 
 
 async def run(
-    url: str, pharmacies: int, rounds: int, seed: int, show_plans: bool, pre_ping: bool
+    url: str,
+    pharmacies: int,
+    rounds: int,
+    seed: int,
+    show_plans: bool,
+    pre_ping: bool,
+    processes: int,
+    users: int,
 ) -> bool:
     rng = random.Random(seed)
     settings = Settings(  # type: ignore[call-arg]
@@ -394,7 +470,8 @@ async def run(
         from rxroute.logging import configure_logging
 
         configure_logging("WARNING", json=True)
-        transport = httpx.ASGITransport(app=create_app(settings))
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
         async with (
             httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
             await psycopg.AsyncConnection.connect(url, autocommit=True) as raw,
@@ -403,7 +480,8 @@ async def run(
                 "/api/v1/auth/token",
                 json={"email": data.DEMO_PATIENT_EMAIL, "password": data.DEMO_PASSWORD},
             )
-            client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            bearer = token.json()["access_token"]
+            client.headers["Authorization"] = f"Bearer {bearer}"
 
             async def endpoint(q: str) -> None:
                 response = await client.get("/api/v1/pharmacies", params={"region": "B", "q": q})
@@ -439,9 +517,11 @@ async def run(
                         ("endpoint", "search", "raw", "me"), samples, strict=True
                     ):
                         times[shape][what].append(sample)
+        in_process_ok = report(times, pharmacies)  # printed before the HTTP phase starts
+        http, cpu_ms = await over_http(app, bearer, mix, processes, users)
     finally:
         await stop_runtime()
-    return report(times, pharmacies)
+    return report_http(http, cpu_ms, times, processes, users) and in_process_ok
 
 
 def report(times: dict[str, dict[str, list[float]]], pharmacies: int) -> bool:
@@ -483,6 +563,50 @@ def report(times: dict[str, dict[str, list[float]]], pharmacies: int) -> bool:
     return ok
 
 
+def report_http(
+    http: dict[str, list[float]],
+    cpu_ms: float,
+    times: dict[str, dict[str, list[float]]],
+    processes: int,
+    users: int,
+) -> bool:
+    print(
+        f"\nover HTTP: uvicorn in this process, {processes} load processes x {users} users "
+        "typing at once; p50/p95 in ms\n"
+        f"{'shape':<16}{'over HTTP':>14}{'raw SQL':>14}{'HTTP/raw':>12}"
+    )
+    ok = True
+    for shape in SHAPES:
+        if not http[shape]:
+            continue
+        (h50, h95), (r50, r95) = percentiles(http[shape]), percentiles(times[shape]["raw"])
+        met = h95 <= TARGET_P95_MS
+        ok = ok and met
+        print(
+            f"{shape:<16}{h50:>6.2f} /{h95:>6.2f}{r50:>6.2f} /{r95:>6.2f}{h95 / r95:>11.2f}x"
+            f"{'' if met else '  MISSED'}"
+        )
+    every = [ms for shape in SHAPES for ms in http[shape]]
+    h50, h95 = percentiles(every)
+    print(f"{'all shapes':<16}{h50:>6.2f} /{h95:>6.2f}")
+    print(f"server CPU per request (uvicorn, app, SQLAlchemy, psycopg): {cpu_ms:.2f} ms")
+    print(
+        f"\ntarget over HTTP, every shape: p95 <= {TARGET_P95_MS:.0f} ms: "
+        f"{'met' if ok else 'MISSED'}"
+    )
+    print(
+        json.dumps(
+            {
+                "pharmacies_http_met": ok,
+                "processes": processes,
+                "users": users,
+                "server_cpu_ms": round(cpu_ms, 3),
+            }
+        )
+    )
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pharmacies", type=int, default=200_000)
@@ -494,13 +618,26 @@ def main() -> None:
         action="store_true",
         help="ping each pooled connection at checkout (RXROUTE_DB_POOL_PRE_PING=true)",
     )
+    parser.add_argument("--processes", type=int, default=2, help="HTTP load processes")
+    parser.add_argument(
+        "--users", type=int, default=1, help="users typing at once in each load process"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rxroute-bench-") as tmp:
         url, admin = fresh_database(Path(tmp))
         try:
             migrate.upgrade(url)
             ok = asyncio.run(
-                run(url, args.pharmacies, args.rounds, args.seed, args.explain, args.pre_ping)
+                run(
+                    url,
+                    args.pharmacies,
+                    args.rounds,
+                    args.seed,
+                    args.explain,
+                    args.pre_ping,
+                    args.processes,
+                    args.users,
+                )
             )
         finally:
             drop_database(url, admin)

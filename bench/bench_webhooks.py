@@ -45,21 +45,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import Request, Response
 from procrastinate import JobContext
 from procrastinate.jobs import Job
 from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_load import Result, StatementCounter, in_process, load_from_processes
+from bench_load import Result, StatementCounter, in_process, load_from_processes, serve
 from bench_seed import drop_database, fresh_database
 
 from rxroute.app import create_app
@@ -69,7 +68,6 @@ from rxroute.deliveries import ledger
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
 from rxroute.models import InboundWebhookEvent, Pharmacy, Prescription
-from rxroute.netutil import tcp_listener
 from rxroute.prescriptions.history import lock_prescription, record_status
 from rxroute.prescriptions.lifecycle import Source, Status
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
@@ -164,32 +162,6 @@ def signed(secret: str, body: bytes) -> tuple[bytes, dict[str, str]]:
         "X-Signature": sign(secret, stamp, body),
         "X-Signature-Timestamp": str(stamp),
     }
-
-
-class _InLoopServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    sock = tcp_listener("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = _InLoopServer(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def database_sessions(runtime: Runtime) -> tuple[set[int], int]:

@@ -140,9 +140,10 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
         by_prefix = await support_search.search(
             session, str(volume.synthetic_id("prescription", 11))[:8]
         )
-        by_name_and_birth = await volume.support_find(name="patient42", dob="1950-02-12")(
-            session, loaded
-        )
+        by_name_and_birth = await volume.support_find(
+            name=" ".join(volume.patient_name(42)), dob="1950-02-12"
+        )(session, loaded)
+        by_common_name = await volume.support_find(name="smith")(session, loaded)
     assert counted == PRESCRIPTIONS
     assert len(mine) == 2
     assert {p.patient_id for p in mine} == {volume.patient_id(7)}
@@ -154,3 +155,33 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     assert isinstance(by_name_and_birth, support_search.SearchResult)
     assert by_name_and_birth.prescriptions
     assert {p.patient_id for p in by_name_and_birth.prescriptions} == {volume.patient_id(42)}
+    # "smith" is over 1% of patients: a full page, newest first, every one a Smith.
+    assert by_common_name.more and len(by_common_name.prescriptions) == 50
+    assert all(p.patient.last_name == "Smith" for p in by_common_name.prescriptions)
+    created = [p.created_at for p in by_common_name.prescriptions]
+    assert created == sorted(created, reverse=True)
+
+
+async def test_more_patients_than_passed_by_id_give_the_same_page(
+    loaded: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``PATIENT_IDS`` matching patients the search keeps the patients as a subquery:
+    the same newest page, still off the indexes (the volume has too few patients to get
+    there with the real limit, so it is lowered)."""
+    common = volume.support_find(name="smith")
+    async with _session(loaded) as session:
+        by_ids = await common(session, loaded)
+    monkeypatch.setattr(support_search, "PATIENT_IDS", 10)
+    async with _session(loaded) as session:
+        with _captured(loaded) as statements:
+            by_subquery = await common(session, loaded)
+    assert isinstance(by_ids, support_search.SearchResult)
+    assert isinstance(by_subquery, support_search.SearchResult)
+    assert not any("ANY" in statement for statement, _ in statements)
+    assert [p.id for p in by_subquery.prescriptions] == [p.id for p in by_ids.prescriptions]
+    async with _session(loaded) as session:
+        plans = await _plans(session, statements)
+    # With a limit of 10, reading patients in order until 11 Smiths turn up is PostgreSQL's
+    # cheapest plan for the ids (and a cheap one); the prescriptions still come off an index.
+    assert any("prescriptions" in statement for statement, _ in plans)
+    assert all("prescriptions" not in _seq_scans(plan) for _, plan in plans)

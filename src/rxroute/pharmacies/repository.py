@@ -29,13 +29,13 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.db.planning import plan_with_these_values
 from rxroute.models import Pharmacy
 
 MAX_QUERY_LENGTH = 100
@@ -218,9 +218,7 @@ async def search(
     """Active pharmacies of ``region`` matching ``query``, best first: see :func:`_statement`."""
     statement, parameters = search_parameters(region, query, limit=limit)
     if len(parameters) > 2:
-        # psycopg prepares a statement run five times on a connection, and PostgreSQL may
-        # then plan it once for all parameters (a generic plan). The best plan for "the
-        # rest" depends on how common the word is (a bitmap over 100,000 "street" rows
-        # takes 40 ms), so this transaction asks for a plan made with the query's values.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        # The best plan for "the rest" depends on how common the word is (a bitmap over
+        # 100,000 "street" rows takes 40 ms), so no plan made for another word.
+        await plan_with_these_values(session)
     return list(await session.scalars(statement, parameters))

@@ -108,3 +108,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     import gc
 
     gc.freeze()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests run one at a time, on one test worker, while the other runs the rest.
+
+    ``scripts/test`` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``). The
+    slow tests start real rxroute processes (workers, web servers, the sandbox) and each
+    holds dozens of database connections and both cores for tens of seconds; two at once
+    would starve each other's timing bounds and the server's connection limit. Grouping
+    them keeps them serial, as they were before the suite ran in parallel. Runs before
+    xdist's own hook, which reads the group.
+    """
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))

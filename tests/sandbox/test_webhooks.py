@@ -196,6 +196,10 @@ async def test_duplicates_at_the_configured_rate(
 async def test_reordering_at_the_configured_rate(
     client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    # A held event goes out after the next one, or after this long without one: long enough
+    # that a loaded machine's gap between two issue calls cannot release it early.
+    held_longer = await client.put("/_sandbox/timings", json={"reorder_hold_seconds": 10})
+    assert held_longer.status_code == 200, held_longer.text
     events = await _burst(client, receiver, 40, webhook_reorder_rate=0.3)
     held = [i for i, e in enumerate(events) if e["reordered"]]
     assert 4 <= len(held) <= 24

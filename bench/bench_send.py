@@ -15,7 +15,7 @@ It reports:
 
 * sends per second through the worker: from the first send job's start to the last one's
   end, as procrastinate's own job events record them; the worker's CPU per send (from
-  /proc) and the mean time inside one job;
+  /proc, user and system apart) and the mean time inside one job;
 * the baseline, measured in the same run against the same sandbox process: the same number
   of raw issue calls with httpx (the worker's HTTP stack), token and prescriber login fetched
   once up front, no database, at the same concurrency; and the ratio of the two;
@@ -24,8 +24,9 @@ It reports:
   (every statement, including the pool's checkout pings, plus the BEGIN and COMMIT psycopg
   sends) and transactions (explicit ones plus autocommit statements, each a transaction of
   its own). procrastinate's own queue traffic (fetching, finishing, heartbeats) goes through
-  its separate pool and is not rxroute's: not counted. The worker's start-up statements are
-  included (a handful, spread over N sends);
+  its separate pool and is not rxroute's: not counted (the send's own statements on a
+  connection borrowed from that pool are: :func:`rxroute.observability.sqlcount.counted`).
+  The worker's start-up statements are included (a handful, spread over N sends);
 * token grants and prescriber logins per 1,000 sends (issue 4's target: at most 2 each).
 
 Patient emails are off (``RXROUTE_PATIENT_NOTIFICATIONS=false``, as in tests/processes.py):
@@ -264,10 +265,11 @@ async def issued_count(runtime: Runtime, ids: list[uuid.UUID]) -> int:
         )
 
 
-def cpu_seconds(process: ManagedProcess) -> float:
-    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
+def cpu_seconds(process: ManagedProcess) -> tuple[float, float]:
+    """CPU time (user, system) the process has used so far, from /proc (Linux)."""
     fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def read_counts(worker: ManagedProcess, path: Path) -> dict[str, int]:
@@ -339,7 +341,9 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             await wait_until(
                 lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
             )
-            worker_cpu = cpu_seconds(worker) - cpu_before
+            cpu_after = cpu_seconds(worker)
+            worker_user = cpu_after[0] - cpu_before[0]
+            worker_system = cpu_after[1] - cpu_before[1]
             after = await sandbox_stats(sandbox_url)
             worker_seconds, job_seconds = await worker_window(runtime, ids)
             issued = await issued_count(runtime, ids)
@@ -364,7 +368,10 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
     )
     print(f"issued:                         {issued} ({duplicates} issued more than once)")
     print(f"through the worker:             {worker_rate:8.1f} sends/s ({worker_seconds:.2f} s)")
-    print(f"  worker CPU per send:          {worker_cpu / sends * 1000:8.1f} ms")
+    print(
+        f"  worker CPU per send:          {(worker_user + worker_system) / sends * 1000:8.1f} ms "
+        f"(user {worker_user / sends * 1000:.1f}, system {worker_system / sends * 1000:.1f})"
+    )
     print(f"  mean time inside one job:     {job_seconds * 1000:8.1f} ms")
     print(f"baseline, raw httpx issue:      {raw_rate:8.1f} sends/s ({raw_seconds:.2f} s)")
     print(f"worker / baseline:              {worker_rate / raw_rate:8.2f} (target >= 0.25)")

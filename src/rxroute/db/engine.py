@@ -135,14 +135,25 @@ def terse_database_message(error: psycopg.Error) -> str:
     return f"{primary} (SQLSTATE {state}){where}"
 
 
+def scrub_server_error(error: BaseException) -> str | None:
+    """Rewrite a server error's text to :func:`terse_database_message`; the new text.
+
+    Only errors the server reported: a client-side connection error (no SQLSTATE) names a
+    host, never a row, and outage_reason reads its text. For raw psycopg use (the job
+    queue's pool); errors raised through an engine are rewritten by its own listener.
+    """
+    if not isinstance(error, psycopg.Error) or not error.sqlstate:
+        return None
+    message = terse_database_message(error)
+    error.args = (message,)
+    return message
+
+
 def _scrub_error(context: ExceptionContext) -> None:
     original = context.original_exception
-    # Only errors the server reported: a client-side connection error (no SQLSTATE) names
-    # a host, never a row, and outage_reason reads its text.
-    if not isinstance(original, psycopg.Error) or not original.sqlstate:
+    message = scrub_server_error(original)
+    if message is None:
         return
-    message = terse_database_message(original)
-    original.args = (message,)
     wrapped = context.sqlalchemy_exception
     if wrapped is not None:
         kind = type(original)

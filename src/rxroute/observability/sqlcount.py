@@ -4,7 +4,9 @@ Why not ``pg_stat_statements`` or ``pg_stat_database``: neither can tell rxroute
 from procrastinate's (fetching, finishing and heart-beating jobs share the server), and both
 need server settings. This counts on the client instead, at psycopg, so it sees the ORM,
 Core, raw SQL and the jobs deferred through a session's connection alike, and only on the
-connections of rxroute's own SQLAlchemy engine (procrastinate's queue pool is not counted).
+connections of rxroute's own SQLAlchemy engine, plus a connection of the job queue's pool
+while rxroute's own code holds it for its own statements (:func:`counted`); procrastinate's
+use of that pool is not counted.
 
 What it counts, per connection of the engine:
 
@@ -31,6 +33,8 @@ import json
 import os
 import signal
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -130,11 +134,14 @@ class SqlCounter:
         psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign,assignment]
         psycopg.AsyncConnection.commit = ender("commit")  # type: ignore[method-assign]
         psycopg.AsyncConnection.rollback = ender("rollback")  # type: ignore[method-assign]
+        _installed.append(self)
 
     def uninstall(self) -> None:
         for cls, name, original in reversed(self._originals):
             setattr(cls, name, original)
         self._originals.clear()
+        if self in _installed:
+            _installed.remove(self)
 
     def _statement(self, connection: Any, query: Any) -> None:
         counts = self.counts
@@ -149,6 +156,26 @@ class SqlCounter:
 
 
 _process_counter: SqlCounter | None = None
+#: The counters installed now (the process's, or a test's).
+_installed: list[SqlCounter] = []
+
+
+@contextmanager
+def counted(connection: psycopg.AsyncConnection[Any]) -> Iterator[None]:
+    """Count the statements on ``connection`` while rxroute's own code holds it.
+
+    For a connection of the job queue's pool, which rxroute borrows for statements of its
+    own (:mod:`rxroute.db.queue_statements`): they are rxroute's SQL like any other, while
+    procrastinate's on the same pool before and after are not. Costs nothing uncounted.
+    """
+    holders = list(_installed)
+    for counter in holders:
+        counter._connections.add(connection)
+    try:
+        yield
+    finally:
+        for counter in holders:
+            counter._connections.discard(connection)
 
 
 def install_from_environment(engine: AsyncEngine) -> SqlCounter | None:

@@ -11,7 +11,9 @@ prescriptions, starts rxroute under uvicorn on a free 127.0.0.1 port, and mounts
 routes on that same app instance: ``POST /_bench/bare`` only answers 200 (same server, same
 middleware: the ceiling for any endpoint), and ``POST /_bench/minimal`` is the smallest
 durable receiver (verify the signature, one INSERT of the body into a scratch table, on the
-same pool in autocommit). The load comes from ``--processes`` processes, each with its own
+same pool in autocommit). The server runs on uvloop with httptools, as ``rxroute serve``
+does (``--loop asyncio`` for the standard loop), after :func:`rxroute.heap.settle_heap`, as
+every ``rxroute serve`` process. The load comes from ``--processes`` processes, each with its own
 httpx client and its share of the concurrency. Then
 
 1. interleaved closed-loop rounds measure req/s and p50/p99 for the bare endpoint, the
@@ -53,6 +55,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+import uvloop
 from fastapi import Request, Response
 from procrastinate import JobContext
 from procrastinate.jobs import Job
@@ -561,6 +564,7 @@ def main() -> None:
     parser.add_argument("--visibility-samples", type=int, default=100)
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--processing-samples", type=int, default=200)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument(
         "--no-settle-heap",
         action="store_true",
@@ -571,7 +575,11 @@ def main() -> None:
         url, admin = fresh_database(Path(tmp))
         try:
             migrate.upgrade(url)
-            asyncio.run(run(url, args))
+            # The server's loop: uvloop, as `rxroute serve` runs it (uvicorn's "auto" picks it
+            # when installed, and uvicorn[standard] installs it); both sides share it.
+            loop_factory = uvloop.new_event_loop if args.loop == "uvloop" else None
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(run(url, args))
         finally:
             drop_database(url, admin)
 

@@ -47,6 +47,7 @@ from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.deliveries import ledger
 from rxroute.deliveries.sending import RetryScheduler, send
+from rxroute.heap import settle_heap
 from rxroute.logging import configure_logging
 from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions.history import lock_prescription
@@ -168,6 +169,7 @@ async def main(count: int, levels: list[int], latency_ms: int, modes: list[str])
             _env_file=None,
         )
         runtime = await start_runtime(settings, url)
+        settle_heap()  # as `rxroute worker` does once started
         try:
             print(f"issuing {count} Region B prescriptions on the sandbox ...", flush=True)
             ids = await queue_sends(runtime, count)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 from sqlalchemy import text
 
 from rxroute.config import Settings
@@ -190,3 +191,31 @@ async def test_an_event_the_database_refuses_does_not_fail_the_others_in_its_sta
     assert results[0] is True and results[2] is True
     assert isinstance(results[1], psycopg.Error)
     assert len(await _jobs(db)) == 2
+
+
+class _UnreachablePool:
+    """A pool whose database cannot be reached: every checkout fails, and is counted."""
+
+    def __init__(self) -> None:
+        self.checkouts = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        self.checkouts += 1
+        raise PoolTimeout("couldn't get a connection after 0.01 sec")
+        yield  # an async generator, for the context manager
+
+
+async def test_an_outage_fails_every_waiting_arrival_with_one_try() -> None:
+    pool = _UnreachablePool()
+    ingest = IngestQueue("signaturerx", lambda: pool)
+    opener = asyncio.create_task(ingest.store(_arrival("evt_outage_opener")))
+    while not pool.checkouts:
+        await asyncio.sleep(0)
+    waiting = [_arrival(f"evt_outage_{n}") for n in range(5)]
+    results = await asyncio.gather(
+        opener, *(ingest.store(a) for a in waiting), return_exceptions=True
+    )
+    assert all(isinstance(result, PoolTimeout) for result in results), results
+    # The opener's try, then one for the five that waited: not one more try each.
+    assert pool.checkouts == 2

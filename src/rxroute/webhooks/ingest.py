@@ -28,8 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import OperationalError
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from rxroute.models import WebhookEventState
 
@@ -146,6 +147,11 @@ async def store_and_defer(
     return arrival.id if arrival.id in stored else None
 
 
+def _unreachable(error: Exception) -> bool:
+    """The database could not be reached or asked (not a refusal of what was sent)."""
+    return isinstance(error, OperationalError | PoolTimeout)
+
+
 class IngestQueue:
     """Stores arrivals one statement at a time, each statement carrying every arrival that
     came while the previous one was in flight (see the module docstring for why).
@@ -184,12 +190,13 @@ class IngestQueue:
     async def _send(self, batch: list[tuple[Arrival, asyncio.Future[bool]]]) -> None:
         try:
             stored = await store_many(self._pool(), self._provider, [a for a, _ in batch])
-        except Exception as error:  # noqa: BLE001 - handed to the waiting request, not dropped
-            if len(batch) == 1:
-                # The caller gets the statement's error (a database outage: its 503).
-                _, waiter = batch[0]
-                if not waiter.done():
-                    waiter.set_exception(error)
+        except Exception as error:  # noqa: BLE001 - handed to the waiting requests, not dropped
+            if len(batch) == 1 or _unreachable(error):
+                # Each caller gets the statement's error (a database outage: its 503). An
+                # outage would fail each arrival alone too, one pool timeout after another.
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(error)
                 return
             # One arrival the database refused must not fail the others: each alone.
             for one in batch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -168,6 +169,63 @@ async def load_from_processes(
 
 
 # --- what the server did -------------------------------------------------------------------------
+
+
+@dataclass
+class ServerCost:
+    """This process's CPU and garbage-collection pauses over a phase (the server runs here).
+
+    Load-insensitive where wall-clock latency is not: CPU seconds do not grow when someone
+    else's job takes the other core. The collector's pauses are timed in CPU too (a pause
+    is a stretch of this thread's CPU that stalls every request in flight; on a loaded
+    machine its wall time also includes waiting for a core), so they say how much of a tail
+    the collector itself can explain.
+    """
+
+    cpu_seconds: float = 0.0
+    pauses_ms: dict[int, list[float]] | None = None
+
+    def per_request_ms(self, requests: int) -> float:
+        return self.cpu_seconds * 1000 / requests if requests else float("nan")
+
+    def describe(self, requests: int) -> str:
+        parts = [f"server CPU {self.per_request_ms(requests):.2f} ms/req"]
+        for generation, pauses in sorted((self.pauses_ms or {}).items()):
+            if pauses:
+                parts.append(
+                    f"gen{generation} GC x{len(pauses)} (max {max(pauses):.1f} ms, "
+                    f"total {sum(pauses):.0f} ms)"
+                )
+        return ", ".join(parts)
+
+
+class ServerCostMeter:
+    """Measures :class:`ServerCost` between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self._started_cpu = 0.0
+        self._gc_started = 0.0
+        self._cost = ServerCost()
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.thread_time()
+            return
+        pauses = self._cost.pauses_ms
+        assert pauses is not None
+        pauses.setdefault(info["generation"], []).append(
+            (time.thread_time() - self._gc_started) * 1000
+        )
+
+    def start(self) -> None:
+        self._cost = ServerCost(pauses_ms={})
+        self._started_cpu = time.process_time()
+        gc.callbacks.append(self._on_gc)
+
+    def stop(self) -> ServerCost:
+        gc.callbacks.remove(self._on_gc)
+        self._cost.cpu_seconds = time.process_time() - self._started_cpu
+        return self._cost
 
 
 class StatementCounter:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.deliveries import ledger
 from rxroute.deliveries.sending import RetryScheduler, send
+from rxroute.heap import settle_heap
 from rxroute.logging import configure_logging
 from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions.history import lock_prescription
@@ -56,6 +58,34 @@ from rxroute.webhooks import reconciliation
 from rxroute.webhooks.tasks import reconcile_once
 
 RXROUTE = Path(sys.executable).with_name("rxroute")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclass
+class Sweep:
+    """One timed sweep: how many were polled, in what wall time, and the CPU it took here
+    (this process: rxroute's reconciliation) and in the sandbox (the platform's side, which
+    shares this machine's cores, so it is part of what limits the rate here)."""
+
+    level: int
+    mode: str
+    polled: int
+    seconds: float
+    rxroute_cpu: float
+    sandbox_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.polled / self.seconds
+
+    def cpu_ms(self, seconds: float) -> float:
+        return seconds * 1000 / self.polled if self.polled else float("nan")
 
 
 async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:
@@ -112,7 +142,7 @@ async def wait_up(url: str) -> None:
     raise SystemExit("the sandbox did not start")
 
 
-async def main(count: int, levels: list[int], latency_ms: int) -> None:
+async def main(count: int, levels: list[int], latency_ms: int, modes: list[str]) -> None:
     configure_logging("WARNING", json=False)
     port = free_port()
     command = [str(RXROUTE), "sandbox", "--port", str(port), "--sign-delay", "0"]
@@ -121,7 +151,7 @@ async def main(count: int, levels: list[int], latency_ms: int) -> None:
     base_url = f"http://127.0.0.1:{port}"
     var_dir = Path(tempfile.mkdtemp(prefix="rxroute-bench-reconcile-"))
     url, admin = fresh_database(var_dir)
-    results: list[tuple[int, str, int, float]] = []
+    results: list[Sweep] = []
     errors = 0
     try:
         await wait_up(base_url)
@@ -131,11 +161,15 @@ async def main(count: int, levels: list[int], latency_ms: int) -> None:
             erx_base_url=base_url,
             erx_clinic_id=994,
             db_pool_size=max(10, max(levels) + 2),
+            # The platform client is sized once, from these settings (connections kept
+            # alive per worker process): for the largest level timed here.
+            reconcile_concurrency=max(levels),
             reconcile_budget_seconds=3600,
             log_level="WARNING",
             _env_file=None,
         )
         runtime = await start_runtime(settings, url)
+        settle_heap()  # as `rxroute worker` does once started
         try:
             print(f"issuing {count} Region B prescriptions on the sandbox ...", flush=True)
             ids = await queue_sends(runtime, count)
@@ -169,12 +203,23 @@ async def main(count: int, levels: list[int], latency_ms: int) -> None:
             # answers recorded one transaction each as before (``per poll``), and batched.
             for level in levels:
                 runtime.settings = settings.model_copy(update={"reconcile_concurrency": level})
-                for mode in ("per poll", "batched"):
+                for mode in modes:
                     later += timedelta(seconds=settings.reconcile_after_seconds + 1)
                     started = time.perf_counter()
+                    cpu = time.process_time()
+                    sandbox_cpu = process_cpu_seconds(sandbox.pid)
                     with recording(mode):
                         counts = await reconcile_once(now=later)
-                    results.append((level, mode, counts["polled"], time.perf_counter() - started))
+                    results.append(
+                        Sweep(
+                            level,
+                            mode,
+                            counts["polled"],
+                            time.perf_counter() - started,
+                            time.process_time() - cpu,
+                            process_cpu_seconds(sandbox.pid) - sandbox_cpu,
+                        )
+                    )
                     # A poll that failed (the loaded machine's sandbox can drop a
                     # connection) backs off and is not asked again by the next sweeps.
                     errors += counts["errors"]
@@ -193,11 +238,13 @@ async def main(count: int, levels: list[int], latency_ms: int) -> None:
         f"changing sweep (issued -> signed, status path each), concurrency "
         f"{settings.reconcile_concurrency}: {polled / seconds:8.1f} polled/s ({seconds:6.2f} s)"
     )
-    for level, mode, polled, seconds in results:
-        rate = polled / seconds
+    for result in results:
         print(
-            f"quiet sweep, concurrency {level:3d}, {mode:<8}: {rate:8.1f} polled/s "
-            f"({seconds:6.2f} s); 100k in {100_000 / rate / 60:6.1f} min"
+            f"quiet sweep, concurrency {result.level:3d}, {result.mode:<8}: "
+            f"{result.rate:8.1f} polled/s ({result.seconds:6.2f} s); "
+            f"100k in {100_000 / result.rate / 60:6.1f} min; CPU per poll: rxroute "
+            f"{result.cpu_ms(result.rxroute_cpu):.2f} ms, sandbox "
+            f"{result.cpu_ms(result.sandbox_cpu):.2f} ms"
         )
 
 
@@ -227,5 +274,14 @@ if __name__ == "__main__":
     parser.add_argument("--prescriptions", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["per poll", "batched"],
+        default=["per poll", "batched"],
+        help="quiet sweeps to time per concurrency (--modes batched: the code as it is)",
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.prescriptions, arguments.concurrency, arguments.latency_ms))
+    asyncio.run(
+        main(arguments.prescriptions, arguments.concurrency, arguments.latency_ms, arguments.modes)
+    )

@@ -11,7 +11,9 @@ prescriptions, starts rxroute under uvicorn on a free 127.0.0.1 port, and mounts
 routes on that same app instance: ``POST /_bench/bare`` only answers 200 (same server, same
 middleware: the ceiling for any endpoint), and ``POST /_bench/minimal`` is the smallest
 durable receiver (verify the signature, one INSERT of the body into a scratch table, on the
-same pool in autocommit). The load comes from ``--processes`` processes, each with its own
+same pool in autocommit). The server runs on uvloop with httptools, as ``rxroute serve``
+does (``--loop asyncio`` for the standard loop), after :func:`rxroute.heap.settle_heap`, as
+every ``rxroute serve`` process. The load comes from ``--processes`` processes, each with its own
 httpx client and its share of the concurrency. Then
 
 1. interleaved closed-loop rounds measure req/s and p50/p99 for the bare endpoint, the
@@ -52,19 +54,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 from fastapi import Request, Response
 from procrastinate import JobContext
 from procrastinate.jobs import Job
 from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_load import Result, StatementCounter, in_process, load_from_processes, serve
+from bench_load import (
+    Result,
+    ServerCost,
+    ServerCostMeter,
+    StatementCounter,
+    in_process,
+    load_from_processes,
+    serve,
+)
 from bench_seed import drop_database, fresh_database
 
 from rxroute.app import create_app
 from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.deliveries import ledger
+from rxroute.heap import settle_heap
 from rxroute.jobs import queue
 from rxroute.logging import configure_logging
 from rxroute.models import InboundWebhookEvent, Pharmacy, Prescription
@@ -257,7 +269,19 @@ async def visibility(
 # --- main ---------------------------------------------------------------------------------------
 
 
-def report(result: Result, ceilings: list[Result], statements: float | None) -> None:
+def add_cost(total: ServerCost, more: ServerCost) -> None:
+    total.cpu_seconds += more.cpu_seconds
+    assert total.pauses_ms is not None
+    for generation, pauses in (more.pauses_ms or {}).items():
+        total.pauses_ms.setdefault(generation, []).extend(pauses)
+
+
+def report(
+    result: Result,
+    ceilings: list[Result],
+    statements: float | None,
+    cost: ServerCost | None = None,
+) -> None:
     line = (
         f"{result.name:<28} {result.completed:>6} req in {result.seconds:5.1f} s "
         f"{result.rps:7.0f} req/s  p50 {result.pct(0.5):6.2f} ms  p99 {result.pct(0.99):6.2f} ms"
@@ -270,6 +294,8 @@ def report(result: Result, ceilings: list[Result], statements: float | None) -> 
     if result.errors:
         line += f"  ({result.errors} unexpected answers)"
     print(line)
+    if cost is not None:
+        print(f"    {cost.describe(result.completed)}")
 
 
 async def run(url: str, args: argparse.Namespace) -> None:
@@ -298,6 +324,8 @@ async def run(url: str, args: argparse.Namespace) -> None:
 
         app = create_app(settings)
         add_bench_routes(app, runtime)
+        if not args.no_settle_heap:
+            settle_heap()  # as create_app_from_env does in every `rxroute serve` process
         secret = settings.webhook_secret.get_secret_value()
         pool = ProcessPoolExecutor(
             max_workers=args.processes, mp_context=multiprocessing.get_context("spawn")
@@ -352,13 +380,18 @@ async def run(url: str, args: argparse.Namespace) -> None:
             await asyncio.sleep(1.5)
             pids_before, sessions_before = await database_sessions(runtime)
             counter.install()
+            meter = ServerCostMeter()
             # Interleaved rounds, so drift in the machine's load hits every target alike.
             totals: dict[str, Result] = {}
             statements: dict[str, int] = {}
+            costs: dict[str, ServerCost] = {}
             for _ in range(args.rounds):
                 for name, path, make in plan:
                     counted = counter.count
-                    got = await measure(name, path, make(), args.seconds)
+                    reqs = make()
+                    meter.start()
+                    got = await measure(name, path, reqs, args.seconds)
+                    add_cost(costs.setdefault(name, ServerCost(pauses_ms={})), meter.stop())
                     statements[name] = statements.get(name, 0) + counter.count - counted
                     total = totals.setdefault(name, Result(name, 0, 0.0, [], 0))
                     total.completed += got.completed
@@ -368,7 +401,9 @@ async def run(url: str, args: argparse.Namespace) -> None:
             ceilings = [totals["bare endpoint (ceiling)"], totals["minimal durable receiver"]]
             for name, _, _ in plan:
                 done = totals[name].completed
-                report(totals[name], ceilings, statements[name] / done if done else None)
+                report(
+                    totals[name], ceilings, statements[name] / done if done else None, costs[name]
+                )
             paced = []
             for name, path in (
                 ("minimal durable receiver", MINIMAL),
@@ -377,10 +412,13 @@ async def run(url: str, args: argparse.Namespace) -> None:
                 label = f"{name} @ {args.rate:.0f}/s"
                 counted = counter.count
                 wanted = int(args.rate * args.rate_seconds) + 10
-                got = await measure(label, path, hooks(wanted), args.rate_seconds, args.rate)
-                paced.append((got, (counter.count - counted) / max(1, got.completed)))
-            for got, per_request in paced:
-                report(got, [], per_request)
+                reqs = hooks(wanted)
+                meter.start()
+                got = await measure(label, path, reqs, args.rate_seconds, args.rate)
+                cost = meter.stop()
+                paced.append((got, (counter.count - counted) / max(1, got.completed), cost))
+            for got, per_request, cost in paced:
+                report(got, [], per_request, cost)
             counter.uninstall()
             await asyncio.sleep(1.5)  # pg_stat_database is flushed by backends about 1/s
             pids_after, sessions_after = await database_sessions(runtime)
@@ -499,12 +537,22 @@ def main() -> None:
     parser.add_argument("--visibility-samples", type=int, default=100)
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--processing-samples", type=int, default=200)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--no-settle-heap",
+        action="store_true",
+        help="leave the collector as Python starts it (to compare with rxroute.heap)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rxroute-bench-") as tmp:
         url, admin = fresh_database(Path(tmp))
         try:
             migrate.upgrade(url)
-            asyncio.run(run(url, args))
+            # The server's loop: uvloop, as `rxroute serve` runs it (uvicorn's "auto" picks it
+            # when installed, and uvicorn[standard] installs it); both sides share it.
+            loop_factory = uvloop.new_event_loop if args.loop == "uvloop" else None
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(run(url, args))
         finally:
             drop_database(url, admin)
 

@@ -344,6 +344,7 @@ def create_app_from_env() -> FastAPI:
     uvicorn calls this in every web process it starts (``factory=True``); a process started
     with ``--workers N`` is a fresh interpreter and must configure itself.
     """
+    from rxroute.heap import settle_heap
     from rxroute.logging import configure_logging
     from rxroute.observability.setup import start_observability
 
@@ -351,4 +352,7 @@ def create_app_from_env() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     start_observability(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    # Built and imported: what exists now lives as long as the process (rxroute.heap).
+    settle_heap()
+    return app

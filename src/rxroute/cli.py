@@ -253,11 +253,14 @@ def serve(
 async def _worker(
     settings: Settings, url: str, concurrency: int, metrics_at: tuple[str, int] | None
 ) -> None:
+    from rxroute.heap import settle_heap
     from rxroute.jobs import run_worker
     from rxroute.observability.worker_server import serving_worker_metrics
     from rxroute.runtime import start_runtime, stop_runtime
 
     await start_runtime(settings, url)
+    # Started: what exists now lives as long as the process (rxroute.heap).
+    settle_heap()
     try:
         async with contextlib.AsyncExitStack() as stack:
             if metrics_at is not None:

@@ -238,8 +238,11 @@ class Settings(BaseSettings):
     webhook_event_retention_days: int = Field(default=30, ge=1)
     #: Poll the platform about a Region B prescription that has heard nothing for this long.
     reconcile_after_seconds: int = Field(default=900, ge=1)
-    #: At most this many reconciliation polls in flight at once (each holds one connection).
-    reconcile_concurrency: int = Field(default=8, ge=1, le=64)
+    #: At most this many reconciliation polls in flight at once (each holds a connection to
+    #: the platform; only a poll whose answer changes something takes a database connection,
+    #: briefly). 16: against a platform answering in 100 ms it sweeps 100k quiet ones in
+    #: about 14 minutes, where 8 takes 25 (bench/bench_reconcile.py, docs/operations.md).
+    reconcile_concurrency: int = Field(default=16, ge=1, le=64)
     #: One reconciliation run sweeps batch after batch until nothing is due or this is spent.
     reconcile_budget_seconds: float = Field(default=50.0, gt=0)
 

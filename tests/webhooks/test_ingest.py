@@ -1,4 +1,5 @@
-"""The receiver's durable part: one statement on one pooled connection, procrastinate's row.
+"""The receiver's durable part: one statement on one pooled connection, procrastinate's row;
+webhooks that arrive together share a statement, and one the database refuses fails alone.
 
 Statements are counted on the real connection (a wrapper around the pool that counts what
 reaches ``execute``), and the job row is compared column by column with the row
@@ -7,18 +8,21 @@ procrastinate's own ``defer_async`` writes for the same task and lock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 from sqlalchemy import text
 
 from rxroute.config import Settings
 from rxroute.runtime import Runtime
-from rxroute.webhooks.ingest import store_and_defer
+from rxroute.webhooks.ingest import Arrival, IngestQueue, store_and_defer
 from rxroute.webhooks.tasks import processing_deferrer
 from tests.webhooks.helpers import encode, signed_headers
 
@@ -134,3 +138,84 @@ async def test_receiver_stores_with_one_statement_and_no_orm_session(
     assert response.json() == {"status": "accepted", "id": "evt_ingest_3"}
     assert len(counting.statements) == 1
     assert "procrastinate_defer_jobs_v1" in counting.statements[0]
+
+
+def _arrival(event_id: str, document: dict[str, Any] | None = None) -> Arrival:
+    return Arrival(
+        event_id,
+        "prescription.status_changed",
+        document if document is not None else _document(event_id),
+        "SRXINGEST0001",
+    )
+
+
+async def test_webhooks_arriving_together_share_one_statement(db: Runtime) -> None:
+    pool = _CountingPool(db.queue_pool)
+    ingest = IngestQueue("signaturerx", lambda: pool)
+    arrivals = [_arrival(f"evt_batch_{n}") for n in range(10)]
+    stored = await asyncio.gather(*(ingest.store(arrival) for arrival in arrivals))
+    assert stored == [True] * 10
+    assert len(pool.statements) == 1
+    # One that arrives while a statement is in flight goes in the next one.
+    later = [_arrival("evt_batch_first"), _arrival("evt_batch_second")]
+    first = asyncio.create_task(ingest.store(later[0]))
+    while not pool.statements[1:]:
+        await asyncio.sleep(0)
+    assert await asyncio.gather(first, ingest.store(later[1])) == [True, True]
+    assert len(pool.statements) == 3
+    jobs = await _jobs(db)
+    expected = sorted(str(a.id) for a in arrivals + later)
+    assert sorted(job.args["event_id"] for job in jobs) == expected
+
+
+async def test_the_same_event_twice_in_one_statement_is_stored_once(db: Runtime) -> None:
+    ingest = IngestQueue("signaturerx", lambda: db.queue_pool)
+    first, second = _arrival("evt_twice"), _arrival("evt_twice")
+    opener = _arrival("evt_opener")
+    stored = await asyncio.gather(*(ingest.store(a) for a in (opener, first, second)))
+    assert stored == [True, True, False]
+    jobs = await _jobs(db)
+    assert sorted(job.args["event_id"] for job in jobs) == sorted([str(opener.id), str(first.id)])
+
+
+async def test_an_event_the_database_refuses_does_not_fail_the_others_in_its_statement(
+    db: Runtime,
+) -> None:
+    ingest = IngestQueue("signaturerx", lambda: db.queue_pool)
+    # U+0000 cannot be stored in jsonb (the receiver refuses it before this point).
+    poison = _arrival("evt_poison", {"id": "evt_poison", "note": "\x00"})
+    good = [_arrival("evt_good_1"), _arrival("evt_good_2")]
+    results = await asyncio.gather(
+        *(ingest.store(a) for a in (good[0], poison, good[1])), return_exceptions=True
+    )
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], psycopg.Error)
+    assert len(await _jobs(db)) == 2
+
+
+class _UnreachablePool:
+    """A pool whose database cannot be reached: every checkout fails, and is counted."""
+
+    def __init__(self) -> None:
+        self.checkouts = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        self.checkouts += 1
+        raise PoolTimeout("couldn't get a connection after 0.01 sec")
+        yield  # an async generator, for the context manager
+
+
+async def test_an_outage_fails_every_waiting_arrival_with_one_try() -> None:
+    pool = _UnreachablePool()
+    ingest = IngestQueue("signaturerx", lambda: pool)
+    opener = asyncio.create_task(ingest.store(_arrival("evt_outage_opener")))
+    while not pool.checkouts:
+        await asyncio.sleep(0)
+    waiting = [_arrival(f"evt_outage_{n}") for n in range(5)]
+    results = await asyncio.gather(
+        opener, *(ingest.store(a) for a in waiting), return_exceptions=True
+    )
+    assert all(isinstance(result, PoolTimeout) for result in results), results
+    # The opener's try, then one for the five that waited: not one more try each.
+    assert pool.checkouts == 2

@@ -8,7 +8,8 @@ a lone surrogate, U+0000) is refused the same way before the database is touched
 would make the sender retry the same poison body until it gave up. A verified event
 is stored (unique per provider event id, so a redelivery is acknowledged and not stored
 again) and its processing job is deferred in the same transaction: one statement, one round
-trip (:mod:`rxroute.webhooks.ingest`). No call to the platform
+trip, shared with the webhooks that arrived while the previous one was in flight
+(:mod:`rxroute.webhooks.ingest`). No call to the platform
 or other slow work happens inside the request.
 """
 
@@ -26,7 +27,7 @@ from fastapi.responses import JSONResponse
 from rxroute.api_errors import error_responses
 from rxroute.auth.dependencies import RuntimeDep
 from rxroute.observability.metrics import WEBHOOKS
-from rxroute.webhooks.ingest import store_and_defer
+from rxroute.webhooks.ingest import Arrival, IngestQueue
 from rxroute.webhooks.signature import (
     HEADER_SIGNATURE,
     HEADER_SIGNATURE_TIMESTAMP,
@@ -40,6 +41,8 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 PROVIDER = "signaturerx"
+#: The receiver's :class:`IngestQueue`, one per runtime (``Runtime.services``).
+INGEST_SERVICE = "webhook_ingest"
 
 #: Python's default cap on int <-> str conversion (``sys.int_info.default_max_str_digits``):
 #: a longer integer could not be written back out as JSON to store it.
@@ -217,15 +220,15 @@ async def receive_erx_webhook(request: Request, runtime: RuntimeDep) -> JSONResp
     if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
         return _refuse(400, "event: missing or not a string", "no_type")
 
-    inserted = await store_and_defer(
-        runtime.queue_pool,
-        provider=PROVIDER,
-        event_id=event_id,
-        event_type=event_type,
-        document=document,
-        lock_key=processing_lock_key(document),
+    ingest = runtime.services.get(INGEST_SERVICE)
+    if ingest is None:
+        ingest = runtime.services[INGEST_SERVICE] = IngestQueue(
+            PROVIDER, lambda: runtime.queue_pool
+        )
+    stored = await ingest.store(
+        Arrival(event_id, event_type, document, processing_lock_key(document))
     )
-    if inserted is None:
+    if not stored:
         WEBHOOKS.labels(outcome="duplicate", reason="").inc()
         log.info("webhook_duplicate", event_id=event_id)
         return JSONResponse(content={"status": "duplicate", "id": event_id})

@@ -32,6 +32,7 @@ from rxroute.channels.erx.base import (
     RemotePrescription,
 )
 from rxroute.channels.erx.capture import CaptureWriter
+from rxroute.channels.erx.connections import connection_limits
 from rxroute.channels.erx.errors import (
     CaptureRefusedError,
     FieldProblem,
@@ -122,7 +123,9 @@ class SignatureRxClient:
         self._settings = settings
         self._paths = c.Paths.from_settings(settings)
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=settings.erx_timeout_seconds)
+        self._http = http or httpx.AsyncClient(
+            timeout=settings.erx_timeout_seconds, limits=connection_limits(settings)
+        )
         self._timeout = httpx.Timeout(settings.erx_timeout_seconds)
         self._known_clinics = tuple(known_clinics)
         self._clock = clock

@@ -3,9 +3,7 @@ readiness."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,6 @@ from rxroute.db.engine import outage_reason, resolve_database_url
 from rxroute.logging import loggable_path, route_words
 from rxroute.notifications.pages import router as notifications_pages_router
 from rxroute.observability.endpoints import router as metrics_router
-from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 from rxroute.observability.tracing import instrument_app
 from rxroute.patients.endpoints import router as patients_router
 from rxroute.patients.invite import router as patient_invite_router
@@ -54,6 +51,7 @@ from rxroute.web.deps import LoginRequired, login_url
 from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
 from rxroute.web.patient_pages import router as patient_pages_router
 from rxroute.web.pharmacy_pages import router as pharmacy_pages_router
+from rxroute.web.request_log import RequestLogMiddleware
 from rxroute.web.welcome_pages import router as welcome_router
 from rxroute.webhooks.receiver import router as webhooks_router
 
@@ -234,36 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.state.hsts = uses_https((settings or get_settings()).public_url)
 
-    @app.middleware("http")
-    async def request_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        response.headers["X-Request-ID"] = request_id
-        route = request.scope.get("route")
-        HTTP_REQUEST_SECONDS.labels(
-            # The template (/api/v1/prescriptions/{prescription_id}), never the path: ids
-            # would make a series per prescription. Unmatched paths share one label.
-            route=getattr(route, "path", None) or "unmatched",
-            method=request.method,
-            status=str(response.status_code),
-        ).observe(time.perf_counter() - started)
-        log.info(
-            "request",
-            method=request.method,
-            path=_logged_path(request),
-            status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            request_id=request_id,
-        )
-        return response
+    # Inside the security headers (added last, so outermost), as the request log was.
+    app.add_middleware(RequestLogMiddleware)
 
     @app.get("/healthz", tags=["health"], name="live", summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Any, NoReturn
 
@@ -142,6 +143,29 @@ def _check_storable(document: object) -> None:
                 stack.append((item, depth + 1))
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nested_too_deep(text: str) -> bool:
+    """Whether the text opens more than :data:`MAX_DEPTH` arrays or objects inside each other.
+
+    Checked before parsing, because Python's parser recurses: how deep it gets before a
+    RecursionError depends on how deep the stack already is (the middleware in front of
+    the route), and the refusal must be the same whatever that is. Brackets inside strings
+    do not count. A body with no more than :data:`MAX_DEPTH` brackets in all cannot be too
+    deep, so an ordinary event costs two counts.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 def parse_strict(body: bytes) -> Any:
     """The body as JSON that can be stored as it is, or :class:`RefusedBody` saying why not.
 
@@ -151,6 +175,8 @@ def parse_strict(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8").removeprefix("\ufeff")
+        if _nested_too_deep(text):
+            raise RefusedBody("unstorable", f"body is nested deeper than {MAX_DEPTH} levels")
         document = json.loads(
             text,
             parse_constant=_refuse_constant,

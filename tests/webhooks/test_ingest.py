@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlalchemy import text
 
 from rxroute.config import Settings
 from rxroute.runtime import Runtime
-from rxroute.webhooks.ingest import Arrival, IngestQueue, store_and_defer
+from rxroute.webhooks.ingest import Arrival, IngestQueue, store_many
 from rxroute.webhooks.tasks import processing_deferrer
 from tests.webhooks.helpers import encode, signed_headers
 
@@ -78,21 +77,15 @@ async def test_store_and_defer_is_one_statement_and_a_redelivery_defers_nothing(
     db: Runtime,
 ) -> None:
     pool = _CountingPool(db.queue_pool)
-    arguments: dict[str, Any] = {
-        "provider": "signaturerx",
-        "event_id": "evt_ingest_1",
-        "event_type": "prescription.status_changed",
-        "document": _document("evt_ingest_1"),
-        "lock_key": "SRXINGEST0001",
-    }
-    first = await store_and_defer(pool, **arguments)  # type: ignore[arg-type]
-    again = await store_and_defer(pool, **arguments)  # type: ignore[arg-type]
-    assert isinstance(first, uuid.UUID)
-    assert again is None
+    arrival, redelivered = _arrival("evt_ingest_1"), _arrival("evt_ingest_1")
+    first = await store_many(pool, "signaturerx", [arrival])  # type: ignore[arg-type]
+    again = await store_many(pool, "signaturerx", [redelivered])  # type: ignore[arg-type]
+    assert first == {arrival.id}
+    assert again == set()
     assert len(pool.statements) == 2  # one per call, the redelivery's included
     jobs = await _jobs(db)
     assert len(jobs) == 1
-    assert jobs[0].args == {"event_id": str(first)}
+    assert jobs[0].args == {"event_id": str(arrival.id)}
     # Nothing was left open on the pooled connection.
     async with db.queue_pool.connection() as connection:
         assert connection.info.transaction_status.name == "IDLE"
@@ -100,18 +93,12 @@ async def test_store_and_defer_is_one_statement_and_a_redelivery_defers_nothing(
 
 
 async def test_job_row_is_the_row_procrastinate_itself_defers(db: Runtime) -> None:
-    event_id = await store_and_defer(
-        db.queue_pool,
-        provider="signaturerx",
-        event_id="evt_ingest_2",
-        event_type="prescription.status_changed",
-        document=_document("evt_ingest_2"),
-        lock_key="SRXINGEST0001",
-    )
+    arrival = _arrival("evt_ingest_2")
+    assert await store_many(db.queue_pool, "signaturerx", [arrival]) == {arrival.id}
     ours = await _jobs(db)
     async with db.engine.begin() as connection:
         await connection.execute(text("DELETE FROM procrastinate_jobs"))
-    await processing_deferrer("SRXINGEST0001").defer_async(event_id=str(event_id))
+    await processing_deferrer("SRXINGEST0001").defer_async(event_id=str(arrival.id))
     theirs = await _jobs(db)
     assert len(ours) == len(theirs) == 1
     assert ours[0] == theirs[0]

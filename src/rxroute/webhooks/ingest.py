@@ -32,6 +32,7 @@ from psycopg import OperationalError
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from rxroute.db.queue_statements import single_statements
 from rxroute.models import WebhookEventState
 
 STORE_AND_DEFER = """
@@ -121,30 +122,10 @@ async def store_many(
     """Store the arrivals and defer a job for each stored one, in one statement (its own
     transaction, in autocommit); the ids of those stored (a provider event id already
     stored, or twice in ``arrivals``, is stored once)."""
-    async with pool.connection() as connection:
-        previous = connection.autocommit
-        await connection.set_autocommit(True)
-        try:
-            cursor = await connection.execute(STORE_AND_DEFER, _parameters(provider, arrivals))
-            rows = await cursor.fetchall()
-        finally:
-            await connection.set_autocommit(previous)
+    async with single_statements(pool) as connection:
+        cursor = await connection.execute(STORE_AND_DEFER, _parameters(provider, arrivals))
+        rows = await cursor.fetchall()
     return {row[0] for row in rows}
-
-
-async def store_and_defer(
-    pool: AsyncConnectionPool,
-    *,
-    provider: str,
-    event_id: str,
-    event_type: str,
-    document: dict[str, Any],
-    lock_key: str,
-) -> uuid.UUID | None:
-    """The stored event's id, or None when this provider event id was already stored."""
-    arrival = Arrival(event_id, event_type, document, lock_key)
-    stored = await store_many(pool, provider, [arrival])
-    return arrival.id if arrival.id in stored else None
 
 
 def _unreachable(error: Exception) -> bool:

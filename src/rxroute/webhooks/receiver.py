@@ -112,15 +112,16 @@ def _parse_float(text: str) -> float:
 
 
 def _check_storable(document: object) -> None:
-    """Refuse strings (keys and values) PostgreSQL cannot hold, and absurd nesting.
+    """Refuse strings (keys and values) PostgreSQL cannot hold.
 
     jsonb refuses U+0000, and neither jsonb nor a text column can hold a lone UTF-16
     surrogate (``"\\ud800"`` parses to one in Python). Walked with a stack, not recursion,
-    so the walk itself cannot overflow.
+    so the walk itself cannot overflow; the nesting was bounded before parsing
+    (:func:`_nested_too_deep`).
     """
-    stack: list[tuple[object, int]] = [(document, 1)]
+    stack: list[object] = [document]
     while stack:
-        value, depth = stack.pop()
+        value = stack.pop()
         if isinstance(value, str):
             if "\x00" in value:
                 raise RefusedBody(
@@ -134,13 +135,12 @@ def _check_storable(document: object) -> None:
                     "body contains a lone UTF-16 surrogate (such as \\ud800), which is not "
                     "Unicode text and cannot be stored",
                 ) from None
-        elif isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                raise RefusedBody("unstorable", f"body is nested deeper than {MAX_DEPTH} levels")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                stack.append((key, depth))
-                stack.append((item, depth + 1))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append(key)
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)

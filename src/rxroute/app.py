@@ -31,7 +31,7 @@ from rxroute.auth.endpoints import router as auth_router
 from rxroute.config import Settings, get_settings
 from rxroute.db import migrate
 from rxroute.db.engine import outage_reason, resolve_database_url
-from rxroute.logging import loggable_path, route_words
+from rxroute.logging import route_words
 from rxroute.notifications.pages import router as notifications_pages_router
 from rxroute.observability.endpoints import router as metrics_router
 from rxroute.observability.tracing import instrument_app
@@ -51,7 +51,7 @@ from rxroute.web.deps import LoginRequired, login_url
 from rxroute.web.headers import SecurityHeadersMiddleware, add_security_headers, uses_https
 from rxroute.web.patient_pages import router as patient_pages_router
 from rxroute.web.pharmacy_pages import router as pharmacy_pages_router
-from rxroute.web.request_log import RequestLogMiddleware
+from rxroute.web.request_log import RequestLogMiddleware, logged_path
 from rxroute.web.welcome_pages import router as welcome_router
 from rxroute.webhooks.receiver import router as webhooks_router
 
@@ -65,10 +65,6 @@ def route_paths(app: FastAPI) -> list[str]:
     iterate = getattr(fastapi.routing, "iter_route_contexts", None)
     routes = list(iterate(app.routes)) if iterate is not None else list(app.routes)
     return [str(getattr(route, "path", "") or "") for route in routes]
-
-
-def _logged_path(request: Request) -> str:
-    return loggable_path(request.url.path, getattr(request.app.state, "route_words", frozenset()))
 
 
 def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
@@ -144,7 +140,7 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     log.warning(
         "database_unavailable",
         request_id=getattr(request.state, "request_id", ""),
-        path=_logged_path(request),
+        path=logged_path(request.url.path, request.app),
         reason=reason,
     )
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}

@@ -27,12 +27,18 @@ from rxroute.observability.metrics import HTTP_REQUEST_SECONDS
 
 log = structlog.get_logger("rxroute.app")
 
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def logged_path(path: str, app: Any) -> str:
+    """``path`` as logged: typed-in text masked, the app's own route words kept."""
+    words: frozenset[str] = getattr(getattr(app, "state", None), "route_words", frozenset())
+    return loggable_path(path, words)
 
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
-        if name == REQUEST_ID_HEADER.encode():
+        if name == REQUEST_ID_HEADER:
             return str(value.decode("latin-1")) or uuid.uuid4().hex
     return uuid.uuid4().hex
 
@@ -80,12 +86,10 @@ class RequestLogMiddleware:
             method=method,
             status=str(status),
         ).observe(seconds)
-        app: Any = scope.get("app")
-        words: frozenset[str] = getattr(getattr(app, "state", None), "route_words", frozenset())
         log.info(
             "request",
             method=method,
-            path=loggable_path(path, words),
+            path=logged_path(path, scope.get("app")),
             status=status,
             duration_ms=round(seconds * 1000, 2),
             request_id=request_id,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_load import process_cpu
 from bench_seed import drop_database, fresh_database
 from sqlalchemy import select
 
@@ -58,13 +58,6 @@ from rxroute.webhooks import reconciliation
 from rxroute.webhooks.tasks import reconcile_once
 
 RXROUTE = Path(sys.executable).with_name("rxroute")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of another process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @dataclass
@@ -207,7 +200,7 @@ async def main(count: int, levels: list[int], latency_ms: int, modes: list[str])
                     later += timedelta(seconds=settings.reconcile_after_seconds + 1)
                     started = time.perf_counter()
                     cpu = time.process_time()
-                    sandbox_cpu = process_cpu_seconds(sandbox.pid)
+                    sandbox_cpu = sum(process_cpu(sandbox.pid))
                     with recording(mode):
                         counts = await reconcile_once(now=later)
                     results.append(
@@ -217,7 +210,7 @@ async def main(count: int, levels: list[int], latency_ms: int, modes: list[str])
                             counts["polled"],
                             time.perf_counter() - started,
                             time.process_time() - cpu,
-                            process_cpu_seconds(sandbox.pid) - sandbox_cpu,
+                            sum(process_cpu(sandbox.pid)) - sandbox_cpu,
                         )
                     )
                     # A poll that failed (the loaded machine's sandbox can drop a

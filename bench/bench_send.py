@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_load import process_cpu
 from bench_seed import drop_database, fresh_database
 from sqlalchemy import func, select, text
 
@@ -265,13 +265,6 @@ async def issued_count(runtime: Runtime, ids: list[uuid.UUID]) -> int:
         )
 
 
-def cpu_seconds(process: ManagedProcess) -> tuple[float, float]:
-    """CPU time (user, system) the process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
 async def read_counts(worker: ManagedProcess, path: Path) -> dict[str, int]:
     """The worker's SQL counts so far (it writes them on SIGUSR1)."""
     path.unlink(missing_ok=True)
@@ -336,12 +329,12 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             )
             warm_counts = await read_counts(worker, folder / COUNT_FILE)
             before = await sandbox_stats(sandbox_url)
-            cpu_before = cpu_seconds(worker)
+            cpu_before = process_cpu(worker.pid)
             await queue_sends(runtime, ids)
             await wait_until(
                 lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
             )
-            cpu_after = cpu_seconds(worker)
+            cpu_after = process_cpu(worker.pid)
             worker_user = cpu_after[0] - cpu_before[0]
             worker_system = cpu_after[1] - cpu_before[1]
             after = await sandbox_stats(sandbox_url)

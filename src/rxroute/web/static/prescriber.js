@@ -20,8 +20,8 @@
     const quantity = line.querySelector('input[name="quantity"]');
     const directions = line.querySelector('textarea[name="directions"]');
     if (!select || !quantity || !directions) continue;
-    let previous = defaults(select);
-    select.addEventListener("change", () => {
+    let previous = { quantity: "", directions: "" };
+    const follow = () => {
       const next = defaults(select);
       if (!quantity.value.trim() || quantity.value === previous.quantity) {
         quantity.value = next.quantity;
@@ -30,6 +30,10 @@
         directions.value = next.directions;
       }
       previous = next;
-    });
+    };
+    // A medicine picked while this deferred script was still loading raised its "change"
+    // before the listener existed: fill its defaults now, into empty fields only.
+    follow();
+    select.addEventListener("change", follow);
   }
 })();

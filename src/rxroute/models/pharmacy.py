@@ -81,5 +81,9 @@ class Pharmacy(IdMixin, TimestampMixin, Base):
 
     @property
     def full_address(self) -> str:
-        parts = [self.address_line1, self.address_line2, self.town, self.postcode]
-        return ", ".join(part for part in parts if part)
+        return one_line_address(self.address_line1, self.address_line2, self.town, self.postcode)
+
+
+def one_line_address(line1: str, line2: str, town: str, postcode: str) -> str:
+    """The address on one line, empty parts left out: how every page and the API show it."""
+    return ", ".join(part for part in (line1, line2, town, postcode) if part)

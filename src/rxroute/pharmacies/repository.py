@@ -16,6 +16,8 @@ PostgreSQL runs its generic plan, where a ``LIKE`` pattern built from a paramete
 from __future__ import annotations
 
 import functools
+import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import (
     Boolean,
@@ -37,8 +39,49 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.db.planning import plan_with_these_values
 from rxroute.models import Pharmacy
+from rxroute.models.pharmacy import one_line_address
 
 MAX_QUERY_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PharmacyCard:
+    """What a search result shows of a pharmacy: the chooser's card, not the whole row.
+
+    The type-ahead runs on every keystroke, and loading ORM objects (identity map, state
+    tracking) cost as much as the query itself on the cheapest shapes, so :func:`search`
+    reads these columns as plain rows. A page that needs more loads the chosen pharmacy.
+    """
+
+    id: uuid.UUID
+    name: str
+    address_line1: str
+    address_line2: str
+    town: str
+    postcode: str
+    region: str
+    phone: str | None
+    opening_hours: str | None
+
+    @property
+    def full_address(self) -> str:
+        return one_line_address(self.address_line1, self.address_line2, self.town, self.postcode)
+
+
+#: A statement reading :data:`_CARD_COLUMNS`.
+CardSelect = Select[uuid.UUID, str, str, str, str, str, str, str | None, str | None]
+#: The columns of :class:`PharmacyCard`, in its field order.
+_CARD_COLUMNS = (
+    Pharmacy.id,
+    Pharmacy.name,
+    Pharmacy.address_line1,
+    Pharmacy.address_line2,
+    Pharmacy.town,
+    Pharmacy.postcode,
+    Pharmacy.region,
+    Pharmacy.phone,
+    Pharmacy.opening_hours,
+)
 
 
 def normalise_query(raw: str) -> str:
@@ -70,7 +113,7 @@ def _like(text: str) -> str:
 
 def search_parameters(
     region: str, query: str = "", *, limit: int = 20
-) -> tuple[Select[Pharmacy], dict[str, object]]:
+) -> tuple[CardSelect, dict[str, object]]:
     """The search for ``query`` as (statement, parameters): see :func:`_statement`.
 
     The statement depends only on the query's shape (empty, short, or how many words), so
@@ -104,7 +147,7 @@ def search_parameters(
 
 
 @functools.cache
-def _statement(shape: str, words: int) -> Select[Pharmacy]:
+def _statement(shape: str, words: int) -> CardSelect:
     """Active pharmacies of ``:region`` matching the query, best first, at most ``:limit``.
 
     * empty: alphabetical by town and name, straight from ``ix_pharmacies_..._town_key``;
@@ -126,7 +169,7 @@ def _statement(shape: str, words: int) -> Select[Pharmacy]:
     limit = bindparam("limit", type_=Integer)
     if shape == "empty":
         return (
-            select(Pharmacy)
+            select(*_CARD_COLUMNS)
             .where(*active)
             .order_by(Pharmacy.town_key, Pharmacy.name_key)
             .limit(limit)
@@ -209,16 +252,21 @@ def _statement(shape: str, words: int) -> Select[Pharmacy]:
             .subquery("top")
         )
         ordering = (top.c.rank, top.c.similarity.desc(), top.c.first, top.c.name_key)
-    return select(Pharmacy).join(top, top.c.id == Pharmacy.id).order_by(*ordering)
+    return select(*_CARD_COLUMNS).join(top, top.c.id == Pharmacy.id).order_by(*ordering)
 
 
 async def search(
     session: AsyncSession, region: str, query: str = "", *, limit: int = 20
-) -> list[Pharmacy]:
-    """Active pharmacies of ``region`` matching ``query``, best first: see :func:`_statement`."""
+) -> list[PharmacyCard]:
+    """Active pharmacies of ``region`` matching ``query``, best first: see :func:`_statement`.
+
+    It runs on the session's connection (so in its transaction) but as a Core statement:
+    the rows become :class:`PharmacyCard`, not ORM objects.
+    """
     statement, parameters = search_parameters(region, query, limit=limit)
     if len(parameters) > 2:
         # The best plan for "the rest" depends on how common the word is (a bitmap over
         # 100,000 "street" rows takes 40 ms), so no plan made for another word.
         await plan_with_these_values(session)
-    return list(await session.scalars(statement, parameters))
+    connection = await session.connection()
+    return [PharmacyCard(*row) for row in await connection.execute(statement, parameters)]

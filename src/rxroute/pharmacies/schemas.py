@@ -5,6 +5,7 @@ import uuid
 from pydantic import BaseModel
 
 from rxroute.models import Pharmacy
+from rxroute.pharmacies.repository import PharmacyCard
 
 
 class PharmacyOut(BaseModel):
@@ -21,7 +22,7 @@ class PharmacyOut(BaseModel):
     opening_hours: str | None = None
 
     @classmethod
-    def of(cls, pharmacy: Pharmacy) -> PharmacyOut:
+    def of(cls, pharmacy: Pharmacy | PharmacyCard) -> PharmacyOut:
         return cls(
             id=pharmacy.id,
             name=pharmacy.name,

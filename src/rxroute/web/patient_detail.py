@@ -234,7 +234,7 @@ async def last_pharmacy(
 
 async def pharmacy_page(
     session: AsyncSession, region: str, query: str, shown: int
-) -> tuple[list[Pharmacy], int | None, bool]:
+) -> tuple[list[pharmacy_repository.PharmacyCard], int | None, bool]:
     """Up to ``shown`` results, the region's total for an empty query, and whether more exist.
 
     Counting every match of a typed query would read much of the region on a big list, so

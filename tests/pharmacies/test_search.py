@@ -161,3 +161,25 @@ async def test_symbols_match_only_at_the_start_of_a_key(session: AsyncSession) -
     assert await _names(session, "🙂") == ["🙂 Pharmacy"]
     assert await _names(session, "!!!") == []
     assert await _names(session, "chemist") == ["Boots !!! Chemist"]
+
+
+async def test_a_result_card_shows_what_the_pharmacy_row_holds(session: AsyncSession) -> None:
+    """The search reads a card, not the ORM row: every field it shows matches the row's."""
+    await make_pharmacy(
+        session,
+        "B",
+        name="Card Pharmacy",
+        address_line1="1 Example Street",
+        address_line2="",
+        town="Leeds",
+        postcode="LS1 4AP",
+        phone="+44 7700 900123",
+        opening_hours="Mon-Fri 9-5",
+    )
+    [card] = await repository.search(session, "B", "card pharmacy")
+    row = await session.get(Pharmacy, card.id)
+    assert row is not None
+    for name in repository.PharmacyCard.__slots__:
+        assert getattr(card, name) == getattr(row, name), name
+    assert card.full_address == row.full_address
+    assert card.full_address == "1 Example Street, Leeds, LS1 4AP"

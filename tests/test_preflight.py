@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.config import Settings
-from rxroute.preflight import Check, Outcome, passed, run_preflight
+from rxroute.preflight import run_preflight
+from rxroute.preflight.checks import Check, Outcome, passed
 from rxroute.seed.service import seed_demo
 from tests.erx_sandbox import Erx
 from tests.erx_sandbox import erx as erx  # a fixture

@@ -328,7 +328,7 @@ def preflight(
     from rich.markup import escape
 
     from rxroute.logging import configure_logging
-    from rxroute.preflight import Outcome, passed
+    from rxroute.preflight.checks import Outcome, passed
 
     settings = load_settings()
     require_encryption_keys(settings)

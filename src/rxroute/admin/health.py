@@ -2,8 +2,8 @@
 
 An admin could store a Region B pharmacy whose contact ID the platform does not know, or a
 prescriber whose platform login does not work, and nothing said so until a patient's send
-failed. The "Check" button runs the preflight checks (:mod:`rxroute.preflight`) for that one
-item and keeps the result on the row (``health_status``, ``health_checked_at``,
+failed. The "Check" button runs the preflight checks (:mod:`rxroute.preflight.live`) for that
+one item and keeps the result on the row (``health_status``, ``health_checked_at``,
 ``health_detail``), shown as a badge.
 
 A pharmacy whose contact the platform rejected - at a check, or when a real send was
@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute import preflight
 from rxroute.admin import audit
 from rxroute.channels.erx.base import Contact, PrescriberCredentials
 from rxroute.channels.erx.errors import ErxError
 from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.channels.registry import ERX, erx_channel, get_channel
 from rxroute.models import AuditAction, Pharmacy, Prescriber
-from rxroute.preflight import Check, Outcome
+from rxroute.preflight import live as preflight_live
+from rxroute.preflight.checks import Check, Outcome, fail, ok, platform_error, warn
 from rxroute.runtime import Runtime
 
 #: How many prescribers' logins a pharmacy check tries for listing the platform's contacts.
@@ -88,7 +88,7 @@ async def _contacts(
     client = erx_channel(runtime)
     if not logins:
         checks.append(
-            preflight.warn(
+            warn(
                 "platform contacts",
                 "not checked: no active prescriber has a platform login stored to list the "
                 "platform's contacts with",
@@ -101,9 +101,9 @@ async def _contacts(
         try:
             return await client.list_contacts(credentials)
         except ErxError as exc:
-            failures.append(preflight.platform_error(exc))
+            failures.append(platform_error(exc))
     checks.append(
-        preflight.warn(
+        warn(
             "platform contacts",
             f"not checked: cannot list the platform's contacts ({failures[-1]})",
             "check the platform's status and the prescribers' logins, then check again",
@@ -129,7 +129,7 @@ async def check_pharmacy(
                 .where(Prescriber.active.is_(True))
                 .order_by(Prescriber.full_name, Prescriber.id)
             ):
-                found = preflight.stored_credentials(runtime.secret_box, prescriber)
+                found = preflight_live.stored_credentials(runtime.secret_box, prescriber)
                 if isinstance(found, PrescriberCredentials):
                     logins.append(found)
     label = f"pharmacy {pharmacy.name} ({pharmacy.id})"
@@ -137,29 +137,27 @@ async def check_pharmacy(
     contact_rejected = False
     if channel_name is None:
         checks.append(
-            preflight.fail(
+            fail(
                 label,
                 f"region {pharmacy.region} is not configured",
                 "move it to a configured region",
             )
         )
     elif (problem := get_channel(runtime, channel_name).pharmacy_problem(pharmacy)) is not None:
-        checks.append(preflight.fail(label, problem, "edit the pharmacy"))
+        checks.append(fail(label, problem, "edit the pharmacy"))
     elif channel_name == ERX:
         try:
             async with asyncio.timeout(settings.platform_call_deadline_seconds):
                 contacts = await _contacts(runtime, logins, checks)
         except TimeoutError:
             contacts = None
-            checks.append(preflight.warn(label, "not checked: the platform did not answer in time"))
+            checks.append(warn(label, "not checked: the platform did not answer in time"))
         if contacts is not None:
-            found_check = preflight.contact_check(pharmacy, contacts)
+            found_check = preflight_live.contact_check(pharmacy, contacts)
             checks.append(found_check)
             contact_rejected = not found_check.ok
     else:
-        checks.append(
-            preflight.ok(label, f"region {pharmacy.region} sends by {channel_name}; details set")
-        )
+        checks.append(ok(label, f"region {pharmacy.region} sends by {channel_name}; details set"))
     status, detail = summarise(checks)
     async with runtime.sessionmaker() as session, session.begin():
         row = await session.get(Pharmacy, pharmacy_id, with_for_update=True)
@@ -200,8 +198,8 @@ async def _prescriber_checks(
     runtime: Runtime, row: Prescriber, client: SignatureRxClient, checks: list[Check]
 ) -> None:
     settings = runtime.settings
-    up = await preflight.check_client_credentials(settings, client, checks)
-    entry = await preflight.check_prescriber(
+    up = await preflight_live.check_client_credentials(settings, client, checks)
+    entry = await preflight_live.check_prescriber(
         row, runtime.secret_box, client, checks, platform_up=up
     )
     if entry is None or not entry.logged_in or entry.credentials is None:
@@ -212,15 +210,15 @@ async def _prescriber_checks(
         clinics = await client.list_clinics(entry.credentials)
     except ErxError as exc:
         checks.append(
-            preflight.fail(
+            fail(
                 "platform clinics",
-                f"cannot list the prescriber's clinics: {preflight.platform_error(exc)}",
+                f"cannot list the prescriber's clinics: {platform_error(exc)}",
                 "ask the platform's support which clinics this prescriber belongs to",
             )
         )
         return
     checks.append(
-        preflight.clinic_check(
+        preflight_live.clinic_check(
             "clinic ID (RXROUTE_ERX_CLINIC_ID)",
             settings.erx_clinic_id,
             clinics,
@@ -241,20 +239,18 @@ async def check_prescriber(
     label = f"prescriber {row.full_name} ({row.id})"
     checks: list[Check] = []
     if not row.active:
-        checks.append(
-            preflight.warn(label, "inactive in rxroute: cannot sign", "reactivate it to use it")
-        )
+        checks.append(warn(label, "inactive in rxroute: cannot sign", "reactivate it to use it"))
     client = erx_channel(runtime)
     if ERX not in settings.region_channels.values():
-        checks.append(preflight.ok(label, "no region sends through the platform"))
+        checks.append(ok(label, "no region sends through the platform"))
     elif not isinstance(client, SignatureRxClient):
-        checks.append(preflight.warn(label, "not checked: no platform client to check with"))
+        checks.append(warn(label, "not checked: no platform client to check with"))
     else:
         try:
             async with asyncio.timeout(settings.platform_call_deadline_seconds):
                 await _prescriber_checks(runtime, row, client, checks)
         except TimeoutError:
-            checks.append(preflight.warn(label, "not checked: the platform did not answer in time"))
+            checks.append(warn(label, "not checked: the platform did not answer in time"))
     status, detail = summarise(checks)
     async with runtime.sessionmaker() as session, session.begin():
         fresh = await session.get(Prescriber, prescriber_id, with_for_update=True)

@@ -1,95 +1,44 @@
-"""``rxroute preflight``: what must exist before the first Region B call, checked live.
+"""``rxroute preflight``'s checks that ask the live platform.
 
-The case study's "What needs to exist before the first call" lists things on both sides of
-the wire. Each becomes a :class:`Check` against the configured platform (the sandbox in the
-demo): rxroute's API client, each prescriber's login and PIN, the clinic's *internal* ID
-(catching the dashboard display ID), each Region B pharmacy's contact ID, the webhook
-settings, and the pending Region B prescriptions' patient profiles and items.
+rxroute's API client (a token grant), each prescriber's login and PIN, the clinic's
+*internal* ID (catching the dashboard display ID) and each Region B pharmacy's contact ID
+are only right if the configured platform (the sandbox in the demo) agrees, so each is
+checked with a live call. The admin's per-prescriber and per-pharmacy "Check"
+(:mod:`rxroute.admin.health`) reuses them.
 
-Messages name pharmacies (not PHI), prescribers by their rxroute id and name, and
-prescriptions by id only: never a patient's details.
+Messages name pharmacies (not PHI) and prescribers by their rxroute id and name: never a
+patient's details.
 """
 
 from __future__ import annotations
 
-import enum
-import re
-import uuid
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from rxroute.channels.erx.base import Clinic as PlatformClinic
 from rxroute.channels.erx.base import Contact, PrescriberCredentials
-from rxroute.channels.erx.channel import build_payload
-from rxroute.channels.erx.errors import (
-    ErxError,
-    LocalValidationError,
-    RejectedError,
-    RetryableError,
-)
+from rxroute.channels.erx.errors import ErxError, RejectedError
 from rxroute.channels.erx.signaturerx import SignatureRxClient
-from rxroute.config import PLACEHOLDER_MARKERS, Environment, Settings
+from rxroute.config import Settings
 from rxroute.crypto import DecryptionError, SecretBox
-from rxroute.models import Clinic, Pharmacy, Prescriber, Prescription
-from rxroute.prescriptions.lifecycle import Status
-
-#: Statuses of prescriptions that will still be sent (or re-sent by support).
-PENDING_STATUSES = (Status.DRAFT.value, Status.QUEUED.value, Status.FAILED.value)
-#: At most this many failing prescriptions are listed one by one; the rest are counted.
-MAX_LISTED_PRESCRIPTIONS = 20
-_PIN = re.compile(r"^[0-9]{6}$")
-#: A stand-in PIN for checking a prescription's own fields when the prescriber's PIN is
-#: unreadable (the prescriber check reports that problem once).
-_STAND_IN_PIN = "000000"
-#: Fields the prescription checks leave to other checks (or to the patient's later choice).
-_CHECKED_ELSEWHERE = {"secure_pin", "clinic_id", "prescriber_ip"}
-
-
-class Outcome(enum.StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Outcome
-    message: str
-    fix: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not Outcome.FAIL
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = self.status.value
-        return data
-
-
-def ok(name: str, message: str) -> Check:
-    return Check(name, Outcome.OK, message)
-
-
-def warn(name: str, message: str, fix: str | None = None) -> Check:
-    return Check(name, Outcome.WARN, message, fix)
-
-
-def fail(name: str, message: str, fix: str) -> Check:
-    return Check(name, Outcome.FAIL, message, fix)
-
-
-def passed(checks: list[Check]) -> bool:
-    return all(check.ok for check in checks)
+from rxroute.models import Clinic, Pharmacy, Prescriber
+from rxroute.preflight.checks import (
+    SIGNING_PIN,
+    Check,
+    erx_regions,
+    fail,
+    ok,
+    platform_error,
+    warn,
+)
 
 
 @dataclass
-class _Prescriber:
+class CheckedPrescriber:
+    """A prescriber as the live checks found them: readable credentials, a working login."""
+
     row: Prescriber
     credentials: PrescriberCredentials | None
     logged_in: bool = False
@@ -97,36 +46,6 @@ class _Prescriber:
     @property
     def label(self) -> str:
         return f"prescriber {self.row.full_name} ({self.row.id})"
-
-
-def _erx_regions(settings: Settings) -> list[str]:
-    return sorted(r for r, channel in settings.region_channels.items() if channel == "erx")
-
-
-def platform_error(exc: ErxError) -> str:
-    if isinstance(exc, RejectedError):
-        message = exc.platform_message or "no message"
-        return f"the platform refused: {message!r}"
-    return f"the platform could not be reached or answered oddly ({exc})"
-
-
-async def run_preflight(
-    session: AsyncSession, settings: Settings, box: SecretBox, client: SignatureRxClient
-) -> list[Check]:
-    """Every check, in the order a person would fix them. Never raises for a failed check."""
-    checks: list[Check] = []
-    platform_up = await check_client_credentials(settings, client, checks)
-    prescribers = await _check_prescribers(session, box, client, checks, platform_up=platform_up)
-    ready = [p for p in prescribers if p.logged_in and p.credentials is not None]
-    clinics: list[PlatformClinic] | None = None
-    contacts: list[Contact] | None = None
-    if ready:
-        clinics, contacts = await _platform_lists(client, ready[0], checks)
-    await _check_clinic_ids(session, settings, clinics, checks, platform_up=platform_up)
-    await _check_pharmacies(session, settings, contacts, checks)
-    _check_webhook(settings, checks)
-    await _check_pending(session, settings, box, checks)
-    return checks
 
 
 async def check_client_credentials(
@@ -161,14 +80,14 @@ async def check_client_credentials(
     return True
 
 
-async def _check_prescribers(
+async def check_prescribers(
     session: AsyncSession,
     box: SecretBox,
     client: SignatureRxClient,
     checks: list[Check],
     *,
     platform_up: bool,
-) -> list[_Prescriber]:
+) -> list[CheckedPrescriber]:
     rows = list(
         await session.scalars(
             select(Prescriber).where(Prescriber.active.is_(True)).order_by(Prescriber.full_name)
@@ -183,7 +102,7 @@ async def _check_prescribers(
             )
         )
         return []
-    result: list[_Prescriber] = []
+    result: list[CheckedPrescriber] = []
     for row in rows:
         entry = await check_prescriber(row, box, client, checks, platform_up=platform_up)
         if entry is not None:
@@ -226,7 +145,7 @@ async def check_prescriber(
     checks: list[Check],
     *,
     platform_up: bool,
-) -> _Prescriber | None:
+) -> CheckedPrescriber | None:
     """One prescriber's stored login and PIN, and a live login (preflight and the admin's
     per-prescriber check). Appends its checks; None when there is nothing to log in with."""
     found = stored_credentials(box, row)
@@ -234,9 +153,9 @@ async def check_prescriber(
         checks.append(found)
         return None
     credentials = found
-    entry = _Prescriber(row, credentials)
+    entry = CheckedPrescriber(row, credentials)
     name = entry.label
-    if not _PIN.match(credentials.secure_pin):
+    if not SIGNING_PIN.match(credentials.secure_pin):
         checks.append(
             fail(
                 f"{name} PIN",
@@ -260,13 +179,13 @@ async def check_prescriber(
         )
         return entry
     entry.logged_in = True
-    pin_note = "PIN present" if _PIN.match(credentials.secure_pin) else "PIN invalid"
+    pin_note = "PIN present" if SIGNING_PIN.match(credentials.secure_pin) else "PIN invalid"
     checks.append(ok(f"{name} login", f"login works; {pin_note}"))
     return entry
 
 
-async def _platform_lists(
-    client: SignatureRxClient, prescriber: _Prescriber, checks: list[Check]
+async def platform_lists(
+    client: SignatureRxClient, prescriber: CheckedPrescriber, checks: list[Check]
 ) -> tuple[list[PlatformClinic] | None, list[Contact] | None]:
     assert prescriber.credentials is not None
     clinics: list[PlatformClinic] | None = None
@@ -321,7 +240,7 @@ def clinic_check(name: str, clinic_id: int, clinics: list[PlatformClinic], varia
     )
 
 
-async def _check_clinic_ids(
+async def check_clinic_ids(
     session: AsyncSession,
     settings: Settings,
     clinics: list[PlatformClinic] | None,
@@ -360,13 +279,13 @@ async def _check_clinic_ids(
         checks.append(clinic_check(name, clinic_id, clinics, variable))
 
 
-async def _check_pharmacies(
+async def check_pharmacies(
     session: AsyncSession,
     settings: Settings,
     contacts: list[Contact] | None,
     checks: list[Check],
 ) -> None:
-    regions = _erx_regions(settings)
+    regions = erx_regions(settings)
     if not regions:
         return
     pharmacies = list(
@@ -424,127 +343,3 @@ def contact_check(pharmacy: Pharmacy, contacts: list[Contact]) -> Check:
         f"{len(contacts)} contacts",
         "correct the stored contact ID, or deactivate the pharmacy until the platform registers it",
     )
-
-
-def _check_webhook(settings: Settings, checks: list[Check]) -> None:
-    url = settings.webhook_url
-    if not url.startswith(("http://", "https://")):
-        checks.append(fail("webhook URL", f"{url!r} is not an HTTP URL", "set RXROUTE_PUBLIC_URL"))
-    elif not url.startswith("https://") and settings.environment is not Environment.DEVELOPMENT:
-        checks.append(
-            fail(
-                "webhook URL",
-                f"{url} is not HTTPS; the platform needs a public HTTPS endpoint",
-                "set RXROUTE_PUBLIC_URL to rxroute's public https:// address",
-            )
-        )
-    else:
-        checks.append(ok("webhook URL", f"{url} (register it on the platform)"))
-    secret = settings.webhook_secret.get_secret_value()
-    if not secret.strip():
-        checks.append(
-            fail(
-                "webhook secret",
-                "empty",
-                "set RXROUTE_WEBHOOK_SECRET to the secret the platform signs with",
-            )
-        )
-    elif any(marker in secret.lower() for marker in PLACEHOLDER_MARKERS):
-        checks.append(
-            warn(
-                "webhook secret",
-                "set, but a development placeholder",
-                "use the platform's webhook secret outside the demo",
-            )
-        )
-    else:
-        checks.append(ok("webhook secret", "set"))
-
-
-async def _check_pending(
-    session: AsyncSession, settings: Settings, box: SecretBox, checks: list[Check]
-) -> None:
-    regions = _erx_regions(settings)
-    if not regions:
-        return
-    name = "pending prescriptions"
-    ids = list(
-        await session.scalars(
-            select(Prescription.id)
-            .where(
-                Prescription.region.in_(regions),
-                Prescription.status.in_(PENDING_STATUSES),
-            )
-            .order_by(Prescription.created_at, Prescription.id)
-        )
-    )
-    if not ids:
-        checks.append(ok(name, "none pending"))
-        return
-    problems: list[tuple[uuid.UUID, str]] = []
-    for start in range(0, len(ids), 200):
-        chunk = ids[start : start + 200]
-        rows = await session.scalars(
-            select(Prescription)
-            .where(Prescription.id.in_(chunk))
-            .options(
-                selectinload(Prescription.items),
-                selectinload(Prescription.patient),
-                selectinload(Prescription.prescriber),
-                selectinload(Prescription.pharmacy),
-            )
-        )
-        for prescription in rows:
-            text = await _prescription_problems(session, settings, box, prescription)
-            if text:
-                problems.append((prescription.id, text))
-    if not problems:
-        checks.append(ok(name, f"all {len(ids)} have complete patient profiles and items"))
-        return
-    problems.sort(key=lambda item: str(item[0]))
-    for prescription_id, text in problems[:MAX_LISTED_PRESCRIPTIONS]:
-        checks.append(
-            fail(
-                f"prescription {prescription_id}",
-                text,
-                "complete the patient's profile or the prescription's items before sending",
-            )
-        )
-    if len(problems) > MAX_LISTED_PRESCRIPTIONS:
-        more = len(problems) - MAX_LISTED_PRESCRIPTIONS
-        checks.append(
-            fail(
-                name,
-                f"{more} more of {len(ids)} pending prescriptions have the same kind of problem",
-                "list them with `rxroute preflight --json`",
-            )
-        )
-
-
-async def _prescription_problems(
-    session: AsyncSession, settings: Settings, box: SecretBox, prescription: Prescription
-) -> str | None:
-    pin = _STAND_IN_PIN
-    encrypted = prescription.prescriber.signing_pin_encrypted
-    if encrypted:
-        try:
-            decrypted = box.decrypt(encrypted)
-        except DecryptionError:
-            decrypted = _STAND_IN_PIN
-        pin = decrypted if _PIN.match(decrypted) else _STAND_IN_PIN
-    try:
-        await build_payload(session, settings, prescription, prescription.pharmacy, pin)
-    except LocalValidationError as exc:
-        fields = []
-        for problem in exc.problems:
-            if problem.field in _CHECKED_ELSEWHERE:
-                continue
-            # A draft's pharmacy is the patient's choice at send time, not a setup mistake.
-            if problem.field == "contact_id" and prescription.pharmacy is None:
-                continue
-            fields.append(f"{problem.field} ({problem.reason})")
-        if fields:
-            return "missing or invalid: " + "; ".join(fields)
-    except (RetryableError, RejectedError) as exc:  # pragma: no cover - build is local
-        return str(exc)
-    return None

@@ -42,11 +42,8 @@ from .http import (
 from .pages import add_page_routes
 from .persist import StateFile, save_while_running
 from .portal import add_portal_routes
-from .state import (
-    INVALID_PRESCRIBER,
-    PlatformError,
-    Sandbox,
-)
+from .records import INVALID_PRESCRIBER, PlatformError
+from .state import Sandbox
 from .validation import validate_issue
 
 logger = logging.getLogger("rxroute.sandbox.http")

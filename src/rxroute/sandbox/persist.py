@@ -27,7 +27,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from .state import MailMessage, Prescription, Sandbox
+from .records import MailMessage, Prescription
+from .state import Sandbox
 
 logger = logging.getLogger("rxroute.sandbox")
 

@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .http import BadRequest, form_body
 from .pages import render
-from .state import DISPENSED, EXPIRED, ISSUED, PHARMACY_GROUPS, VOIDED, Prescription, Sandbox
+from .records import DISPENSED, EXPIRED, ISSUED, PHARMACY_GROUPS, VOIDED, Prescription
+from .state import Sandbox
 
 
 def add_portal_routes(app: FastAPI, sandbox: Sandbox) -> None:

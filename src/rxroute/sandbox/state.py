@@ -1,4 +1,4 @@
-"""The simulated platform's in-memory state and its rules.
+"""The simulated platform's in-memory state and its rules (its records are in :mod:`.records`).
 
 Everything here is synchronous and runs on the sandbox's event loop, so no locks are needed:
 a request handler or the ticker mutates state between awaits. Time comes from a sandbox
@@ -8,13 +8,10 @@ clock that tests can advance, so expiry and token lifetimes are testable without
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 import secrets
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from .aimed import AimedFaults
@@ -28,141 +25,30 @@ from .config import (
     Timings,
     WebhookSettings,
 )
+from .records import (
+    ALREADY_DISPENSED,
+    DISPENSED,
+    EXPIRED,
+    INACTIVE_PRESCRIBER,
+    INVALID_PIN,
+    ISSUED,
+    OPEN_STATUSES,
+    PRINTED,
+    SIGNED,
+    UNAUTHORIZED_CLINIC,
+    UNKNOWN_CONTACT,
+    VOIDED,
+    AccessToken,
+    Counters,
+    MailMessage,
+    PlatformError,
+    Prescription,
+    SandboxClock,
+    SessionToken,
+)
 from .webhooks import WebhookDispatcher, WebhookEvent, build_event
 
 logger = logging.getLogger("rxroute.sandbox")
-
-UNAUTHORIZED_CLINIC = "You trying to issue prescription to unauthorized clinic."
-INVALID_PRESCRIBER = "Invalid prescriber credentials."
-INVALID_PIN = "Invalid secure pin."
-INACTIVE_PRESCRIBER = "Prescriber account is inactive."
-UNKNOWN_CONTACT = "The selected contact is invalid."
-ALREADY_DISPENSED = "Prescription already dispensed."
-
-PHARMACY_GROUPS = ("All Other Pharmacies", "Boots")
-
-ISSUED, SIGNED, PRINTED, DISPENSED, EXPIRED, VOIDED = (
-    "issued",
-    "signed",
-    "printed",
-    "dispensed",
-    "expired",
-    "voided",
-)
-OPEN_STATUSES = frozenset({ISSUED, SIGNED, PRINTED})
-
-
-class SandboxClock:
-    """Wall time plus an offset that ``POST /_sandbox/clock/advance`` moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-    def iso(self, at: float | None = None) -> str:
-        moment = dt.datetime.fromtimestamp(self.now() if at is None else at, dt.UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class PlatformError(Exception):
-    """A business refusal: HTTP 200 with ``success: false`` (or 404 for unknown IDs)."""
-
-    def __init__(self, message: str, status_code: int = 200) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-
-
-@dataclass
-class AccessToken:
-    value: str
-    client_id: str
-    expires_at: float
-
-
-@dataclass
-class SessionToken:
-    value: str
-    prescriber_id: int
-    client_id: str
-    expires_at: float
-
-
-@dataclass
-class Prescription:
-    id: str
-    client_ref_id: str
-    clinic_id: int
-    contact_id: int
-    prescriber_id: int
-    patient: dict[str, Any]
-    medicines: list[dict[str, Any]]
-    notes: str | None
-    notify: bool
-    token: str
-    link_base: str
-    issued_at: float
-    status: str = ISSUED
-    token_used: bool = False
-    pharmacy_group: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def public(self, clock: SandboxClock, expire_after: float) -> dict[str, Any]:
-        """The API's view: what the platform would return to the clinic."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "client_ref_id": self.client_ref_id,
-            "token": self.token,
-            "clinic_id": self.clinic_id,
-            "contact_id": self.contact_id,
-            "prescriber_id": self.prescriber_id,
-            "created_at": clock.iso(self.issued_at),
-            "expires_at": clock.iso(self.issued_at + expire_after),
-            "status_history": list(self.history),
-        }
-
-
-@dataclass
-class MailMessage:
-    id: int
-    to: str
-    subject: str
-    body: str
-    link: str
-    prescription_id: str
-    sent_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "to": self.to,
-            "subject": self.subject,
-            "body": self.body,
-            "link": self.link,
-            "prescription_id": self.prescription_id,
-            "sent_at": self.sent_at,
-        }
-
-
-@dataclass
-class Counters:
-    token_grants: int = 0
-    token_refusals: int = 0
-    prescriber_logins: int = 0
-    prescriber_login_failures: int = 0
-    unauthenticated: int = 0
-    business_errors: int = 0
-    validation_errors: int = 0
-    injected_errors: int = 0
-    injected_drops: int = 0
-    injected_latency: int = 0
-    issued_by_client_ref_id: Counter[str] = field(default_factory=Counter)
 
 
 class Sandbox:

@@ -13,14 +13,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from rxroute.config import (
-    DEMO_WEBHOOK_SECRET,
-    OPTIONAL_SECRETS,
-    PUBLISHED_DEMO_SECRETS,
-    Environment,
-    Settings,
-    get_settings,
-)
+from rxroute.config import Environment, Settings, get_settings
+from rxroute.config_secrets import DEMO_WEBHOOK_SECRET, OPTIONAL_SECRETS, PUBLISHED_DEMO_SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
 

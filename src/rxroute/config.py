@@ -4,69 +4,39 @@ Every knob is an ``RXROUTE_`` environment variable (or a line in ``.env``); ``.e
 documents each. Secrets are ``SecretStr`` so they never show up in a repr or a log line. The
 demo and the tests run in ``development``, where placeholder secrets are allowed; anywhere
 else a placeholder is refused at start-up, naming the variable, so a forgotten secret cannot
-reach production.
+reach production (which values count as placeholders: :mod:`rxroute.config_secrets`).
 """
 
 from __future__ import annotations
 
 import enum
-import json
-import typing
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rxroute.regions import DEFAULT_REGION_DISPLAY, RegionDisplay, fallback_display
-from rxroute.timezones import DEFAULT_DISPLAY_TIMEZONE, load_zone
-
-#: Values that mark a secret as "not really set". Refused outside development.
-PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "demo-only")
-
-#: Development-only defaults, so ``rxroute demo`` works with no configuration at all.
-DEMO_ENCRYPTION_KEY = "demo-only-encryption-key-000000000000000000="
-DEMO_SESSION_SECRET = "demo-only-session-secret"  # noqa: S105
-DEMO_CSRF_SECRET = "demo-only-csrf-secret"  # noqa: S105
-DEMO_LINK_SECRET = "demo-only-pharmacy-link-secret"  # noqa: S105
-DEMO_WEBHOOK_SECRET = "demo-only-webhook-secret"  # noqa: S105
-DEMO_ERX_CLIENT_ID = "rxroute-demo-client"
-DEMO_ERX_CLIENT_SECRET = "demo-only-sandbox-client-secret"  # noqa: S105
-#: ``whsec_`` + base64 of "demo-only-events-secret-00000000": signs the demo's own events.
-DEMO_EVENTS_SECRET = "whsec_ZGVtby1vbmx5LWV2ZW50cy1zZWNyZXQtMDAwMDAwMDA="  # noqa: S105
-
-#: Every secret value rxroute publishes (README, ``.env.example``, the sandbox's accounts):
-#: known to anyone, so refused outside development even if no placeholder marker matched.
-PUBLISHED_DEMO_SECRETS = (
+from rxroute.config_secrets import (
+    DEMO_CSRF_SECRET,
     DEMO_ENCRYPTION_KEY,
-    DEMO_SESSION_SECRET,
-    DEMO_WEBHOOK_SECRET,
+    DEMO_ERX_CLIENT_ID,
     DEMO_ERX_CLIENT_SECRET,
     DEMO_EVENTS_SECRET,
+    DEMO_LINK_SECRET,
+    DEMO_SESSION_SECRET,
+    DEMO_WEBHOOK_SECRET,
+    SECRETS_NEEDED_ONLY_WITH,
+    PreviousKeys,
+    holds_secret,
+    is_placeholder,
+    previous_keys,
+    secret_problem,
+    secret_texts,
 )
-
-#: Secrets used only when another setting turns their feature on (events are sent only to
-#: ``RXROUTE_EVENTS_URL``): checked like any other secret then, ignored otherwise.
-SECRETS_NEEDED_ONLY_WITH = {"events_secret": "events_url"}
-
-#: Secret settings that may stay empty (unset) outside development: rotation slots and
-#: credentials only some deployments use. A value they do hold is checked like any other.
-#: Every other secret setting is required; a new ``SecretStr`` field is required unless it
-#: is added here on purpose.
-OPTIONAL_SECRETS = frozenset(
-    {
-        "webhook_secret_previous",
-        "smtp_password",
-        "session_secret_previous",
-        "csrf_secret_previous",
-        "link_secret_previous",
-        "metrics_token",
-        "sentry_dsn",
-    }
-)
-
+from rxroute.regions import DEFAULT_REGION_DISPLAY, RegionDisplay, fallback_display
+from rxroute.timezones import DEFAULT_DISPLAY_TIMEZONE, load_zone
 
 #: The stalled-job interval spans at least this many heartbeats.
 STALLED_HEARTBEATS = 3
@@ -82,70 +52,6 @@ class Environment(enum.StrEnum):
 
 class ConfigError(ValueError):
     """A setting is missing or unsafe; the message names the variable and the fix."""
-
-
-def is_placeholder(value: str) -> bool:
-    """Whether a secret's text is a placeholder or contains a value rxroute publishes.
-
-    A substring match, so a published value hidden in a comma-separated list of keys (or
-    with a suffix added) is caught too.
-    """
-    lowered = value.lower()
-    return any(marker in lowered for marker in PLACEHOLDER_MARKERS) or any(
-        published.lower() in lowered for published in PUBLISHED_DEMO_SECRETS
-    )
-
-
-def _holds_secret(annotation: object) -> bool:
-    """Whether a field's type is, or contains (``| None``, ``list[...]``), ``SecretStr``."""
-    if annotation is SecretStr:
-        return True
-    return any(_holds_secret(argument) for argument in typing.get_args(annotation))
-
-
-def _secret_texts(value: object) -> list[str] | None:
-    """The raw text(s) of a secret setting's value; None when it is unset."""
-    if value is None:
-        return None
-    if isinstance(value, SecretStr):
-        return [value.get_secret_value()]
-    if isinstance(value, list | tuple | set | frozenset):
-        return [text for item in value for text in (_secret_texts(item) or [])]
-    raise TypeError(f"unexpected secret value of type {type(value).__name__}")
-
-
-def _secret_problem(name: str, texts: list[str] | None) -> str | None:
-    """What is wrong with one secret setting outside development, or None."""
-    variable = f"RXROUTE_{name.upper()}"
-    if not texts or not any(text.strip() for text in texts):
-        return None if name in OPTIONAL_SECRETS else f"{variable} is empty"
-    if any(not text.strip() for text in texts):
-        return f"{variable} has an empty entry"
-    if any(is_placeholder(text) for text in texts):
-        return f"{variable} still holds a placeholder or published demo value"
-    return None
-
-
-#: A list of earlier signing keys, still accepted while what they signed may be live. From the
-#: environment: a JSON list of strings, or one plain key; empty means none.
-PreviousKeys = Annotated[list[SecretStr], NoDecode]
-
-
-def _previous_keys(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    raw = value.strip()
-    if not raw:
-        return []
-    if not raw.startswith(("[", "{")):
-        return [raw]
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
-        raise ValueError('must be a JSON list of strings, e.g. ["old-key-1", "old-key-2"]')
-    return parsed
 
 
 class Settings(BaseSettings):
@@ -327,7 +233,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _parse_previous_keys(cls, value: Any) -> Any:
-        return _previous_keys(value)
+        return previous_keys(value)
 
     @field_validator("events_url")
     @classmethod
@@ -367,7 +273,7 @@ class Settings(BaseSettings):
     @classmethod
     def secret_settings(cls) -> list[str]:
         """Every secret setting's field name: each field whose type holds ``SecretStr``."""
-        return [name for name, field in cls.model_fields.items() if _holds_secret(field.annotation)]
+        return [name for name, field in cls.model_fields.items() if holds_secret(field.annotation)]
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
@@ -386,7 +292,7 @@ class Settings(BaseSettings):
                 name not in SECRETS_NEEDED_ONLY_WITH
                 or getattr(self, SECRETS_NEEDED_ONLY_WITH[name])
             )
-            and (problem := _secret_problem(name, _secret_texts(getattr(self, name))))
+            and (problem := secret_problem(name, secret_texts(getattr(self, name))))
         ]
         if problems:
             raise ValueError(

@@ -26,7 +26,8 @@ from rxroute.apiclients import service as apiclients
 from rxroute.apiclients.scopes import Scope
 from rxroute.cli import print_logins
 from rxroute.cli_support import CliError, console, ensure_port_free, load_settings
-from rxroute.config import DEMO_EVENTS_SECRET, Environment, Settings
+from rxroute.config import Environment, Settings
+from rxroute.config_secrets import DEMO_EVENTS_SECRET
 from rxroute.db import migrate
 from rxroute.db.embedded import DATABASE_NAME, start_embedded
 from rxroute.db.engine import resolve_database_url

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from rxroute.config import OPTIONAL_SECRETS, SECRETS_NEEDED_ONLY_WITH, Settings
+from rxroute.config import Settings
+from rxroute.config_secrets import OPTIONAL_SECRETS, SECRETS_NEEDED_ONLY_WITH
 from rxroute.jobs import shutdown_grace_seconds
 from tests.deploy import manifests
 

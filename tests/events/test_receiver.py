@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from rxroute import demo
-from rxroute.config import DEMO_EVENTS_SECRET
+from rxroute.config_secrets import DEMO_EVENTS_SECRET
 from rxroute.events.delivery import signed_headers
 from rxroute.events.receiver import EventReceiver
 from rxroute.events.secrets import new_secret

@@ -7,7 +7,8 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from rxroute.config import DEMO_EVENTS_SECRET, Settings
+from rxroute.config import Settings
+from rxroute.config_secrets import DEMO_EVENTS_SECRET
 from rxroute.events.secrets import InvalidSecret, new_secret, secret_bytes
 
 REAL = {

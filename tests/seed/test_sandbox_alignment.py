@@ -56,7 +56,7 @@ def test_contacts_are_exactly_the_region_b_pharmacies(config: dict[str, Any]) ->
 
 
 def test_oauth_client_matches_the_demo_settings(config: dict[str, Any]) -> None:
-    from rxroute.config import DEMO_ERX_CLIENT_ID, DEMO_ERX_CLIENT_SECRET
+    from rxroute.config_secrets import DEMO_ERX_CLIENT_ID, DEMO_ERX_CLIENT_SECRET
 
     clients = {c["client_id"]: c["client_secret"] for c in config["oauth_clients"]}
     assert clients[DEMO_ERX_CLIENT_ID] == DEMO_ERX_CLIENT_SECRET

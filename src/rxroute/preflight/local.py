@@ -17,7 +17,8 @@ from sqlalchemy.orm import selectinload
 
 from rxroute.channels.erx.channel import build_payload
 from rxroute.channels.erx.errors import LocalValidationError, RejectedError, RetryableError
-from rxroute.config import PLACEHOLDER_MARKERS, Environment, Settings
+from rxroute.config import Environment, Settings
+from rxroute.config_secrets import PLACEHOLDER_MARKERS
 from rxroute.crypto import DecryptionError, SecretBox
 from rxroute.models import Prescription
 from rxroute.preflight.checks import SIGNING_PIN, Check, erx_regions, fail, ok, warn

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.erx.signaturerx import SignatureRxClient
 from rxroute.config import Settings
+from rxroute.config_secrets import DEMO_EVENTS_SECRET
 from rxroute.preflight import run_preflight
 from rxroute.preflight.checks import Check, Outcome, passed
 from rxroute.seed.service import seed_demo
@@ -195,6 +196,9 @@ async def test_webhook_settings_are_reported(erx: Erx, session: AsyncSession) ->
         erx, session, webhook_secret=SecretStr("s3cr3t-from-the-platform-0123456789")
     )
     assert _by_name(real, "webhook secret").status is Outcome.OK
+    # A secret the repository publishes is as unsafe as a placeholder, marker or not.
+    published = await _preflight(erx, session, webhook_secret=SecretStr(DEMO_EVENTS_SECRET))
+    assert _by_name(published, "webhook secret").status is Outcome.WARN
     bad = await _preflight(erx, session, public_url="ftp://nowhere")
     assert _by_name(bad, "webhook URL").status is Outcome.FAIL
 

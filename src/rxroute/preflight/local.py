@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from rxroute.channels.erx.channel import build_payload
 from rxroute.channels.erx.errors import LocalValidationError, RejectedError, RetryableError
 from rxroute.config import Environment, Settings
-from rxroute.config_secrets import PLACEHOLDER_MARKERS
+from rxroute.config_secrets import is_placeholder
 from rxroute.crypto import DecryptionError, SecretBox
 from rxroute.models import Prescription
 from rxroute.preflight.checks import SIGNING_PIN, Check, erx_regions, fail, ok, warn
@@ -58,11 +58,11 @@ def check_webhook(settings: Settings, checks: list[Check]) -> None:
                 "set RXROUTE_WEBHOOK_SECRET to the secret the platform signs with",
             )
         )
-    elif any(marker in secret.lower() for marker in PLACEHOLDER_MARKERS):
+    elif is_placeholder(secret):
         checks.append(
             warn(
                 "webhook secret",
-                "set, but a development placeholder",
+                "set, but a development placeholder or a value rxroute publishes",
                 "use the platform's webhook secret outside the demo",
             )
         )

@@ -206,16 +206,8 @@ async def _prescriber_checks(
         return
     if settings.erx_clinic_id is None:
         return
-    try:
-        clinics = await client.list_clinics(entry.credentials)
-    except ErxError as exc:
-        checks.append(
-            fail(
-                "platform clinics",
-                f"cannot list the prescriber's clinics: {platform_error(exc)}",
-                "ask the platform's support which clinics this prescriber belongs to",
-            )
-        )
+    clinics = await preflight_live.listed_clinics(client, entry.credentials, checks)
+    if clinics is None:
         return
     checks.append(
         preflight_live.clinic_check(

@@ -184,14 +184,12 @@ async def check_prescriber(
     return entry
 
 
-async def platform_lists(
-    client: SignatureRxClient, prescriber: CheckedPrescriber, checks: list[Check]
-) -> tuple[list[PlatformClinic] | None, list[Contact] | None]:
-    assert prescriber.credentials is not None
-    clinics: list[PlatformClinic] | None = None
-    contacts: list[Contact] | None = None
+async def listed_clinics(
+    client: SignatureRxClient, credentials: PrescriberCredentials, checks: list[Check]
+) -> list[PlatformClinic] | None:
+    """The prescriber's clinics on the platform, or None with a failed check saying why."""
     try:
-        clinics = await client.list_clinics(prescriber.credentials)
+        return await client.list_clinics(credentials)
     except ErxError as exc:
         checks.append(
             fail(
@@ -200,6 +198,15 @@ async def platform_lists(
                 "ask the platform's support which clinics this prescriber belongs to",
             )
         )
+        return None
+
+
+async def platform_lists(
+    client: SignatureRxClient, prescriber: CheckedPrescriber, checks: list[Check]
+) -> tuple[list[PlatformClinic] | None, list[Contact] | None]:
+    assert prescriber.credentials is not None
+    clinics = await listed_clinics(client, prescriber.credentials, checks)
+    contacts: list[Contact] | None = None
     try:
         contacts = await client.list_contacts(prescriber.credentials)
     except ErxError as exc:

@@ -25,6 +25,7 @@ from .config import (
     Timings,
     WebhookSettings,
 )
+from .due import DueQueue
 from .records import (
     ALREADY_DISPENSED,
     DISPENSED,
@@ -73,6 +74,12 @@ class Sandbox:
         self.mailbox: list[MailMessage] = []
         self.counters = Counters()
         self.aimed = AimedFaults()
+        # What the clock may still sign or expire, by issue time (see ``due``).
+        self._to_sign = DueQueue()
+        self._to_expire = DueQueue()
+        #: Goes up with every change a state file keeps (prescriptions, mailbox, issue
+        #: counts), so saving can tell "nothing changed" without serialising everything.
+        self.revision = 0
         self.dispatcher = WebhookDispatcher(
             settings=lambda: self.webhook,
             timings=lambda: self.timings,
@@ -116,9 +123,28 @@ class Sandbox:
         self.access_tokens.clear()
         self.sessions.clear()
         self.prescriptions.clear()
+        self._to_sign.clear()
+        self._to_expire.clear()
         self.mailbox.clear()
         self.counters = Counters()
         self.aimed = AimedFaults()
+        self.revision += 1
+
+    def replace_prescriptions(self, prescriptions: list[Prescription]) -> None:
+        """Hold exactly these (a state file's), each queued for the clock as its status says."""
+        self.prescriptions.clear()
+        self._to_sign.clear()
+        self._to_expire.clear()
+        for prescription in prescriptions:
+            self._hold(prescription)
+        self.revision += 1
+
+    def _hold(self, prescription: Prescription) -> None:
+        self.prescriptions[prescription.id] = prescription
+        if prescription.status == ISSUED:
+            self._to_sign.push(prescription.issued_at, prescription.id)
+        if prescription.status in OPEN_STATUSES:
+            self._to_expire.push(prescription.issued_at, prescription.id)
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -210,8 +236,9 @@ class Sandbox:
             issued_at=now,
             history=[{"status": ISSUED, "at": self.clock.iso(now)}],
         )
-        self.prescriptions[prescription.id] = prescription
+        self._hold(prescription)
         self.counters.issued_by_client_ref_id[prescription.client_ref_id] += 1
+        self.revision += 1
         # No webhook for "issued": the clinic learns of it from this response, and the
         # platform's events are about changes after issue (signed onwards).
         logger.info("issued prescription %s", prescription.id)
@@ -253,6 +280,7 @@ class Sandbox:
         self._require_open_signed(prescription)
         if group is not None:
             prescription.pharmacy_group = group
+            self.revision += 1
         if prescription.status == SIGNED:
             self._move(prescription, PRINTED)
 
@@ -285,6 +313,7 @@ class Sandbox:
         previous = prescription.status
         prescription.status = status
         prescription.history.append({"status": status, "at": self.clock.iso()})
+        self.revision += 1
         logger.info("prescription %s %s -> %s", prescription.id, previous, status)
         self._transition_event(prescription, previous, status)
 
@@ -337,21 +366,23 @@ class Sandbox:
                 sent_at=self.clock.iso(),
             )
         )
+        self.revision += 1
 
     # --- time -------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Sign what is due and expire what is stale; cheap enough to run on every request."""
+        """Sign what is due and expire what is stale; cheap enough to run on every request:
+        it pops only what is due (an entry whose prescription moved on meanwhile is dropped)."""
         now = self.clock.now()
-        for prescription in list(self.prescriptions.values()):
-            sign_due = prescription.issued_at + self.timings.sign_delay_seconds
-            if prescription.status == ISSUED and sign_due <= now:
+        for prescription_id in self._to_sign.pop_due(self.timings.sign_delay_seconds, now):
+            prescription = self.prescriptions.get(prescription_id)
+            if prescription is not None and prescription.status == ISSUED:
                 self._move(prescription, SIGNED)
                 if prescription.notify:
                     self._send_email(prescription)
-            if prescription.status in OPEN_STATUSES and (
-                prescription.issued_at + self.timings.expire_after_seconds <= now
-            ):
+        for prescription_id in self._to_expire.pop_due(self.timings.expire_after_seconds, now):
+            prescription = self.prescriptions.get(prescription_id)
+            if prescription is not None and prescription.status in OPEN_STATUSES:
                 self._move(prescription, EXPIRED)
 
     def ensure_ticker(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,19 @@ from typing import Any
 import httpx
 from bench_load import process_cpu
 from bench_seed import drop_database, fresh_database
+from reconcile_seed import (
+    add_to_state_file,
+    compare_for_reconciler,
+    compare_platform_copies,
+    compare_rows,
+    seed_in_flight,
+)
+from reconcile_worker import (
+    WorkerSweep,
+    as_if_heard_an_hour_earlier,
+    issued_window,
+    run_worker_sweep,
+)
 from sqlalchemy import select
 
 from rxroute.config import Settings
@@ -58,6 +72,11 @@ from rxroute.webhooks import reconciliation
 from rxroute.webhooks.tasks import reconcile_once
 
 RXROUTE = Path(sys.executable).with_name("rxroute")
+#: ``--seed direct``: how many go through the real send path, to check the seeded ones by.
+SENT_FOR_COMPARISON = 2
+#: ``--seed direct``: the sandbox keeps its prescriptions issued this long (a day), so the
+#: sweep is quiet throughout, as the seeded rows say (issued, not yet signed).
+SIGN_DELAY_DIRECT = 86400
 
 
 @dataclass
@@ -81,22 +100,27 @@ class Sweep:
         return seconds * 1000 / self.polled if self.polled else float("nan")
 
 
-async def queue_sends(runtime: Runtime, count: int) -> list[uuid.UUID]:
-    """N Region B prescriptions queued for the platform, as POST .../send leaves them."""
+async def region_b_drafts(runtime: Runtime, count: int) -> list[uuid.UUID]:
+    """The demo data and N Region B drafts (``add_prescriptions`` alternates the regions)."""
     async with runtime.sessionmaker() as session, session.begin():
         await seed_demo(session, runtime.secret_box)
-        await add_prescriptions(session, count * 2)  # alternates regions A and B
-        pharmacies = list(
-            await session.scalars(
-                select(Pharmacy).where(Pharmacy.region == "B", Pharmacy.active.is_(True))
-            )
-        )
-        ids = list(
+        await add_prescriptions(session, count * 2)
+        return list(
             await session.scalars(
                 select(Prescription.id)
                 .where(Prescription.region == "B", Prescription.status == "draft")
                 .order_by(Prescription.id)
                 .limit(count)
+            )
+        )
+
+
+async def queue_sends(runtime: Runtime, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """These drafts queued for the platform, as POST .../send leaves them."""
+    async with runtime.sessionmaker() as session, session.begin():
+        pharmacies = list(
+            await session.scalars(
+                select(Pharmacy).where(Pharmacy.region == "B", Pharmacy.active.is_(True))
             )
         )
         for index, prescription_id in enumerate(ids):
@@ -124,28 +148,111 @@ def free_port() -> int:
         return port
 
 
-async def wait_up(url: str) -> None:
+async def wait_up(url: str, seconds: float = 10) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=2) as http:
-        for _ in range(200):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
             try:
-                await http.get("/_sandbox/stats")
+                await http.get("/_sandbox/clock")
                 return
             except httpx.TransportError:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
     raise SystemExit("the sandbox did not start")
 
 
-async def main(count: int, levels: list[int], latency_ms: int, modes: list[str]) -> None:
+@dataclass
+class Options:
+    count: int
+    levels: list[int]
+    latency_ms: int
+    modes: list[str]
+    seed: str
+    sweep: str
+    #: ``--sweep worker``: one sweep per entry, each with these settings beyond the defaults.
+    worker_env: list[list[str]]
+
+
+def start_sandbox(port: int, options: Options, state_file: Path) -> subprocess.Popen[bytes]:
+    """The sandbox in its own process. Seeded directly, its prescriptions stay issued (a sign
+    delay of a day), so every poll is quiet; sent, they are signed at once and the first sweep
+    is all changes."""
+    sign_delay = SIGN_DELAY_DIRECT if options.seed == "direct" else 0
+    command = [str(RXROUTE), "sandbox", "--port", str(port), "--sign-delay", str(sign_delay)]
+    command += ["--latency-ms", str(options.latency_ms), "--state-file", str(state_file)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def issue_all(runtime: Runtime, ids: list[uuid.UUID]) -> None:
+    """Queue these drafts and send each through the real send path, 8 at a time."""
+    await queue_sends(runtime, ids)
+    gate = asyncio.Semaphore(8)
+
+    async def issue(prescription_id: uuid.UUID) -> str:
+        async with gate:
+            # The loaded machine's sandbox can drop a connection: send again, as the job's
+            # retry would.
+            for _ in range(5):
+                outcome = await send(runtime, prescription_id, schedule_retry=RetryScheduler())
+                if outcome.result != "retry":
+                    break
+            return outcome.result
+
+    outcomes = await asyncio.gather(*(issue(i) for i in ids))
+    if set(outcomes) != {"issued"}:
+        raise SystemExit(f"not all issued: {Counter(outcomes)}")
+
+
+async def seed_directly(
+    runtime: Runtime,
+    url: str,
+    sent: uuid.UUID,
+    ids: list[uuid.UUID],
+    restart: Callable[[], Awaitable[str]],
+    state_file: Path,
+) -> None:
+    """``ids`` written as issued (reconcile_seed.py), the sandbox restarted on its state file
+    with them added, then one checked against ``sent``, issued through the send path."""
+    started = time.perf_counter()
+    base_url = runtime.settings.erx_base_url
+    platform = await seed_in_flight(runtime, url, ids, base_url, issued_window(datetime.now(UTC)))
+    add_to_state_file(state_file, platform)
+    base_url = await restart()
+    print(f"seeded {len(ids)} in {time.perf_counter() - started:.0f} s", flush=True)
+    compare_rows(url, sent, ids[0])
+    await compare_for_reconciler(runtime, sent, ids[0])
+    async with runtime.sessionmaker() as session:
+        refs = [
+            (await session.get_one(Prescription, i)).provider_prescription_id
+            for i in (sent, ids[0])
+        ]
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        copies = [(await http.get(f"/_sandbox/prescriptions/{ref}")).json() for ref in refs]
+    compare_platform_copies(*copies)
+    print("a seeded prescription matches one sent through the send path", flush=True)
+
+
+async def main(options: Options) -> None:
     configure_logging("WARNING", json=False)
+    count, levels = options.count, options.levels
     port = free_port()
-    command = [str(RXROUTE), "sandbox", "--port", str(port), "--sign-delay", "0"]
-    command += ["--latency-ms", str(latency_ms)]
-    sandbox = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     var_dir = Path(tempfile.mkdtemp(prefix="rxroute-bench-reconcile-"))
+    state_file = var_dir / "sandbox-state.json"
+    sandbox = start_sandbox(port, options, state_file)
     url, admin = fresh_database(var_dir)
     results: list[Sweep] = []
+    changing: tuple[int, float] | None = None
+    worker_results: list[tuple[list[str], WorkerSweep]] = []
     errors = 0
+
+    async def restart() -> str:
+        nonlocal sandbox
+        sandbox.terminate()  # it saves its state file on the way out
+        sandbox.wait(timeout=60)
+        sandbox = start_sandbox(port, options, state_file)
+        await wait_up(base_url, seconds=120)
+        return base_url
+
     try:
         await wait_up(base_url)
         await asyncio.to_thread(migrate.upgrade, url)
@@ -164,39 +271,40 @@ async def main(count: int, levels: list[int], latency_ms: int, modes: list[str])
         runtime = await start_runtime(settings, url)
         settle_heap()  # as `rxroute worker` does once started
         try:
-            print(f"issuing {count} Region B prescriptions on the sandbox ...", flush=True)
-            ids = await queue_sends(runtime, count)
-            gate = asyncio.Semaphore(8)
-
-            async def issue(prescription_id: uuid.UUID) -> str:
-                async with gate:
-                    # The loaded machine's sandbox can drop a connection: send again, as the
-                    # job's retry would.
-                    for _ in range(5):
-                        outcome = await send(
-                            runtime, prescription_id, schedule_retry=RetryScheduler()
-                        )
-                        if outcome.result != "retry":
-                            break
-                    return outcome.result
-
-            outcomes = await asyncio.gather(*(issue(i) for i in ids))
-            if set(outcomes) != {"issued"}:
-                raise SystemExit(f"not all issued: {Counter(outcomes)}")
-            # The first sweep finds every prescription signed on the platform (issued here):
-            # each answer is a change, recorded through the status path.
+            ids = await region_b_drafts(runtime, count)
+            direct = options.seed == "direct"
+            sent = ids[:SENT_FOR_COMPARISON] if direct else ids
+            print(f"issuing {len(sent)} Region B prescriptions on the sandbox ...", flush=True)
+            await issue_all(runtime, sent)
             later = datetime.now(UTC) + timedelta(seconds=settings.reconcile_after_seconds + 1)
-            started = time.perf_counter()
-            counts = await reconcile_once(now=later)
-            changing = (counts["polled"], time.perf_counter() - started)
-            if counts["changed"] + counts["errors"] != count:
-                raise SystemExit(f"changing sweep: {counts}")
-            errors = counts["errors"]
-            # Then quiet sweeps (nothing changed on the platform), interleaved per level:
+            if direct:
+                print(f"seeding {count - len(sent)} directly ...", flush=True)
+                await seed_directly(runtime, url, sent[0], ids[len(sent) :], restart, state_file)
+            else:
+                # The first sweep finds every prescription signed on the platform (issued
+                # here): each answer is a change, recorded through the status path.
+                started = time.perf_counter()
+                counts = await reconcile_once(now=later)
+                changing = (counts["polled"], time.perf_counter() - started)
+                if counts["changed"] + counts["errors"] != count:
+                    raise SystemExit(f"changing sweep: {counts}")
+                errors = counts["errors"]
+            seeded_before = datetime.now(UTC) - timedelta(minutes=10)
+            for index, extra in enumerate(options.worker_env if options.sweep == "worker" else []):
+                if index:
+                    await asyncio.to_thread(as_if_heard_an_hour_earlier, url)
+                described = " ".join(extra) or "default settings"
+                print(f"a real worker sweeps them ({described}) ...", flush=True)
+                sweep = await asyncio.to_thread(
+                    run_worker_sweep, url, base_url, sandbox.pid, seeded_before, extra, var_dir
+                )
+                print(f"  {sweep.describe()}", flush=True)
+                worker_results.append((extra, sweep))
+            # Quiet sweeps (nothing changed on the platform), interleaved per level:
             # answers recorded one transaction each as before (``per poll``), and batched.
-            for level in levels:
+            for level in levels if options.sweep == "in-process" else []:
                 runtime.settings = settings.model_copy(update={"reconcile_concurrency": level})
-                for mode in modes:
+                for mode in options.modes:
                     later += timedelta(seconds=settings.reconcile_after_seconds + 1)
                     started = time.perf_counter()
                     cpu = time.process_time()
@@ -222,15 +330,20 @@ async def main(count: int, levels: list[int], latency_ms: int, modes: list[str])
             await stop_runtime()
     finally:
         sandbox.terminate()
-        sandbox.wait(timeout=10)
+        sandbox.wait(timeout=60)
         drop_database(url, admin)
-    print(f"prescriptions: {count}; sandbox latency per call: {latency_ms} ms (separate process)")
-    polled, seconds = changing
+        shutil.rmtree(var_dir, ignore_errors=True)
+    latency = options.latency_ms
+    print(f"prescriptions: {count}; sandbox latency per call: {latency} ms (separate process)")
+    for extra, sweep in worker_results:
+        print(f"worker sweep ({' '.join(extra) or 'default settings'}): {sweep.describe()}")
     print(f"failed polls (backed off, left out of the rates): {errors}")
-    print(
-        f"changing sweep (issued -> signed, status path each), concurrency "
-        f"{settings.reconcile_concurrency}: {polled / seconds:8.1f} polled/s ({seconds:6.2f} s)"
-    )
+    if changing is not None:
+        polled, seconds = changing
+        print(
+            f"changing sweep (issued -> signed, status path each), concurrency "
+            f"{max(levels)}: {polled / seconds:8.1f} polled/s ({seconds:6.2f} s)"
+        )
     for result in results:
         print(
             f"quiet sweep, concurrency {result.level:3d}, {result.mode:<8}: "
@@ -274,7 +387,42 @@ if __name__ == "__main__":
         default=["per poll", "batched"],
         help="quiet sweeps to time per concurrency (--modes batched: the code as it is)",
     )
+    parser.add_argument(
+        "--seed",
+        choices=["send", "direct"],
+        default="send",
+        help="send: every prescription through the real send path; direct: "
+        f"{SENT_FOR_COMPARISON} sent, the rest written in bulk (reconcile_seed.py)",
+    )
+    parser.add_argument(
+        "--sweep",
+        choices=["in-process", "worker"],
+        default="in-process",
+        help="in-process: reconcile_once per concurrency and mode; worker: a real `rxroute "
+        "worker` running the periodic job until every seeded one is polled (--seed direct)",
+    )
+    parser.add_argument(
+        "--worker-env",
+        nargs="*",
+        action="append",
+        metavar="NAME=VALUE",
+        help="--sweep worker: one sweep with these settings beyond the defaults, e.g. "
+        "RXROUTE_RECONCILE_CONCURRENCY=24; repeat for more sweeps of the same prescriptions "
+        "(each later one as if the one before was an hour ago); none: one, at the defaults",
+    )
     arguments = parser.parse_args()
+    if arguments.sweep == "worker" and arguments.seed != "direct":
+        parser.error("--sweep worker needs --seed direct (prescriptions quiet for 15 minutes)")
     asyncio.run(
-        main(arguments.prescriptions, arguments.concurrency, arguments.latency_ms, arguments.modes)
+        main(
+            Options(
+                arguments.prescriptions,
+                arguments.concurrency,
+                arguments.latency_ms,
+                arguments.modes,
+                arguments.seed,
+                arguments.sweep,
+                arguments.worker_env or [[]],
+            )
+        )
     )

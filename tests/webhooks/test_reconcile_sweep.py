@@ -216,3 +216,59 @@ async def test_quiet_polls_are_recorded_in_one_statement_per_batch(
         )
     assert len(heard_of) == 8
     assert all(at is not None and at >= started for at in heard_of)
+
+
+async def test_the_next_batch_is_polled_while_the_last_answers_come_in(
+    db: Runtime, platform: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 4, 3 polls in flight: a freed slot takes the next batch's first poll
+    before the current batch's slowest answer, yet every prescription is asked once, the
+    limit holds, and each batch's quiet answers are still stamped together."""
+    monkeypatch.setattr(db, "settings", db.settings.model_copy(update={"reconcile_concurrency": 3}))
+    monkeypatch.setattr(reconciliation, "RECONCILE_BATCH", 4)
+    healthy = await _issue(db, 12)
+    await _wait_signed(platform, list(healthy.values()))
+    first = await reconcile_once(now=_after_quiet_time(db))  # issued -> signed: changes
+    assert first["changed"] == 12
+    batches: list[set[uuid.UUID]] = []
+    real_load = reconciliation.load_batch
+
+    async def recorded_load(session: Any, runtime: Runtime, ids: list[uuid.UUID]) -> Any:
+        batches.append(set(ids))
+        return await real_load(session, runtime, ids)
+
+    channel = get_channel(db, "erx")
+    real_poll = channel.poll
+    by_ref = {ref: pid for pid, ref in healthy.items()}
+    in_flight: set[uuid.UUID] = set()
+    asked: list[uuid.UUID] = []
+    started: set[int] = set()
+    peak = 0
+    overlapped = False
+
+    async def slow_poll(runtime: Runtime, prepared: Any, ref: str) -> Any:
+        nonlocal peak, overlapped
+        pid = by_ref[ref]
+        asked.append(pid)
+        in_flight.add(pid)
+        peak = max(peak, len(in_flight))
+        spanned = {n for n, batch in enumerate(batches) if batch & in_flight}
+        overlapped = overlapped or len(spanned) > 1
+        mine = next(n for n, batch in enumerate(batches) if pid in batch)
+        slowest = mine not in started
+        started.add(mine)
+        try:
+            # Each batch's first poll answers last: the batch's slowest answer.
+            await asyncio.sleep(0.3 if slowest else 0.02)
+            return await real_poll(runtime, prepared, ref)
+        finally:
+            in_flight.discard(pid)
+
+    monkeypatch.setattr(reconciliation, "load_batch", recorded_load)
+    monkeypatch.setattr(channel, "poll", slow_poll)
+    counts = await reconcile_once(now=_after_quiet_time(db, 10_000))
+    assert counts == {"polled": 12, "changed": 0, "errors": 0, "requeued": 0}
+    assert sorted(asked) == sorted(healthy)
+    assert peak == 3
+    assert overlapped
+    assert [len(batch) for batch in batches] == [4, 4, 4]

@@ -3,7 +3,10 @@
 A run reads due candidates a batch at a time (a few statements per batch, not per
 prescription), polls them with at most ``RXROUTE_RECONCILE_CONCURRENCY`` calls in flight, and
 goes on to the next batch until none are due or ``RXROUTE_RECONCILE_BUDGET_SECONDS`` is spent,
-so throughput is set by the platform's latency, not by a fixed count per run.
+so throughput is set by the platform's latency, not by a fixed count per run. The next batch
+is read while the current one's polls are in flight (:data:`BATCHES_IN_FLIGHT`), and its polls
+queue behind them for the same slots, so no slot waits for a batch's slowest answer, its
+quiet stamps or the next read (docs/operations.md, "Reconciliation at 100,000").
 
 Every candidate read is moved along, so one run never reads it twice and failures cannot
 starve the rest: a successful poll stamps ``last_provider_update_at`` (next due after
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +47,8 @@ from rxroute.runtime import Runtime, get_runtime
 log = structlog.get_logger(__name__)
 
 RECONCILE_BATCH = 200
+#: Batches read and not yet recorded at once: the one being polled and the next, read early.
+BATCHES_IN_FLIGHT = 2
 #: The first wait after a failed poll; it doubles with each failure in a row ...
 BACKOFF_BASE = timedelta(seconds=60)
 #: ... up to this (a platform outage costs at most this much delay once it is over).
@@ -66,12 +72,16 @@ def quiet_since_last_heard() -> ColumnElement[datetime]:
 
 
 def reconcile_candidates(
-    channels: list[str], quiet_since: datetime, now: datetime | None = None
+    channels: list[str],
+    quiet_since: datetime,
+    now: datetime | None = None,
+    polling: Collection[uuid.UUID] = (),
 ) -> Select[uuid.UUID]:
-    """Issued, not final, on a polling channel, silent since ``quiet_since``, not backed off."""
+    """Issued, not final, on a polling channel, silent since ``quiet_since``, not backed off,
+    and not among ``polling`` (read earlier in this run, their answers not yet recorded)."""
     last_heard = quiet_since_last_heard()
     due_by: ColumnElement[datetime] = literal(now) if now is not None else func.now()
-    return (
+    statement = (
         select(Prescription.id)
         .where(
             Prescription.channel.in_(channels),
@@ -83,6 +93,9 @@ def reconcile_candidates(
         .order_by(last_heard)
         .limit(RECONCILE_BATCH)
     )
+    if polling:
+        statement = statement.where(Prescription.id.not_in(list(polling)))
+    return statement
 
 
 def backoff(failures: int) -> timedelta:
@@ -259,6 +272,24 @@ async def poll_one(
         return True
 
 
+async def poll_batch(
+    runtime: Runtime,
+    ready: list[Pollable],
+    limit: asyncio.Semaphore,
+    counts: dict[str, int],
+    moment: datetime,
+) -> None:
+    """Poll one batch (sharing ``limit`` with the batch read after it), then record its
+    failures and quiet answers in one transaction."""
+    quiet: list[Pollable] = []
+    outcomes = await asyncio.gather(*(poll_one(runtime, i, limit, counts, quiet) for i in ready))
+    failed = [item.prescription_id for item, ok in zip(ready, outcomes, strict=True) if not ok]
+    if failed or quiet:
+        async with runtime.sessionmaker() as session, session.begin():
+            await back_off(session, failed, moment)
+            await stamp_quiet(session, quiet)
+
+
 async def sweep(now: datetime | None = None) -> dict[str, int]:
     """Batches until none are due or the budget is spent; counts for tests and logs."""
     runtime = get_runtime()
@@ -273,25 +304,33 @@ async def sweep(now: datetime | None = None) -> dict[str, int]:
     channels = polling_channels(runtime)
     counts = {"polled": 0, "changed": 0, "errors": 0}
     seen: set[uuid.UUID] = set()
-    while time.monotonic() < deadline:
-        async with runtime.sessionmaker() as session, session.begin():
-            ids = list(await session.scalars(reconcile_candidates(channels, quiet_since, moment)))
-            if seen.issuperset(ids):
-                # None due, or only ones this run already asked about (each is moved along,
-                # so this is a guard against asking the platform in a loop, not a path).
-                break
-            seen.update(ids)
-            batch = await load_batch(session, runtime, ids)
-            counts["errors"] += batch.refused
-            await back_off(session, batch.skipped, moment)
-        ready = batch.ready
-        quiet: list[Pollable] = []
-        outcomes = await asyncio.gather(
-            *(poll_one(runtime, i, limit, counts, quiet) for i in ready)
-        )
-        failed = [item.prescription_id for item, ok in zip(ready, outcomes, strict=True) if not ok]
-        if failed or quiet:
+    # Batches read and not yet recorded, oldest first: their ids are left out of the next
+    # read (they are still due until their answers are recorded).
+    in_flight: list[tuple[asyncio.Task[None], list[uuid.UUID]]] = []
+    try:
+        while time.monotonic() < deadline:
+            polling = [pid for _, ids in in_flight for pid in ids]
             async with runtime.sessionmaker() as session, session.begin():
-                await back_off(session, failed, moment)
-                await stamp_quiet(session, quiet)
+                candidates = reconcile_candidates(channels, quiet_since, moment, polling)
+                ids = list(await session.scalars(candidates))
+                if seen.issuperset(ids):
+                    # None due, or only ones this run already asked about (each is moved
+                    # along, so this is a guard against asking the platform in a loop).
+                    break
+                seen.update(ids)
+                batch = await load_batch(session, runtime, ids)
+                counts["errors"] += batch.refused
+                await back_off(session, batch.skipped, moment)
+            task = asyncio.create_task(poll_batch(runtime, batch.ready, limit, counts, moment))
+            in_flight.append((task, ids))
+            if len(in_flight) >= BATCHES_IN_FLIGHT:
+                await in_flight.pop(0)[0]
+        while in_flight:
+            await in_flight.pop(0)[0]
+    except BaseException:
+        # Nothing left polling behind the caller's back (a cancelled run, a database error).
+        for task, _ in in_flight:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in in_flight), return_exceptions=True)
+        raise
     return counts

@@ -18,6 +18,18 @@ every answer takes the status path; it is timed once. Then, per concurrency, two
 sweeps (nothing changed): ``per poll`` records each answer in a transaction of its own, as
 before quiet answers were batched, and ``batched`` is the code as it is (one statement per
 batch for the quiet answers).
+
+``--seed direct`` issues only two through the send path and writes the rest in bulk as the
+send path leaves them (``reconcile_seed.py``: 100,000 in about 4 minutes where sending takes
+over an hour), the sandbox learning them from its state file across a restart; it checks one
+seeded prescription against a sent one (every table the send path writes for it, the
+reconciler's batch loading, the sandbox's copy) before anything is timed. The platform keeps
+them issued (a sign delay of a day), so there is no changing sweep: every sweep is quiet.
+``--sweep worker`` then times the sweep as deployed, by a real ``rxroute worker`` running the
+periodic job, until every seeded one has been polled once (``reconcile_worker.py``)::
+
+    python bench/bench_reconcile.py --prescriptions 100000 --seed direct --sweep worker \
+        --latency-ms 100 --worker-env --worker-env RXROUTE_RECONCILE_CONCURRENCY=32
 """
 
 from __future__ import annotations

@@ -146,9 +146,11 @@ class Settings(BaseSettings):
     reconcile_after_seconds: int = Field(default=900, ge=1)
     #: At most this many reconciliation polls in flight at once (each holds a connection to
     #: the platform; only a poll whose answer changes something takes a database connection,
-    #: briefly). 16: against a platform answering in 100 ms it sweeps 100k quiet ones in
-    #: about 14 minutes, where 8 takes 25 (bench/bench_reconcile.py, docs/operations.md).
-    reconcile_concurrency: int = Field(default=16, ge=1, le=64)
+    #: briefly). 24: against a platform answering in 100 ms a real worker swept 100,000 quiet
+    #: ones in 9.3 minutes, where 16 took 13.6 (17.8 before batches overlapped) and so left
+    #: no room for a slower platform (bench/bench_reconcile.py --sweep worker,
+    #: docs/operations.md "Reconciliation at 100,000").
+    reconcile_concurrency: int = Field(default=24, ge=1, le=64)
     #: One reconciliation run sweeps batch after batch until nothing is due or this is spent.
     reconcile_budget_seconds: float = Field(default=50.0, gt=0)
 

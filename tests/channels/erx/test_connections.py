@@ -27,3 +27,14 @@ async def test_the_client_it_owns_uses_them() -> None:
     async with SignatureRxClient(settings) as client:
         pool = client._http._transport._pool  # type: ignore[attr-defined]
         assert pool._max_keepalive_connections == 40
+
+
+def test_at_the_defaults_every_reconciliation_poll_keeps_its_connection() -> None:
+    """The default of 24 polls in flight (docs/operations.md, "Reconciliation at 100,000")
+    is above httpx's 20 kept alive: the job slots and the polls are all kept, so a sweep
+    does not close a connection per answer and open one per poll."""
+    settings = _settings()
+    assert settings.reconcile_concurrency == 24
+    in_flight = settings.worker_concurrency + settings.reconcile_concurrency
+    assert in_flight > DEFAULT_MAX_KEEPALIVE
+    assert connection_limits(settings).max_keepalive_connections == in_flight

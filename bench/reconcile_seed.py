@@ -43,7 +43,7 @@ from rxroute.prescriptions.repository import for_sending
 from rxroute.runtime import Runtime
 from rxroute.sandbox import load_config
 from rxroute.sandbox import persist as sandbox_persist
-from rxroute.sandbox.state import Prescription as SandboxPrescription
+from rxroute.sandbox.records import Prescription as SandboxPrescription
 from rxroute.webhooks import reconciliation
 
 #: Offsets from the moment the platform issued it, as one real send spaced them (seconds).

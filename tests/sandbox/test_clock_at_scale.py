@@ -19,7 +19,8 @@ import pytest
 
 from rxroute.sandbox import persist
 from rxroute.sandbox.persist import StateFile, restore
-from rxroute.sandbox.state import Prescription, Sandbox
+from rxroute.sandbox.records import Prescription
+from rxroute.sandbox.state import Sandbox
 
 from .conftest import fast_config
 

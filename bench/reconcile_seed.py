@@ -21,7 +21,6 @@ table by table, and both through the reconciler's own batch loading, so the two 
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -52,15 +51,6 @@ SENDING = -0.14
 ATTEMPT_STARTED = -0.12
 ISSUED_RECORDED = 0.02
 ATTEMPT_FINISHED = 0.03
-
-
-def platform_id(taken: set[str]) -> str:
-    """A new id in the platform's shape (the sandbox's own ``SRX`` + 12 hex digits)."""
-    while True:
-        candidate = "SRX" + secrets.token_hex(6).upper()
-        if candidate not in taken:
-            taken.add(candidate)
-            return candidate
 
 
 def chunks(items: list[uuid.UUID], size: int) -> Iterator[list[uuid.UUID]]:
@@ -106,8 +96,6 @@ async def seed_in_flight(
                 issued = earliest + step * index
                 index += 1
                 delivery_id = uuid.uuid4()
-                ref = platform_id(taken)
-                token = secrets.token_urlsafe(24)
                 placeholder = Delivery(id=delivery_id, pharmacy_id=pharmacy.id)
                 prepared = await erx.prepare(
                     runtime, session, prescription, placeholder, Purpose.POLL
@@ -121,26 +109,19 @@ async def seed_in_flight(
                     prepared.credentials.secure_pin,
                 )
                 wire = payload.to_wire()
-                add_rows(rows, prescription, pharmacy, delivery_id, ref, token, issued)
-                platform.append(
-                    asdict(
-                        SandboxPrescription(
-                            id=ref,
-                            client_ref_id=str(prescription.id),
-                            clinic_id=int(wire["clinic_id"]),
-                            contact_id=int(wire["contact_id"]),
-                            prescriber_id=prescribers[prepared.credentials.email.lower()],
-                            patient=dict(wire["patient"]),
-                            medicines=[dict(m) for m in wire["medicines"]],
-                            notes=wire.get("notes"),
-                            notify=wire.get("notify", True) is not False,
-                            token=token,
-                            link_base=sandbox_url,
-                            issued_at=issued.timestamp(),
-                            history=[{"status": "issued", "at": iso(issued)}],
-                        )
-                    )
+                record = SandboxPrescription.issued(
+                    wire,
+                    taken=taken,
+                    clinic_id=int(wire["clinic_id"]),
+                    contact_id=int(wire["contact_id"]),
+                    prescriber_id=prescribers[prepared.credentials.email.lower()],
+                    link_base=sandbox_url,
+                    issued_at=issued.timestamp(),
+                    issued_at_text=iso(issued),
                 )
+                taken.add(record.id)
+                add_rows(rows, prescription, pharmacy, delivery_id, record.id, record.token, issued)
+                platform.append(asdict(record))
             session.expunge_all()
     write_rows(url, rows)
     return platform

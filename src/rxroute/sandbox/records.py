@@ -10,8 +10,10 @@ and the state file (:mod:`.persist`) read them too.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +96,41 @@ class Prescription:
     token_used: bool = False
     pharmacy_group: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def issued(
+        cls,
+        payload: dict[str, Any],
+        *,
+        taken: Container[str],
+        clinic_id: int,
+        contact_id: int,
+        prescriber_id: int,
+        link_base: str,
+        issued_at: float,
+        issued_at_text: str,
+    ) -> Prescription:
+        """The record an accepted issue request creates: what the request says, a new id
+        (``SRX`` and 12 hex digits) not in ``taken``, a new token, and the time."""
+        while True:
+            prescription_id = "SRX" + secrets.token_hex(6).upper()
+            if prescription_id not in taken:
+                break
+        return cls(
+            id=prescription_id,
+            client_ref_id=str(payload["client_ref_id"]),
+            clinic_id=clinic_id,
+            contact_id=contact_id,
+            prescriber_id=prescriber_id,
+            patient=dict(payload["patient"]),
+            medicines=[dict(m) for m in payload["medicines"]],
+            notes=payload.get("notes"),
+            notify=payload.get("notify", True) is not False,
+            token=secrets.token_urlsafe(24),
+            link_base=link_base.rstrip("/"),
+            issued_at=issued_at,
+            history=[{"status": ISSUED, "at": issued_at_text}],
+        )
 
     def public(self, clock: SandboxClock, expire_after: float) -> dict[str, Any]:
         """The API's view: what the platform would return to the clinic."""

@@ -197,12 +197,6 @@ class Sandbox:
 
     # --- prescriptions ----------------------------------------------------------------------
 
-    def _new_id(self) -> str:
-        while True:
-            candidate = "SRX" + secrets.token_hex(6).upper()
-            if candidate not in self.prescriptions:
-                return candidate
-
     def issue(
         self, prescriber: Prescriber, payload: dict[str, Any], link_base: str
     ) -> Prescription:
@@ -221,20 +215,15 @@ class Sandbox:
         ):
             raise PlatformError(INVALID_PIN)
         now = self.clock.now()
-        prescription = Prescription(
-            id=self._new_id(),
-            client_ref_id=str(payload["client_ref_id"]),
+        prescription = Prescription.issued(
+            payload,
+            taken=self.prescriptions,
             clinic_id=clinic_id,
             contact_id=contact.id,
             prescriber_id=prescriber.id,
-            patient=dict(payload["patient"]),
-            medicines=[dict(m) for m in payload["medicines"]],
-            notes=payload.get("notes"),
-            notify=payload.get("notify", True) is not False,
-            token=secrets.token_urlsafe(24),
-            link_base=link_base.rstrip("/"),
+            link_base=link_base,
             issued_at=now,
-            history=[{"status": ISSUED, "at": self.clock.iso(now)}],
+            issued_at_text=self.clock.iso(now),
         )
         self._hold(prescription)
         self.counters.issued_by_client_ref_id[prescription.client_ref_id] += 1

@@ -15,9 +15,11 @@ PostgreSQL runs its generic plan, where a ``LIKE`` pattern built from a paramete
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -36,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from rxroute.db.planning import plan_with_these_values
 from rxroute.models import Pharmacy
@@ -68,20 +71,12 @@ class PharmacyCard:
         return one_line_address(self.address_line1, self.address_line2, self.town, self.postcode)
 
 
-#: A statement reading :data:`_CARD_COLUMNS`.
-CardSelect = Select[uuid.UUID, str, str, str, str, str, str, str | None, str | None]
-#: The columns of :class:`PharmacyCard`, in its field order.
-_CARD_COLUMNS = (
-    Pharmacy.id,
-    Pharmacy.name,
-    Pharmacy.address_line1,
-    Pharmacy.address_line2,
-    Pharmacy.town,
-    Pharmacy.postcode,
-    Pharmacy.region,
-    Pharmacy.phone,
-    Pharmacy.opening_hours,
+#: The columns of :class:`PharmacyCard`, named and ordered by its fields.
+_CARD_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
+    getattr(Pharmacy, card_field.name) for card_field in dataclasses.fields(PharmacyCard)
 )
+#: A statement reading :data:`_CARD_COLUMNS`.
+CardSelect = Select[*tuple[Any, ...]]
 
 
 def normalise_query(raw: str) -> str:

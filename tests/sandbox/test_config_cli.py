@@ -12,7 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from rxroute.sandbox import cli, load_config
+from rxroute.sandbox import cli, load_config, reports
 
 
 def test_packaged_defaults_keep_the_seeded_accounts() -> None:
@@ -100,7 +100,7 @@ def test_sandbox_command_state_file_loads_what_was_saved(
     seen: dict[str, Any] = {}
 
     def fake_run(app: Any, **kwargs: Any) -> None:
-        seen.update(config=app.sandbox.config, stats=app.sandbox.stats())
+        seen.update(config=app.sandbox.config, stats=reports.stats(app.sandbox))
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
     command = typer.Typer()

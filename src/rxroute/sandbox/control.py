@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from . import reports
 from .aimed import OPERATIONS, AimedFaultError, parse_spec
 from .http import INVALID_DATA, BadRequest, fail, field_errors, json_body, json_response
 from .state import Sandbox
@@ -116,7 +117,7 @@ def add_control_routes(app: FastAPI, sandbox: Sandbox) -> None:
 
     @app.get("/_sandbox/stats")
     async def stats() -> Response:
-        return json_response(200, sandbox.stats())
+        return json_response(200, reports.stats(sandbox))
 
     @app.post("/_sandbox/reset")
     async def reset() -> Response:
@@ -125,7 +126,7 @@ def add_control_routes(app: FastAPI, sandbox: Sandbox) -> None:
 
     @app.get("/_sandbox/accounts")
     async def accounts() -> Response:
-        return json_response(200, sandbox.accounts())
+        return json_response(200, reports.accounts(sandbox))
 
     @app.get("/_sandbox/mailbox")
     async def mailbox_json() -> Response:

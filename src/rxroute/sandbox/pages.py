@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
+from . import reports
 from .aimed import ERROR, KINDS, OPERATIONS, AimedFaultError, parse_spec
 from .http import BadRequest, field_errors, form_body
 from .state import Sandbox
@@ -112,7 +113,7 @@ def add_page_routes(app: FastAPI, sandbox: Sandbox) -> None:
         return render(
             "index.html",
             200,
-            stats=sandbox.stats(),
+            stats=reports.stats(sandbox),
             faults=sandbox.faults,
             armed=sandbox.aimed.armed(),
             webhook=sandbox.webhook,

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import random
 import secrets
-from collections import Counter
 from typing import Any
 
 from .aimed import AimedFaults
@@ -390,45 +389,3 @@ class Sandbox:
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
         await self.dispatcher.aclose()
-
-    # --- reporting --------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        statuses = Counter(p.status for p in self.prescriptions.values())
-        c = self.counters
-        d = self.dispatcher.stats
-        return {
-            "token_grants": c.token_grants,
-            "token_refusals": c.token_refusals,
-            "prescriber_logins": c.prescriber_logins,
-            "prescriber_login_failures": c.prescriber_login_failures,
-            "unauthenticated": c.unauthenticated,
-            "business_errors": c.business_errors,
-            "validation_errors": c.validation_errors,
-            "prescriptions_issued": sum(c.issued_by_client_ref_id.values()),
-            "issued_by_client_ref_id": dict(c.issued_by_client_ref_id),
-            "prescriptions_by_status": dict(statuses),
-            "emails_sent": len(self.mailbox),
-            "webhook_events": d.events,
-            "webhooks_delivered": d.delivered,
-            "webhooks_failed": d.failed_attempts,
-            "webhooks_given_up": d.given_up,
-            "webhook_duplicates_sent": d.duplicates_sent,
-            "webhooks_reordered": d.reordered,
-            "webhook_attempts_dropped": d.dropped_attempts,
-            "webhooks_pending": self.dispatcher.pending,
-            "injected_errors": c.injected_errors,
-            "injected_drops": c.injected_drops,
-            "injected_latency": c.injected_latency,
-            **self.aimed.stats(),
-            "clock_offset_seconds": self.clock.offset,
-        }
-
-    def accounts(self) -> dict[str, Any]:
-        return {
-            "oauth_clients": [c.model_dump() for c in self.config.oauth_clients],
-            "prescribers": [p.model_dump() for p in self.config.prescribers],
-            "clinics": [c.model_dump() for c in self.config.clinics],
-            "contacts": [c.model_dump() for c in self.config.contacts],
-            "webhook": self.webhook.model_dump(),
-        }

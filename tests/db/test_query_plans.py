@@ -81,9 +81,13 @@ def _seq_scans(plan: dict[str, Any]) -> list[str]:
 async def _plans(
     session: AsyncSession, statements: list[tuple[str, Any]]
 ) -> list[tuple[str, dict[str, Any]]]:
+    """Each SELECT's plan, with the SETs the app sent before it replayed in order (the
+    search's ``SET LOCAL``: a plan for these values, no sort)."""
     connection = await session.connection()
     plans = []
     for statement, parameters in statements:
+        if statement.lstrip().upper().startswith("SET"):
+            await connection.exec_driver_sql(statement, parameters)
         if not statement.lstrip().upper().startswith("SELECT"):
             continue
         result = await connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
@@ -162,26 +166,67 @@ async def test_the_volume_is_there(loaded: Runtime) -> None:
     assert created == sorted(created, reverse=True)
 
 
+async def _walked(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fields: dict[str, str], limit: int
+) -> tuple[list[object], list[object], list[tuple[str, Any]]]:
+    """The page by ids, then with ``PATIENT_IDS`` lowered to ``limit``: by the walk."""
+    common = volume.support_find(**fields)
+    async with _session(runtime) as session:
+        by_ids = await common(session, runtime)
+    monkeypatch.setattr(support_search, "PATIENT_IDS", limit)
+    async with _session(runtime) as session:
+        with _captured(runtime) as statements:
+            by_walk = await common(session, runtime)
+    assert isinstance(by_ids, support_search.SearchResult)
+    assert isinstance(by_walk, support_search.SearchResult)
+    assert by_ids.prescriptions
+    assert not any("ANY" in statement for statement, _ in statements)
+    assert any("prescriptions.patient_name_search LIKE" in s for s, _ in statements)
+    return [p.id for p in by_ids.prescriptions], [p.id for p in by_walk.prescriptions], statements
+
+
 async def test_more_patients_than_passed_by_id_give_the_same_page(
     loaded: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above ``PATIENT_IDS`` matching patients the search keeps the patients as a subquery:
-    the same newest page, still off the indexes (the volume has too few patients to get
-    there with the real limit, so it is lowered)."""
-    common = volume.support_find(name="smith")
+    """Above ``PATIENT_IDS`` matching patients the search walks prescriptions newest first,
+    checking each one's copy of its patient's name (migration 0019): the same newest page,
+    still off the indexes (the volume has too few patients to get there with the real
+    limit, so it is lowered)."""
+    by_ids, by_walk, statements = await _walked(loaded, monkeypatch, {"name": "smith"}, 10)
+    assert by_walk == by_ids
+    # The walk is forced (no sort) for the search alone, then the setting is put back.
+    sets = [s for s, _ in statements if "enable_sort" in s]
+    assert sets == ["SET LOCAL enable_sort = off", "SET LOCAL enable_sort TO DEFAULT"]
     async with _session(loaded) as session:
-        by_ids = await common(session, loaded)
+        plans = await _plans(session, statements)
+    assert any("prescriptions" in statement for statement, _ in plans)
+    assert all("prescriptions" not in _seq_scans(plan) for _, plan in plans)
+
+
+async def test_the_walk_checks_the_other_patient_fields_too(
+    loaded: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with a date of birth, walked: the date of birth still narrows the page."""
+    async with _session(loaded) as session:
+        born = await session.scalar(
+            text("SELECT date_of_birth FROM patients WHERE last_name = 'Smith' LIMIT 1")
+        )
+    fields = {"name": "smith", "dob": born.isoformat()}
+    by_ids, by_walk, _statements = await _walked(loaded, monkeypatch, fields, 0)
+    assert by_walk == by_ids
+
+
+async def test_a_common_name_beside_another_filter_leaves_the_plan_to_postgresql(
+    loaded: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forcing the walk beside a status could walk every prescription: not forced."""
     monkeypatch.setattr(support_search, "PATIENT_IDS", 10)
     async with _session(loaded) as session:
         with _captured(loaded) as statements:
-            by_subquery = await common(session, loaded)
-    assert isinstance(by_ids, support_search.SearchResult)
-    assert isinstance(by_subquery, support_search.SearchResult)
-    assert not any("ANY" in statement for statement, _ in statements)
-    assert [p.id for p in by_subquery.prescriptions] == [p.id for p in by_ids.prescriptions]
-    async with _session(loaded) as session:
-        plans = await _plans(session, statements)
-    # With a limit of 10, reading patients in order until 11 Smiths turn up is PostgreSQL's
-    # cheapest plan for the ids (and a cheap one); the prescriptions still come off an index.
-    assert any("prescriptions" in statement for statement, _ in plans)
-    assert all("prescriptions" not in _seq_scans(plan) for _, plan in plans)
+            found = await volume.support_find(name="smith", status="failed")(session, loaded)
+        sort = await session.scalar(text("SHOW enable_sort"))
+    assert isinstance(found, support_search.SearchResult)
+    assert all(p.status == "failed" for p in found.prescriptions)
+    assert any("prescriptions.patient_name_search LIKE" in s for s, _ in statements)
+    assert not any("enable_sort" in s for s, _ in statements)
+    assert sort == "on"

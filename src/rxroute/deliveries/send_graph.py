@@ -43,9 +43,12 @@ from rxroute.models import (
 
 
 def _keys(model: type[Any]) -> tuple[str, ...]:
-    """The model's mapped column attributes (each named as its column)."""
+    """The model's mapped column attributes (each named as its column), deferred ones left
+    out as the ORM leaves them (a prescription's copy of its patient's name)."""
     keys = []
     for attribute in inspect(model).column_attrs:
+        if attribute.deferred:
+            continue
         (column,) = attribute.columns
         assert column.name == attribute.key, f"{model.__name__}.{attribute.key}"
         keys.append(attribute.key)

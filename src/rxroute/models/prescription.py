@@ -113,6 +113,10 @@ class Prescription(IdMixin, TimestampMixin, Base):
     current_delivery_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     #: When it was first queued: the issue date printed on the Region A PDF, on every copy.
     first_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: A copy of the patient's ``name_search`` that triggers keep (migration 0019), so
+    #: support's search by a common name walks prescriptions newest first without looking
+    #: up each one's patient. PHI, and never written here: deferred, so never loaded.
+    patient_name_search: Mapped[str] = mapped_column(Text, deferred=True)
 
     items: Mapped[list[PrescriptionItem]] = relationship(
         back_populates="prescription",

@@ -25,14 +25,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import ARRAY, ColumnElement, Select, any_, bindparam, func, select
+from sqlalchemy import ARRAY, ColumnElement, Select, and_, any_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from rxroute.db.planning import plan_with_these_values
+from rxroute.db.planning import in_index_order, plan_with_these_values
 from rxroute.models import Delivery, Patient, Pharmacy, Prescription
 from rxroute.prescriptions.lifecycle import Status
 from rxroute.prescriptions.reference import id_prefix_of
@@ -46,9 +47,9 @@ SEARCH_LIMIT = 50
 MIN_ID_PREFIX = 6
 #: Trigram search needs three characters to read its index.
 MIN_TEXT = 3
-#: Up to this many patients matching the patient fields are passed on by id (see
-#: :func:`_of_patients`).
-PATIENT_IDS = 2000
+#: Up to this many patients matching the patient fields are passed on by id; more, and the
+#: search walks prescriptions newest first instead (see :func:`_of_patients`).
+PATIENT_IDS = 500
 
 _PLATFORM_ID = re.compile(r"^SRX[A-Z0-9]{1,61}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -204,29 +205,36 @@ async def _platform_matches(session: AsyncSession, value: str) -> set[uuid.UUID]
 
 
 async def _of_patients(
-    session: AsyncSession, patient: list[ColumnElement[bool]]
-) -> ColumnElement[bool]:
+    session: AsyncSession, patient: list[ColumnElement[bool]], name_words: list[str]
+) -> tuple[ColumnElement[bool], bool]:
     """Prescriptions of the patients ``patient`` selects, in a form PostgreSQL plans well.
 
-    Given the patients as a subquery, PostgreSQL picks by its estimate of how many match:
-    read each match's prescriptions by patient, or walk all prescriptions newest first,
-    looking up each one's patient, until the page is full. Between a few and very many (a
-    common surname, a fragment: 1-3% of patients) both mean about a thousand index lookups,
-    20 ms at 100,000 prescriptions. So the patients are read first, by their own indexes,
-    and up to :data:`PATIENT_IDS` of them are handed over as an array: PostgreSQL then knows
-    how many there are, and either reads a few by patient or walks the newest prescriptions
-    checking each against a hash of the array, a lookup in memory rather than in an index.
-    More than that match only a fragment common enough (over 4% of 50,000 patients) that
-    the old walk meets a match within a few dozen rows: that stays a subquery, so the ids
-    are not sent back and forth.
+    Given the patients as a subquery, PostgreSQL picks by its estimate of how many match,
+    and a trigram estimate is often far out. So the patients are read first, by their own
+    indexes, up to :data:`PATIENT_IDS` of them:
+
+    * **A few** (a name, an email, a date of birth): handed over as an array, so PostgreSQL
+      knows how many there are, and either reads each one's newest prescriptions or walks
+      the newest prescriptions checking each against a hash of the array.
+    * **More** (a common surname or a fragment: 1% of patients and up): reading every
+      match would cost a heap visit and a recheck each, 2 to 3 ms for a few thousand. The
+      search walks the newest prescriptions instead, checking the name words against the
+      copy of the patient's name each prescription carries (migration 0019): the more
+      common the name, the sooner the page is full. Any other patient field (an email, a
+      date of birth) is checked by subquery on the few rows the name lets through. The
+      second value says so: the statement must then be run :func:`in_index_order`.
     """
     ids = list(await session.scalars(select(Patient.id).where(*patient).limit(PATIENT_IDS + 1)))
     if len(ids) > PATIENT_IDS:
-        return Prescription.patient_id.in_(select(Patient.id).where(*patient))
+        walk = [Prescription.patient_name_search.like(_contains(word)) for word in name_words]
+        if len(walk) < len(patient):  # fields other than the name words
+            walk.append(Prescription.patient_id.in_(select(Patient.id).where(*patient)))
+        return and_(*walk), True
     await plan_with_these_values(session)  # a plan made for this many ids
-    return Prescription.patient_id == any_(
+    by_ids = Prescription.patient_id == any_(
         bindparam("patient_ids", ids, type_=ARRAY(Prescription.patient_id.type))
     )
+    return by_ids, False
 
 
 def _day_start(day: date, zone: ZoneSource) -> datetime:
@@ -235,8 +243,11 @@ def _day_start(day: date, zone: ZoneSource) -> datetime:
 
 async def _conditions(
     session: AsyncSession, criteria: Criteria, zone: ZoneSource
-) -> list[ColumnElement[bool]]:
+) -> tuple[list[ColumnElement[bool]], bool]:
+    """The WHERE clause, and whether the patient fields alone select it by walking
+    prescriptions newest first (see :func:`_of_patients`)."""
     where: list[ColumnElement[bool]] = []
+    walk = False
     if criteria.kind == "uuid":
         where.append(Prescription.id == uuid.UUID(criteria.value))
     elif criteria.kind == "id_prefix":
@@ -247,12 +258,13 @@ async def _conditions(
     patient: list[ColumnElement[bool]] = []
     if criteria.kind == "email":
         patient.append(func.lower(Patient.email) == criteria.value)
-    for word in criteria.name.split():
-        patient.append(Patient.name_search.like(_contains(word)))
+    name_words = criteria.name.split()
+    patient.extend(Patient.name_search.like(_contains(word)) for word in name_words)
     if criteria.date_of_birth is not None:
         patient.append(Patient.date_of_birth == criteria.date_of_birth)
     if patient:
-        where.append(await _of_patients(session, patient))
+        by_patient, walk = await _of_patients(session, patient, name_words)
+        where.append(by_patient)
     if criteria.pharmacy:
         words = [Pharmacy.search_text.like(_contains(w)) for w in criteria.pharmacy.split()]
         where.append(Prescription.pharmacy_id.in_(select(Pharmacy.id).where(*words)))
@@ -263,7 +275,8 @@ async def _conditions(
     if criteria.created_to is not None:
         end = _day_start(criteria.created_to + timedelta(days=1), zone)
         where.append(Prescription.created_at < end)
-    return where
+    # Beside a pharmacy, a status or dates, a common name leaves the index to PostgreSQL.
+    return where, walk and len(where) == 1
 
 
 def _statement(where: list[ColumnElement[bool]]) -> Select[Prescription]:
@@ -289,7 +302,9 @@ async def run(
         return SearchResult(
             criteria=criteria, message="Fill in at least one field to search. " + ID_HINT
         )
-    found = list(await session.scalars(_statement(await _conditions(session, criteria, zone))))
+    where, walk = await _conditions(session, criteria, zone)
+    async with in_index_order(session) if walk else nullcontext():
+        found = list(await session.scalars(_statement(where)))
     more = len(found) > SEARCH_LIMIT
     shown = found[:SEARCH_LIMIT]
     if not shown:

@@ -1,0 +1,76 @@
+"""Each prescription's copy of its patient's name (migration 0019) stays the patient's.
+
+Support's search by a common name walks prescriptions checking that copy
+(``rxroute.support.search``), so a copy that lagged behind a rename would hide the
+patient's prescriptions from support. Triggers keep it, whatever statement writes: these
+tests write the ways the app and an operator could.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rxroute.deliveries import send_graph
+from rxroute.models import Patient, Prescription
+from rxroute.runtime import Runtime
+from tests import factories
+
+
+async def _copies(session: AsyncSession, *prescriptions: Prescription) -> list[str]:
+    rows = await session.execute(
+        text("SELECT id, patient_name_search FROM prescriptions WHERE id = ANY(:ids)"),
+        {"ids": [p.id for p in prescriptions]},
+    )
+    by_id: dict[uuid.UUID, str] = {row.id: row.patient_name_search for row in rows}
+    return [by_id[p.id] for p in prescriptions]
+
+
+async def _two_patients(
+    session: AsyncSession, db: Runtime
+) -> tuple[Prescription, Prescription, Patient]:
+    ada = await factories.make_patient(session, first_name="Ada", last_name="Lovelace")
+    grace = await factories.make_patient(session, first_name="Grace", last_name="Hopper")
+    prescriber = await factories.make_prescriber(session, db.secret_box)
+    mine = await factories.make_prescription(session, ada, prescriber)
+    theirs = await factories.make_prescription(session, grace, prescriber)
+    return mine, theirs, ada
+
+
+async def test_a_new_prescription_carries_its_patients_name(
+    session: AsyncSession, db: Runtime
+) -> None:
+    mine, theirs, _ada = await _two_patients(session, db)
+    assert await _copies(session, mine, theirs) == ["ada lovelace", "grace hopper"]
+
+
+async def test_a_rename_reaches_the_patients_prescriptions_only(
+    session: AsyncSession, db: Runtime
+) -> None:
+    mine, theirs, ada = await _two_patients(session, db)
+    ada.last_name = "King"
+    await session.flush()
+    assert await _copies(session, mine, theirs) == ["ada king", "grace hopper"]
+
+
+async def test_the_copy_cannot_be_written_apart_from_the_patient(
+    session: AsyncSession, db: Runtime
+) -> None:
+    mine, theirs, _ada = await _two_patients(session, db)
+    await session.execute(
+        text("UPDATE prescriptions SET patient_name_search = 'someone else' WHERE id = :id"),
+        {"id": mine.id},
+    )
+    await session.execute(
+        text("UPDATE prescriptions SET patient_id = :patient WHERE id = :id"),
+        {"patient": theirs.patient_id, "id": mine.id},
+    )
+    assert await _copies(session, mine, theirs) == ["grace hopper", "grace hopper"]
+
+
+async def test_the_copy_is_never_loaded(session: AsyncSession) -> None:
+    """PHI the pages take from the patient: neither the ORM nor the send job reads it."""
+    assert "patient_name_search" not in str(select(Prescription))
+    assert "patient_name_search" not in send_graph.LOAD

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.deliveries import send_graph
@@ -74,3 +76,15 @@ async def test_the_copy_is_never_loaded(session: AsyncSession) -> None:
     """PHI the pages take from the patient: neither the ORM nor the send job reads it."""
     assert "patient_name_search" not in str(select(Prescription))
     assert "patient_name_search" not in send_graph.LOAD
+
+
+async def test_an_unknown_patient_is_still_refused_by_the_foreign_key(
+    session: AsyncSession, db: Runtime
+) -> None:
+    mine, _theirs, _ada = await _two_patients(session, db)
+    with pytest.raises(IntegrityError, match="fk_prescriptions_patient_id_patients"):
+        async with session.begin_nested():
+            await session.execute(
+                text("UPDATE prescriptions SET patient_id = :patient WHERE id = :id"),
+                {"patient": uuid.uuid4(), "id": mine.id},
+            )

@@ -43,8 +43,9 @@ def upgrade() -> None:
         CREATE FUNCTION rxroute_prescription_patient_name() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN
-            NEW.patient_name_search := (
-                SELECT name_search FROM patients WHERE id = NEW.patient_id
+            -- No such patient: the foreign key refuses the row, with its own message.
+            NEW.patient_name_search := coalesce(
+                (SELECT name_search FROM patients WHERE id = NEW.patient_id), ''
             );
             RETURN NEW;
         END

@@ -8,6 +8,7 @@ tests write the ways the app and an operator could.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -16,9 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.deliveries import send_graph
-from rxroute.models import Patient, Prescription
+from rxroute.models import Patient, Prescriber, Prescription
 from rxroute.runtime import Runtime
 from tests import factories
+
+RENAME = text("UPDATE patients SET last_name = 'King' WHERE id = :id")
 
 
 async def _copies(session: AsyncSession, *prescriptions: Prescription) -> list[str]:
@@ -88,3 +91,54 @@ async def test_an_unknown_patient_is_still_refused_by_the_foreign_key(
                 text("UPDATE prescriptions SET patient_id = :patient WHERE id = :id"),
                 {"patient": uuid.uuid4(), "id": mine.id},
             )
+
+
+async def _ada_and_prescriber(db: Runtime) -> tuple[Patient, Prescriber]:
+    async with db.sessionmaker() as session, session.begin():
+        ada = await factories.make_patient(session, first_name="Ada", last_name="Lovelace")
+        prescriber = await factories.make_prescriber(session, db.secret_box)
+    return ada, prescriber
+
+
+async def _committed_copies(db: Runtime, patient: Patient) -> list[str]:
+    async with db.sessionmaker() as session:
+        rows = await session.scalars(
+            text("SELECT patient_name_search FROM prescriptions WHERE patient_id = :id"),
+            {"id": patient.id},
+        )
+        return list(rows)
+
+
+async def _new_prescription(db: Runtime, patient: Patient, prescriber: Prescriber) -> None:
+    async with db.sessionmaker() as session, session.begin():
+        await factories.make_prescription(session, patient, prescriber)
+
+
+async def test_a_new_prescription_waits_for_an_open_rename(db: Runtime) -> None:
+    """Renamed, not yet committed, while a prescription is written: it gets the new name."""
+    ada, prescriber = await _ada_and_prescriber(db)
+    async with db.sessionmaker() as renaming, renaming.begin():
+        await renaming.execute(RENAME, {"id": ada.id})
+        writing = asyncio.create_task(_new_prescription(db, ada, prescriber))
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the rename
+    await writing
+    assert await _committed_copies(db, ada) == ["ada king"]
+
+
+async def test_a_rename_waits_for_an_open_new_prescription(db: Runtime) -> None:
+    """A prescription written, not yet committed, while the patient is renamed: the rename
+    waits for it and reaches it too."""
+    ada, prescriber = await _ada_and_prescriber(db)
+
+    async def rename() -> None:
+        async with db.sessionmaker() as renaming, renaming.begin():
+            await renaming.execute(RENAME, {"id": ada.id})
+
+    async with db.sessionmaker() as writing, writing.begin():
+        await factories.make_prescription(writing, ada, prescriber)
+        renamed = asyncio.create_task(rename())
+        await asyncio.sleep(0.3)
+        assert not renamed.done()  # waiting for the new prescription
+    await renamed
+    assert await _committed_copies(db, ada) == ["ada king"]

@@ -22,6 +22,9 @@ database's to keep, so no code path can forget it:
 * an AFTER UPDATE OF first_name, last_name trigger on patients copies a changed name to the
   patient's prescriptions.
 
+The first reads the patient's row FOR SHARE, so a rename and a new prescription of the same
+patient that overlap are serialised: whichever commits second sees the other's row.
+
 It is PHI like the patient's row: the model maps it deferred, so the ORM never loads it.
 Filling it takes one UPDATE of every prescription (a few seconds at 100,000).
 """
@@ -43,9 +46,12 @@ def upgrade() -> None:
         CREATE FUNCTION rxroute_prescription_patient_name() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN
+            -- FOR SHARE: a rename of this patient that has not committed yet is waited for
+            -- (and then read), and one that starts later waits for this row to commit, so
+            -- its copy to the patient's prescriptions includes this one.
             -- No such patient: the foreign key refuses the row, with its own message.
             NEW.patient_name_search := coalesce(
-                (SELECT name_search FROM patients WHERE id = NEW.patient_id), ''
+                (SELECT name_search FROM patients WHERE id = NEW.patient_id FOR SHARE), ''
             );
             RETURN NEW;
         END

@@ -14,7 +14,7 @@ microseconds a row). Either way over issue 13's 2 ms at 100,000 prescriptions.
 
 So ``prescriptions.patient_name_search`` carries a copy of the patient's ``name_search``,
 and a common name walks ``ix_prescriptions_created`` checking that column on the row it
-already reads (about 0.15 microseconds a row, stopping at the 51st match). The copy is the
+already reads (about 0.2 microseconds a row, stopping at the 51st match). The copy is the
 database's to keep, so no code path can forget it:
 
 * a BEFORE INSERT OR UPDATE OF patient_id, patient_name_search trigger on prescriptions sets

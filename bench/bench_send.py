@@ -27,7 +27,12 @@ It reports:
   its separate pool and is not rxroute's: not counted (the send's own statements on a
   connection borrowed from that pool are: :func:`rxroute.observability.sqlcount.counted`).
   The worker's start-up statements are included (a handful, spread over N sends);
-* token grants and prescriber logins per 1,000 sends (issue 4's target: at most 2 each).
+* token grants and prescriber logins per 1,000 sends (issue 4's target: at most 2 each);
+* where the CPU went in each window (:mod:`machine_cpu`): per send, the worker, the sandbox,
+  this script and every PostgreSQL process, and per raw call, the raw client and the
+  sandbox; with how many of the machine's cores were busy. The worker's window runs from
+  the commit that queues the sends until this script sees them all issued (it looks five
+  times a second, so up to 0.2 s of the tail is idle).
 
 Patient emails are off (``RXROUTE_PATIENT_NOTIFICATIONS=false``, as in tests/processes.py):
 they would need a mail relay and are not the send path measured here;
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -49,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import machine_cpu
 from bench_load import process_cpu
 from bench_seed import drop_database, fresh_database
 from sqlalchemy import select, text
@@ -331,12 +338,21 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             )
             warm_counts = await read_counts(worker, folder / COUNT_FILE)
             before = await sandbox_stats(sandbox_url)
-            cpu_before = process_cpu(worker.pid)
             await queue_sends(runtime, ids)
+            # From the commit that queues them (the worker starts on its notification): the
+            # queueing itself, this script's and PostgreSQL's work, is not the worker's.
+            sending_pids = {
+                "worker": worker.pid,
+                "sandbox": sandbox.pid,
+                "this script": os.getpid(),
+            }
+            machine_before = machine_cpu.snapshot(sending_pids)
+            cpu_before = process_cpu(worker.pid)
             await wait_until(
                 lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
             )
             cpu_after = process_cpu(worker.pid)
+            sending_cpu = machine_cpu.split(machine_before, machine_cpu.snapshot(sending_pids))
             worker_user = cpu_after[0] - cpu_before[0]
             worker_system = cpu_after[1] - cpu_before[1]
             after = await sandbox_stats(sandbox_url)
@@ -347,7 +363,10 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             counts = {key: final[key] - warm_counts[key] for key in final}
         finally:
             await stop_runtime()
+        raw_pids = {"raw client": os.getpid(), "sandbox": sandbox.pid}
+        raw_before = machine_cpu.snapshot(raw_pids)
         raw_seconds = await baseline(sandbox_url, sends, concurrency)
+        raw_cpu = machine_cpu.split(raw_before, machine_cpu.snapshot(raw_pids))
     finally:
         await asyncio.to_thread(stop, [sandbox])
         drop_database(url, admin)
@@ -368,7 +387,9 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
         f"(user {worker_user / sends * 1000:.1f}, system {worker_system / sends * 1000:.1f})"
     )
     print(f"  mean time inside one job:     {job_seconds * 1000:8.1f} ms")
+    print(f"  {sending_cpu.describe(sends, 'send')}")
     print(f"baseline, raw httpx issue:      {raw_rate:8.1f} sends/s ({raw_seconds:.2f} s)")
+    print(f"  {raw_cpu.describe(sends, 'call')}")
     print(f"worker / baseline:              {worker_rate / raw_rate:8.2f} (target >= 0.25)")
     print(
         f"SQL round trips per send:       {counts['round_trips'] / sends:8.2f} "

@@ -219,7 +219,7 @@ async def seed_directly(
     url: str,
     sent: uuid.UUID,
     ids: list[uuid.UUID],
-    restart: Callable[[], Awaitable[str]],
+    restart: Callable[[Callable[[], None]], Awaitable[str]],
     state_file: Path,
 ) -> None:
     """``ids`` written as issued (reconcile_seed.py), the sandbox restarted on its state file
@@ -227,15 +227,25 @@ async def seed_directly(
     started = time.perf_counter()
     base_url = runtime.settings.erx_base_url
     platform = await seed_in_flight(runtime, url, ids, base_url, issued_window(datetime.now(UTC)))
-    add_to_state_file(state_file, platform)
-    base_url = await restart()
+    # Added while the sandbox is stopped: it writes its state file on the way out (and only
+    # once a second while it runs, so a small run may have none yet).
+    base_url = await restart(lambda: add_to_state_file(state_file, platform))
     print(f"seeded {len(ids)} in {time.perf_counter() - started:.0f} s", flush=True)
-    compare_rows(url, sent, ids[0])
-    await compare_for_reconciler(runtime, sent, ids[0])
+    async with runtime.sessionmaker() as session:
+        # One of the same prescriber: the platform issues under the prescriber's own id.
+        prescriber = (await session.get_one(Prescription, sent)).prescriber_id
+        seeded = await session.scalar(
+            select(Prescription.id)
+            .where(Prescription.id.in_(ids[:50]), Prescription.prescriber_id == prescriber)
+            .limit(1)
+        )
+    assert seeded is not None, "no seeded prescription shares the sent one's prescriber"
+    compare_rows(url, sent, seeded)
+    await compare_for_reconciler(runtime, sent, seeded)
     async with runtime.sessionmaker() as session:
         refs = [
             (await session.get_one(Prescription, i)).provider_prescription_id
-            for i in (sent, ids[0])
+            for i in (sent, seeded)
         ]
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         copies = [(await http.get(f"/_sandbox/prescriptions/{ref}")).json() for ref in refs]
@@ -257,10 +267,11 @@ async def main(options: Options) -> None:
     worker_results: list[tuple[list[str], WorkerSweep]] = []
     errors = 0
 
-    async def restart() -> str:
+    async def restart(while_stopped: Callable[[], None]) -> str:
         nonlocal sandbox
         sandbox.terminate()  # it saves its state file on the way out
         sandbox.wait(timeout=60)
+        while_stopped()
         sandbox = start_sandbox(port, options, state_file)
         await wait_up(base_url, seconds=120)
         return base_url

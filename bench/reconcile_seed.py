@@ -252,6 +252,7 @@ VARYING = {
     "delivery_id",
     "current_delivery_id",
     "patient_id",
+    "patient_name_search",  # the patient's name, copied by migration 0019's trigger
     "prescriber_id",
     "pharmacy_id",
     "clinic_id",

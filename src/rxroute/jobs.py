@@ -251,6 +251,12 @@ async def _replace_dead_connections() -> None:
     await pool.check()
 
 
+def _cancel_requested() -> bool:
+    """Whether someone asked to cancel this task, even if the CancelledError was lost."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def run_worker(
     settings: Settings, concurrency: int, *, install_signal_handlers: bool = True
 ) -> None:
@@ -301,6 +307,11 @@ async def run_worker(
                     or "the worker stopped itself"
                 )
             except Exception as exc:
+                if _cancel_requested():
+                    # procrastinate's run() answers a cancel by awaiting its own shutdown,
+                    # and an error met there (an outage, say) replaces the CancelledError.
+                    # Cancelled means stop: never restart, whatever the worker ended with.
+                    raise asyncio.CancelledError from exc
                 found = outage_reason(exc)
                 if found is None:
                     raise

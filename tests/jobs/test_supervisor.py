@@ -11,7 +11,7 @@ from procrastinate.exceptions import ConnectorException
 from psycopg import errors
 from sqlalchemy import text
 
-from rxroute.jobs import _QuietOutages, restart_delay, run_worker
+from rxroute.jobs import _QuietOutages, _Worker, restart_delay, run_worker
 from rxroute.runtime import Runtime
 from tests.jobs.conftest import wait_until
 
@@ -40,6 +40,35 @@ async def test_in_process_worker_runs_until_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
     assert await _registered_workers(db) == 0, "a cancelled worker unregisters"
+
+
+async def test_a_cancelled_supervisor_stops_when_the_worker_fails_on_the_way_out(
+    db: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """procrastinate's ``run()`` answers a cancellation by stopping and awaiting its loop;
+    an outage met there replaces the ``CancelledError``. Taken for an outage, that restarted
+    the worker forever, so nothing could stop the supervisor (a test session's teardown
+    hung on it). Cancelled means stop, whatever error the worker ends with."""
+    running = asyncio.Event()
+    runs = 0
+
+    async def run(self: object) -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1:  # restarted after the cancel: end here, so the test fails, not hangs
+            raise RuntimeError("the supervisor restarted a cancelled worker")
+        running.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise _outage()  # noqa: B904 (as procrastinate lets it escape)
+
+    monkeypatch.setattr(_Worker, "run", run)
+    task = asyncio.create_task(run_worker(db.settings, 1, install_signal_handlers=False))
+    await asyncio.wait_for(running.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
 
 
 def test_restart_delays_grow_to_a_cap_with_jitter() -> None:

@@ -265,7 +265,8 @@ async def run_worker(
     Each round runs one procrastinate worker. When it stops on its own, or raises because
     the database is out of reach, a fresh one starts after :func:`restart_delay`; any other
     error is a bug and propagates. Jobs a cut-off worker was running are left ``doing`` and
-    retried as stalled (``retry_stalled_jobs``), which every job tolerates.
+    retried as stalled (``retry_stalled_jobs``), which every job tolerates. Cancelled, it
+    stops and never restarts, even when the worker's shutdown ends in an outage.
     """
     from procrastinate import signals
 

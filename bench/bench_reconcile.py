@@ -232,21 +232,20 @@ async def seed_directly(
     base_url = await restart(lambda: add_to_state_file(state_file, platform))
     print(f"seeded {len(ids)} in {time.perf_counter() - started:.0f} s", flush=True)
     async with runtime.sessionmaker() as session:
+        sent_row = await session.get_one(Prescription, sent)
         # One of the same prescriber: the platform issues under the prescriber's own id.
-        prescriber = (await session.get_one(Prescription, sent)).prescriber_id
-        seeded = await session.scalar(
-            select(Prescription.id)
-            .where(Prescription.id.in_(ids[:50]), Prescription.prescriber_id == prescriber)
+        seeded_row = await session.scalar(
+            select(Prescription)
+            .where(
+                Prescription.id.in_(ids[:50]),
+                Prescription.prescriber_id == sent_row.prescriber_id,
+            )
             .limit(1)
         )
-    assert seeded is not None, "no seeded prescription shares the sent one's prescriber"
-    compare_rows(url, sent, seeded)
-    await compare_for_reconciler(runtime, sent, seeded)
-    async with runtime.sessionmaker() as session:
-        refs = [
-            (await session.get_one(Prescription, i)).provider_prescription_id
-            for i in (sent, seeded)
-        ]
+    assert seeded_row is not None, "no seeded prescription shares the sent one's prescriber"
+    compare_rows(url, sent, seeded_row.id)
+    await compare_for_reconciler(runtime, sent, seeded_row.id)
+    refs = [sent_row.provider_prescription_id, seeded_row.provider_prescription_id]
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         copies = [(await http.get(f"/_sandbox/prescriptions/{ref}")).json() for ref in refs]
     compare_platform_copies(*copies)

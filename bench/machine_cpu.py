@@ -16,16 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_load import process_cpu
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _process_seconds(pid: int) -> float | None:
     """User + system CPU seconds a process has used so far, None once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(process_cpu(pid))
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _postgres_pids() -> list[int]:

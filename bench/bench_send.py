@@ -49,13 +49,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-import httpx
 import machine_cpu
+import raw_issue
 from bench_load import process_cpu
 from bench_seed import drop_database, fresh_database
 from sqlalchemy import select, text
@@ -86,9 +84,6 @@ from tests.processes import (
     wait_until,
 )
 
-CLIENT_ID = "rxroute-demo-client"
-CLIENT_SECRET = "demo-only-sandbox-client-secret"
-ALICE = ("dr.alice.hartfield@example.com", "sandbox-prescriber-alice", "123456")
 COUNT_FILE = "sql-counts.json"
 
 
@@ -103,6 +98,76 @@ atexit.register(lambda: (profile.disable(), profile.dump_stats(output)))
 profile.enable()
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+
+
+def counted_worker(env: dict[str, str], folder: Path, output: Path) -> ManagedProcess:
+    """The worker under callgrind, counting nothing until told to (``callgrind_control -i``).
+
+    Instructions, unlike CPU seconds, do not depend on what else the machine is doing (or
+    on a shared host's other tenants), so two versions of the send path compare in one run
+    each, where their CPU times differ by more from run to run than the change being weighed.
+    """
+    log_path = folder / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={output}",
+                sys.executable,
+                RXROUTE,
+                "worker",
+            ],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return ManagedProcess(process, log_path)
+
+
+def instrument(worker: ManagedProcess, on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "--instr=" + ("on" if on else "off"), str(worker.pid)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def instructions(output: Path) -> int:
+    """The instructions callgrind counted in ``output`` (its ``totals:`` line)."""
+    for line in output.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no instruction count in {output}")
+
+
+def raw_instructions_per_call(base_url: str, calls: int, concurrency: int, folder: Path) -> float:
+    """The raw client's instructions per issue call, under callgrind in a process of its own.
+
+    Run twice, with ``calls`` calls and with none: the difference is the calls alone, without
+    the interpreter's start-up, the imports and the token and login fetched up front.
+    """
+    counted = []
+    for count in (calls, 0):
+        output = folder / f"callgrind-raw-{count}.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={output}",
+                sys.executable,
+                str(Path(raw_issue.__file__)),
+                base_url,
+                str(count),
+                str(concurrency),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        counted.append(instructions(output))
+    return (counted[0] - counted[1]) / calls
 
 
 def profiled_worker(env: dict[str, str], folder: Path, output: Path) -> ManagedProcess:
@@ -164,80 +229,6 @@ async def queue_sends(runtime: Runtime, ids: list[uuid.UUID]) -> None:
             await defer_send(session, prescription_id)
 
 
-def raw_payload(client_ref_id: str) -> dict[str, Any]:
-    return {
-        "action": "issueToContact",
-        "clinic_id": 994,
-        "contact_id": 5001,
-        "secure_pin": ALICE[2],
-        "prescriber_ip": "203.0.113.7",
-        "notify": True,
-        "client_ref_id": client_ref_id,
-        "notes": "Bench baseline",
-        "patient": {
-            "first_name": "Bench",
-            "last_name": "Testpatient",
-            "gender": "Female",
-            "email": "bench@example.com",
-            "phone": "447700900123",
-            "birth_day": "07",
-            "birth_month": "03",
-            "birth_year": "1985",
-            "address_ln1": "1 High Street",
-            "address_ln2": "",
-            "city": "Leeds",
-            "post_code": "LS1 4AP",
-            "country": "GB",
-        },
-        "medicines": [
-            {"description": "Semaglutide 0.25mg pen", "qty": "1", "directions": "Weekly"}
-        ],
-    }
-
-
-async def baseline(base_url: str, count: int, concurrency: int) -> float:
-    """Seconds for ``count`` raw issue calls at ``concurrency``, tokens fetched once up front."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        token = await http.post(
-            "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-            },
-        )
-        access = token.json()["access_token"]
-        login = await http.post(
-            "/api/v1/login",
-            headers={"Authorization": f"Bearer {access}"},
-            json={"email": ALICE[0], "password": ALICE[1]},
-        )
-        headers = {
-            "Authorization": f"Bearer {access}",
-            "X-Prescriber-Token": login.json()["data"]["token"],
-        }
-        gate = asyncio.Semaphore(concurrency)
-        failures = 0
-
-        async def one(index: int) -> None:
-            nonlocal failures
-            async with gate:
-                response = await http.post(
-                    "/api/v1/prescriptions",
-                    headers=headers,
-                    json=raw_payload(f"baseline-{index}"),
-                )
-                if not response.json().get("success"):
-                    failures += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(count)))
-        elapsed = time.perf_counter() - started
-    if failures:
-        raise SystemExit(f"baseline: {failures} raw issue calls failed")
-    return elapsed
-
-
 async def worker_window(runtime: Runtime, ids: list[uuid.UUID]) -> tuple[float, float]:
     """Seconds from the first send job's start to the last one's success, and the mean
     seconds one job ran (procrastinate's own event times, written by the worker)."""
@@ -288,7 +279,7 @@ async def read_counts(worker: ManagedProcess, path: Path) -> dict[str, int]:
     return counts
 
 
-async def main(sends: int, warmup: int, profile: Path | None) -> None:
+async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -> None:
     configure_logging("WARNING", json=False)
     folder = Path(tempfile.mkdtemp(prefix="rxroute-bench-send-"))
     url, admin = fresh_database(folder)
@@ -315,11 +306,13 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             bulk = await bulk_region_b(runtime)
             warm_ids, ids = bulk[:warmup], bulk[warmup : warmup + sends]
             # One worker at its default concurrency; SQL counted inside it.
-            worker = (
-                spawn(["worker"], worker_env, folder, "worker")
-                if profile is None
-                else profiled_worker(worker_env, folder, profile)
-            )
+            callgrind_out = folder / "callgrind.out"
+            if callgrind:
+                worker = counted_worker(worker_env, folder, callgrind_out)
+            elif profile is not None:
+                worker = profiled_worker(worker_env, folder, profile)
+            else:
+                worker = spawn(["worker"], worker_env, folder, "worker")
 
             async def listening() -> bool:
                 assert worker.alive(), f"the worker exited at start-up:\n{worker.log()}"
@@ -338,6 +331,8 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             )
             warm_counts = await read_counts(worker, folder / COUNT_FILE)
             before = await sandbox_stats(sandbox_url)
+            if callgrind:
+                await asyncio.to_thread(instrument, worker, True)
             await queue_sends(runtime, ids)
             # From the commit that queues them (the worker starts on its notification): the
             # queueing itself, this script's and PostgreSQL's work, is not the worker's.
@@ -351,6 +346,8 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             await wait_until(
                 lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
             )
+            if callgrind:
+                await asyncio.to_thread(instrument, worker, False)
             cpu_after = process_cpu(worker.pid)
             sending_cpu = machine_cpu.split(machine_before, machine_cpu.snapshot(sending_pids))
             worker_user = cpu_after[0] - cpu_before[0]
@@ -359,14 +356,22 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
             worker_seconds, job_seconds = await worker_window(runtime, ids)
             issued = await issued_count(runtime, ids)
             await asyncio.to_thread(stop, [worker])
+            worker_instructions = instructions(callgrind_out) if callgrind else None
             final = json.loads((folder / COUNT_FILE).read_text())
             counts = {key: final[key] - warm_counts[key] for key in final}
         finally:
             await stop_runtime()
         raw_pids = {"raw client": os.getpid(), "sandbox": sandbox.pid}
         raw_before = machine_cpu.snapshot(raw_pids)
-        raw_seconds = await baseline(sandbox_url, sends, concurrency)
+        raw_seconds = await raw_issue.baseline(sandbox_url, sends, concurrency)
         raw_cpu = machine_cpu.split(raw_before, machine_cpu.snapshot(raw_pids))
+        raw_per_call = (
+            await asyncio.to_thread(
+                raw_instructions_per_call, sandbox_url, sends, concurrency, folder
+            )
+            if callgrind
+            else None
+        )
     finally:
         await asyncio.to_thread(stop, [sandbox])
         drop_database(url, admin)
@@ -391,6 +396,13 @@ async def main(sends: int, warmup: int, profile: Path | None) -> None:
     print(f"baseline, raw httpx issue:      {raw_rate:8.1f} sends/s ({raw_seconds:.2f} s)")
     print(f"  {raw_cpu.describe(sends, 'call')}")
     print(f"worker / baseline:              {worker_rate / raw_rate:8.2f} (target >= 0.25)")
+    if worker_instructions is not None and raw_per_call is not None:
+        per_send = worker_instructions / sends
+        print(
+            f"instructions per send / call:   worker {per_send / 1e6:.2f} million, raw client "
+            f"{raw_per_call / 1e6:.2f} million; raw / worker {raw_per_call / per_send:.2f} "
+            "(callgrind; the worker's rate above is not meaningful under it)"
+        )
     print(
         f"SQL round trips per send:       {counts['round_trips'] / sends:8.2f} "
         f"(of which pings {counts['pings'] / sends:.2f}, BEGIN {counts['begins'] / sends:.2f}, "
@@ -419,5 +431,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", type=Path, default=None, help="cProfile the worker into this file"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run the worker under callgrind and print its instructions per send "
+        "(repeatable, unlike CPU time; the rates are then meaningless)",
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.sends, arguments.warmup, arguments.profile))
+    asyncio.run(main(arguments.sends, arguments.warmup, arguments.profile, arguments.callgrind))

@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import logging
 import random
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import procrastinate
 import structlog
+from procrastinate import jobs as procrastinate_jobs
 from procrastinate import utils as procrastinate_utils
 from procrastinate import worker as procrastinate_worker
 from psycopg import AsyncConnection
@@ -135,6 +138,39 @@ def job_to_defer(
     }
 
 
+# --- a job finished by its own statement -------------------------------------------------
+
+
+@dataclass
+class RunningJob:
+    """The queue job a task body runs as, so its last statement can finish it too.
+
+    The send job's record (:mod:`rxroute.deliveries.common_path`) marks its own job
+    ``succeeded`` in the statement that records the delivery: the job's outcome is then
+    written with the state it acts on, and the worker skips the separate round trip and
+    transaction procrastinate would spend on it (:meth:`_Worker._persist_job_status`).
+    """
+
+    job_id: int
+    worker_id: int
+    lock: str | None
+    #: Set once a statement has marked the job ``succeeded``; the worker then leaves it.
+    finished: bool = False
+
+
+_RUNNING_JOB: ContextVar[RunningJob | None] = ContextVar("rxroute_running_job", default=None)
+
+
+def running_job() -> RunningJob | None:
+    """The job the calling task body runs as, inside a worker; None anywhere else."""
+    return _RUNNING_JOB.get()
+
+
+#: What procrastinate_finish_job_v1 is asked, to match the worker's own finish: our workers
+#: keep finished jobs (``delete_jobs`` left at NEVER) for the purge after their retention.
+FINISH_DELETES_JOB = False
+
+
 # --- the supervised worker ----------------------------------------------------------------
 
 #: Restart delays: doubling from the first to the cap, each with jitter so that many workers
@@ -221,14 +257,37 @@ class _Worker(procrastinate_worker.Worker):
     #: Why this worker stopped itself, when it did.
     stopped_for: str | None = None
 
+    async def _process_job(self, context: Any) -> None:
+        job = context.job
+        running = None
+        if job.id is not None and self.worker_id is not None:
+            running = RunningJob(job_id=job.id, worker_id=self.worker_id, lock=job.lock)
+        # The job runs in a task of its own: the variable is this job's alone, and the
+        # outcome's task (created inside) sees the same object.
+        _RUNNING_JOB.set(running)
+        await super()._process_job(context)
+
     async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
+        job = kwargs.get("job")
+        running = _RUNNING_JOB.get()
+        if running is not None and running.finished and getattr(job, "id", None) == running.job_id:
+            # Already ``succeeded``, in the statement that recorded the job's work.
+            status = kwargs.get("status")
+            if status is not procrastinate_jobs.Status.SUCCEEDED:
+                log.warning(
+                    "job_finished_before_its_end",
+                    job_id=running.job_id,
+                    task=getattr(job, "task_name", None),
+                    status=getattr(status, "value", status),
+                )
+            self._job_ids_to_abort.pop(running.job_id, None)
+            return
         try:
             await super()._persist_job_status(*args, **kwargs)
         except Exception as exc:
             reason = outage_reason(exc)
             if reason is None:
                 raise
-            job = kwargs.get("job")
             log.warning(
                 "job_outcome_not_recorded",
                 job_id=getattr(job, "id", None),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import psycopg
 from procrastinate.sql import queries
 from psycopg.rows import dict_row
 from sqlalchemy import text
@@ -75,3 +76,43 @@ async def test_the_fetch_still_takes_jobs_by_priority_then_age_and_respects_lock
             assert row is not None
             taken.append(row["lock"])
     assert taken == ["urgent-lock", "prescription:1", "prescription:2"]
+
+
+LOCK_INDEX = "rxroute_procrastinate_jobs_waiting_lock"
+
+
+async def test_the_fetch_looks_up_a_jobs_lock_holders_by_lock(
+    db: Runtime, database_url: str
+) -> None:
+    """Migration 0020: each fetch reads the few jobs with the candidate's lock, not the whole
+    ``(id, lock)`` index (one entry per waiting job). The plan is the fetch function's own,
+    as the worker runs it, read through auto_explain."""
+    async with db.engine.begin() as connection:
+        worker_id = await connection.scalar(text("SELECT procrastinate_register_worker_v1()"))
+        await connection.execute(
+            text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args) "
+                "SELECT 'default', 'plan', 'plan:' || n, '{}' FROM generate_series(1, 300) AS n"
+            )
+        )
+        await connection.execute(text("ANALYZE procrastinate_jobs"))
+    plans: list[str] = []
+    async with await psycopg.AsyncConnection.connect(database_url) as connection:
+        await connection.set_autocommit(True)
+        connection.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_nested_statements = on",
+            "SET auto_explain.log_level = 'notice'",
+            "SET client_min_messages = 'notice'",
+        ):
+            await connection.execute(setting)
+        cursor = await connection.execute(
+            queries["fetch_job"], {"queues": ["default"], "worker_id": worker_id}
+        )
+        assert await cursor.fetchone() is not None
+    candidate = next((plan for plan in plans if "procrastinate_jobs_priority_idx" in plan), None)
+    assert candidate is not None, plans
+    assert f"Index Scan using {LOCK_INDEX}" in candidate, candidate
+    assert "procrastinate_jobs_id_lock_idx_v1" not in candidate, candidate

@@ -12,7 +12,10 @@ transaction, and no transaction at all while the far side is called.
    the status fact (``ON CONFLICT DO NOTHING`` against the once-per-delivery index), the
    cached status, the outbox event with its endpoint deliveries, the patient's email
    (``skipped`` if they opted out) and every job these need (procrastinate's own
-   ``procrastinate_defer_jobs_v1``), all or nothing.
+   ``procrastinate_defer_jobs_v1``, called only when there is one), all or nothing. It also
+   finishes the send job it runs as (``procrastinate_finish_job_v1``, while this worker
+   still holds the job: :class:`rxroute.jobs.RunningJob`): the job's outcome is committed
+   with the delivery, and the worker skips the round trip and transaction of its own finish.
 
 A single statement is atomic on its own, so neither write needs a BEGIN or a COMMIT round
 trip. Each is a compare-and-set on what the load (or the claim) saw: the prescription row
@@ -52,6 +55,7 @@ from rxroute.deliveries.claims import Claimed, RecordContext, SendOutcome
 from rxroute.events import tasks as event_tasks
 from rxroute.events.catalogue import event_body, event_type_for
 from rxroute.events.endpoints import wanted_endpoints
+from rxroute.jobs import FINISH_DELETES_JOB, RunningJob
 from rxroute.models import DeliveryState
 from rxroute.notifications import tasks as notification_tasks
 from rxroute.notifications.kinds import kind_for_event
@@ -256,9 +260,17 @@ _RECORD = _sql(
             WHERE (job->>'after' = 'email' AND EXISTS (SELECT 1 FROM n WHERE state = 'pending'))
                OR (job->>'after' = 'event' AND EXISTS (SELECT 1 FROM o))
         )) AS ids
+        WHERE %(defers)s
+    ), mine AS MATERIALIZED (
+        SELECT id FROM procrastinate_jobs
+        WHERE id = %(job_id)s AND status = 'doing' AND worker_id = %(worker_id)s
+          AND EXISTS (SELECT 1 FROM d)
+        FOR UPDATE
+    ), f AS (
+        SELECT procrastinate_finish_job_v1(id, 'succeeded', %(finish_deletes)s) FROM mine
     )
     SELECT (SELECT count(*) FROM d) AS applied, (SELECT count(*) FROM h) AS appended,
-           (SELECT cardinality(ids) FROM j) AS jobs
+           (SELECT cardinality(ids) FROM j) AS jobs, (SELECT count(*) FROM f) AS finished
     """  # noqa: S608 (the index's own constant predicate, no input)
 )
 
@@ -271,8 +283,14 @@ async def record_delivered(
     ref: str,
     raw_status: str,
     token: str | None,
+    job: RunningJob | None = None,
 ) -> bool:
-    """Record a delivered send in one statement; False: something moved, nothing written."""
+    """Record a delivered send in one statement; False: something moved, nothing written.
+
+    ``job``: the send job this runs as. The same statement marks it ``succeeded`` (while it
+    is still this worker's), so its outcome is committed with the delivery it recorded and
+    the worker spends no round trip of its own on it.
+    """
     context = claimed.record
     assert context is not None
     channel = claimed.channel
@@ -341,8 +359,14 @@ async def record_delivered(
                 "notify": notify,
                 "opted_out": notification_tasks.OPTED_OUT,
                 "jobs": json.dumps(jobs),
+                "defers": bool(jobs),
+                "job_id": job.job_id if job else None,
+                "worker_id": job.worker_id if job else None,
+                "finish_deletes": FINISH_DELETES_JOB,
             },
         )
         row = await cursor.fetchone()
     assert row is not None  # the statement's outer SELECT always returns its one row
+    if job is not None and row[3]:
+        job.finished = True
     return bool(row[0])

@@ -47,6 +47,7 @@ from rxroute.deliveries import common_path, ledger
 from rxroute.deliveries.claims import Claimed, SendOutcome
 from rxroute.deliveries.looking_up import look_up
 from rxroute.deliveries.withdrawing import WithdrawalResult, resolve_withdrawals
+from rxroute.jobs import RunningJob
 from rxroute.models import Delivery, DeliveryState, Pharmacy, Prescription
 from rxroute.observability.metrics import SENDS
 from rxroute.prescriptions.history import lock_prescription, record_status
@@ -69,8 +70,13 @@ class RetryScheduler:
 
 
 async def send(
-    runtime: Runtime, prescription_id: uuid.UUID, *, schedule_retry: RetryScheduler
+    runtime: Runtime,
+    prescription_id: uuid.UUID,
+    *,
+    schedule_retry: RetryScheduler,
+    job: RunningJob | None = None,
 ) -> SendOutcome:
+    """``job``: the send job this runs as, finished by the record statement when it can."""
     claimed = await common_path.claim(runtime, prescription_id)
     if claimed is None:
         withdrawal = await resolve_withdrawals(runtime, prescription_id)
@@ -112,6 +118,7 @@ async def send(
         raw_status=delivered.raw_status,
         token=delivered.token,
         schedule_retry=schedule_retry,
+        job=job,
     )
 
 
@@ -208,10 +215,11 @@ async def _record_delivered(
     raw_status: str,
     token: str | None,
     schedule_retry: RetryScheduler,
+    job: RunningJob | None,
 ) -> SendOutcome:
     channel = claimed.channel
     if claimed.record is not None and await common_path.record_delivered(
-        runtime, claimed, started, ref=ref, raw_status=raw_status, token=token
+        runtime, claimed, started, ref=ref, raw_status=raw_status, token=token, job=job
     ):
         return _delivered(prescription_id, claimed, ref, still_wanted=True)
     async with runtime.sessionmaker() as session, session.begin():

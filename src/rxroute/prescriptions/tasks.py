@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.deliveries.sending import RetryScheduler, send
-from rxroute.jobs import defer_in_session, queue
+from rxroute.jobs import defer_in_session, queue, running_job
 from rxroute.observability.tracing import current_carrier, job_span
 from rxroute.runtime import get_runtime
 
@@ -38,7 +38,10 @@ async def send_prescription(
 ) -> str:
     with job_span("send_prescription", trace_context, prescription_id=prescription_id):
         outcome = await send(
-            get_runtime(), uuid.UUID(prescription_id), schedule_retry=RetryScheduler()
+            get_runtime(),
+            uuid.UUID(prescription_id),
+            schedule_retry=RetryScheduler(),
+            job=running_job(),
         )
     return outcome.result
 

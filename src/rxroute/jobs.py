@@ -153,7 +153,6 @@ class RunningJob:
 
     job_id: int
     worker_id: int
-    lock: str | None
     #: Set once a statement has marked the job ``succeeded``; the worker then leaves it.
     finished: bool = False
 
@@ -261,7 +260,7 @@ class _Worker(procrastinate_worker.Worker):
         job = context.job
         running = None
         if job.id is not None and self.worker_id is not None:
-            running = RunningJob(job_id=job.id, worker_id=self.worker_id, lock=job.lock)
+            running = RunningJob(job_id=job.id, worker_id=self.worker_id)
         # The job runs in a task of its own: the variable is this job's alone, and the
         # outcome's task (created inside) sees the same object.
         _RUNNING_JOB.set(running)

@@ -45,7 +45,7 @@ async def _running_job(erx: Erx, prescription_id: uuid.UUID) -> RunningJob:
                 "worker": worker_id,
             },
         )
-    return RunningJob(job_id=job_id, worker_id=worker_id, lock=send_lock(prescription_id))
+    return RunningJob(job_id=job_id, worker_id=worker_id)
 
 
 async def _job(erx: Erx, job_id: int) -> tuple[str, int]:
@@ -76,7 +76,7 @@ async def test_a_send_job_another_worker_holds_is_left_to_that_worker(
 ) -> None:
     prescription_id = await _queued(erx, session)
     held = await _running_job(erx, prescription_id)
-    ours = RunningJob(job_id=held.job_id, worker_id=held.worker_id + 1000, lock=held.lock)
+    ours = RunningJob(job_id=held.job_id, worker_id=held.worker_id + 1000)
 
     outcome = await send(erx.runtime, prescription_id, schedule_retry=RetryScheduler(), job=ours)
 
@@ -96,7 +96,7 @@ async def test_the_worker_does_not_finish_a_job_its_statement_finished(
     job = procrastinate_jobs.Job(
         id=running.job_id,
         queue="default",
-        lock=running.lock,
+        lock=send_lock(prescription_id),
         queueing_lock=None,
         task_name="send_prescription",
         worker_id=running.worker_id,

@@ -153,6 +153,9 @@ class RunningJob:
 
     job_id: int
     worker_id: int
+    #: What the worker's own finish would do with the job once it succeeded (its
+    #: ``delete_jobs``): the statement does the same.
+    delete_when_succeeded: bool = False
     #: Set once a statement has marked the job ``succeeded``; the worker then leaves it.
     finished: bool = False
 
@@ -163,11 +166,6 @@ _RUNNING_JOB: ContextVar[RunningJob | None] = ContextVar("rxroute_running_job", 
 def running_job() -> RunningJob | None:
     """The job the calling task body runs as, inside a worker; None anywhere else."""
     return _RUNNING_JOB.get()
-
-
-#: What procrastinate_finish_job_v1 is asked, to match the worker's own finish: our workers
-#: keep finished jobs (``delete_jobs`` left at NEVER) for the purge after their retention.
-FINISH_DELETES_JOB = False
 
 
 # --- the supervised worker ----------------------------------------------------------------
@@ -260,7 +258,12 @@ class _Worker(procrastinate_worker.Worker):
         job = context.job
         running = None
         if job.id is not None and self.worker_id is not None:
-            running = RunningJob(job_id=job.id, worker_id=self.worker_id)
+            running = RunningJob(
+                job_id=job.id,
+                worker_id=self.worker_id,
+                delete_when_succeeded=self.delete_jobs
+                != procrastinate_jobs.DeleteJobCondition.NEVER,
+            )
         # The job runs in a task of its own: the variable is this job's alone, and the
         # outcome's task (created inside) sees the same object.
         _RUNNING_JOB.set(running)

@@ -71,6 +71,25 @@ async def test_the_record_finishes_the_send_job_it_runs_as(erx: Erx, session: As
     assert await _job(erx, job.job_id) == ("succeeded", 1)
 
 
+async def test_a_worker_that_deletes_succeeded_jobs_has_the_record_delete_it(
+    erx: Erx, session: AsyncSession
+) -> None:
+    """As the worker's own finish would under ``delete_jobs`` ALWAYS or SUCCESSFUL."""
+    prescription_id = await _queued(erx, session)
+    held = await _running_job(erx, prescription_id)
+    job = RunningJob(job_id=held.job_id, worker_id=held.worker_id, delete_when_succeeded=True)
+
+    outcome = await send(erx.runtime, prescription_id, schedule_retry=RetryScheduler(), job=job)
+
+    assert outcome.result == "issued"
+    assert job.finished
+    async with erx.runtime.engine.connect() as connection:
+        left = await connection.scalar(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE id = :id"), {"id": job.job_id}
+        )
+    assert left == 0
+
+
 async def test_a_send_job_another_worker_holds_is_left_to_that_worker(
     erx: Erx, session: AsyncSession
 ) -> None:

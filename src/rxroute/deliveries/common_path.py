@@ -55,7 +55,7 @@ from rxroute.deliveries.claims import Claimed, RecordContext, SendOutcome
 from rxroute.events import tasks as event_tasks
 from rxroute.events.catalogue import event_body, event_type_for
 from rxroute.events.endpoints import wanted_endpoints
-from rxroute.jobs import FINISH_DELETES_JOB, RunningJob
+from rxroute.jobs import RunningJob
 from rxroute.models import DeliveryState
 from rxroute.notifications import tasks as notification_tasks
 from rxroute.notifications.kinds import kind_for_event
@@ -362,7 +362,7 @@ async def record_delivered(
                 "defers": bool(jobs),
                 "job_id": job.job_id if job else None,
                 "worker_id": job.worker_id if job else None,
-                "finish_deletes": FINISH_DELETES_JOB,
+                "finish_deletes": job.delete_when_succeeded if job else False,
             },
         )
         row = await cursor.fetchone()

@@ -100,31 +100,20 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def counted_worker(env: dict[str, str], folder: Path, output: Path) -> ManagedProcess:
-    """The worker under callgrind, counting nothing until told to (``callgrind_control -i``).
+def under_callgrind(output: Path, *, counting_from_start: bool = True) -> list[str]:
+    """The command prefix that runs a program under callgrind, its count written to ``output``.
 
     Instructions, unlike CPU seconds, do not depend on what else the machine is doing (or
     on a shared host's other tenants), so two versions of the send path compare in one run
     each, where their CPU times differ by more from run to run than the change being weighed.
+    Not counting from the start, it counts once told to (``callgrind_control -i``).
     """
-    log_path = folder / "worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={output}",
-                sys.executable,
-                RXROUTE,
-                "worker",
-            ],
-            cwd=folder,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return ManagedProcess(process, log_path)
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        f"--instr-atstart={'yes' if counting_from_start else 'no'}",
+        f"--callgrind-out-file={output}",
+    ]
 
 
 def instrument(worker: ManagedProcess, on: bool) -> None:
@@ -154,9 +143,7 @@ def raw_instructions_per_call(base_url: str, calls: int, concurrency: int, folde
         output = folder / f"callgrind-raw-{count}.out"
         subprocess.run(
             [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={output}",
+                *under_callgrind(output),
                 sys.executable,
                 str(Path(raw_issue.__file__)),
                 base_url,
@@ -170,12 +157,12 @@ def raw_instructions_per_call(base_url: str, calls: int, concurrency: int, folde
     return (counted[0] - counted[1]) / calls
 
 
-def profiled_worker(env: dict[str, str], folder: Path, output: Path) -> ManagedProcess:
-    """The worker under cProfile (written when it exits), to see where its CPU goes."""
+def wrapped_worker(prefix: list[str], env: dict[str, str], folder: Path) -> ManagedProcess:
+    """``rxroute worker`` run by ``prefix`` (a profiler or callgrind), logging as spawn does."""
     log_path = folder / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", PROFILE_WORKER, str(output.resolve()), RXROUTE, "worker"],
+            [*prefix, RXROUTE, "worker"],
             cwd=folder,
             env=env,
             stdout=log,
@@ -308,9 +295,15 @@ async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -
             # One worker at its default concurrency; SQL counted inside it.
             callgrind_out = folder / "callgrind.out"
             if callgrind:
-                worker = counted_worker(worker_env, folder, callgrind_out)
+                prefix = [
+                    *under_callgrind(callgrind_out, counting_from_start=False),
+                    sys.executable,
+                ]
+                worker = wrapped_worker(prefix, worker_env, folder)
             elif profile is not None:
-                worker = profiled_worker(worker_env, folder, profile)
+                # cProfile timed by CPU time (PROFILE_WORKER), written when the worker exits.
+                prefix = [sys.executable, "-c", PROFILE_WORKER, str(profile.resolve())]
+                worker = wrapped_worker(prefix, worker_env, folder)
             else:
                 worker = spawn(["worker"], worker_env, folder, "worker")
 

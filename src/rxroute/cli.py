@@ -254,7 +254,7 @@ async def _worker(
     settings: Settings, url: str, concurrency: int, metrics_at: tuple[str, int] | None
 ) -> None:
     from rxroute.heap import settle_heap
-    from rxroute.jobs import run_worker
+    from rxroute.job_worker import run_worker
     from rxroute.observability.worker_server import serving_worker_metrics
     from rxroute.runtime import start_runtime, stop_runtime
 

@@ -32,7 +32,7 @@ from rxroute.db import migrate
 from rxroute.db.embedded import DATABASE_NAME, start_embedded
 from rxroute.db.engine import resolve_database_url
 from rxroute.events.receiver import DEFAULT_EVENTS_PORT, EVENTS_PATH, EventReceiver
-from rxroute.jobs import run_worker
+from rxroute.job_worker import run_worker
 from rxroute.logging import configure_logging
 from rxroute.mailcatcher import MailCatcher
 from rxroute.mailcatcher.server import DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT

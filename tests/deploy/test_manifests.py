@@ -19,7 +19,7 @@ import pytest
 
 from rxroute.config import Settings
 from rxroute.config_secrets import OPTIONAL_SECRETS, SECRETS_NEEDED_ONLY_WITH
-from rxroute.jobs import shutdown_grace_seconds
+from rxroute.job_worker import shutdown_grace_seconds
 from tests.deploy import manifests
 
 pytestmark = pytest.mark.skipif(

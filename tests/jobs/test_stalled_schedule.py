@@ -6,7 +6,8 @@ import croniter
 import pytest
 
 from rxroute.config import Settings
-from rxroute.jobs import FETCH_POLLING_SECONDS, queue
+from rxroute.job_worker import FETCH_POLLING_SECONDS
+from rxroute.jobs import queue
 from rxroute.maintenance.tasks import (
     PERIODIC_ID,
     retrier_period_seconds,

@@ -11,7 +11,7 @@ from procrastinate.exceptions import ConnectorException
 from psycopg import errors
 from sqlalchemy import text
 
-from rxroute.jobs import _QuietOutages, _Worker, restart_delay, run_worker
+from rxroute.job_worker import _QuietOutages, _Worker, restart_delay, run_worker
 from rxroute.runtime import Runtime
 from tests.jobs.conftest import wait_until
 

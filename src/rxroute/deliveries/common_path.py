@@ -6,6 +6,8 @@ transaction, and no transaction at all while the far side is called.
 1. **Load** (a read): the prescription, its current delivery, everything the channel needs,
    whether any delivery waits to be withdrawn, and the event endpoints, in one SELECT
    (:mod:`rxroute.deliveries.send_graph`: plain rows, handed to the channel as ORM objects).
+   In rxroute's worker this SELECT rides on the statement that fetched the job
+   (:mod:`rxroute.job_preloads`), so the job itself runs two statements, not three.
 2. **Claim** (one write statement): take the delivery with a fresh fencing ``claim``, count
    the attempt, mark it ``reached_out``, record ``sending`` and move the status.
 3. **Record** (one write statement, after the call): the delivery live, the attempt row,
@@ -14,7 +16,7 @@ transaction, and no transaction at all while the far side is called.
    (``skipped`` if they opted out) and every job these need (procrastinate's own
    ``procrastinate_defer_jobs_v1``, called only when there is one), all or nothing. It also
    finishes the send job it runs as (``procrastinate_finish_job_v1``, while this worker
-   still holds the job: :class:`rxroute.jobs.RunningJob`): the job's outcome is committed
+   still holds the job: :class:`rxroute.job_worker.RunningJob`): the job's outcome is committed
    with the delivery, and the worker skips the round trip and transaction of its own finish.
 
 A single statement is atomic on its own, so neither write needs a BEGIN or a COMMIT round
@@ -31,7 +33,7 @@ The rules stay in Python, in one place each: the lifecycle's :func:`decide`, the
 want an event, and how a job is built. The SQL only applies what they decided, under a
 guard that keeps the decision valid.
 
-The three statements are plain psycopg on a connection borrowed from the job queue's
+The statements are plain psycopg on a connection borrowed from the job queue's
 autocommit pool (:mod:`rxroute.db.queue_statements`), not SQLAlchemy sessions: the worker is
 CPU-bound, and the session, the engine's checkout with its isolation-level switch and the
 ORM's loading cost more than twice what the statements themselves cost on the client
@@ -42,9 +44,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.base import NotSendable, Purpose
@@ -55,7 +59,7 @@ from rxroute.deliveries.claims import Claimed, RecordContext, SendOutcome
 from rxroute.events import tasks as event_tasks
 from rxroute.events.catalogue import event_body, event_type_for
 from rxroute.events.endpoints import wanted_endpoints
-from rxroute.jobs import RunningJob
+from rxroute.job_worker import RunningJob
 from rxroute.models import DeliveryState
 from rxroute.notifications import tasks as notification_tasks
 from rxroute.notifications.kinds import kind_for_event
@@ -105,63 +109,90 @@ _CLAIM = _sql(
 )
 
 
-async def claim(runtime: Runtime, prescription_id: uuid.UUID) -> Claimed | SendOutcome | None:
-    """Claim the current delivery in the common case; None: take the general path."""
+async def claim(
+    runtime: Runtime, prescription_id: uuid.UUID, *, preloaded: Sequence[Any] | None = None
+) -> Claimed | SendOutcome | None:
+    """Claim the current delivery in the common case; None: take the general path.
+
+    ``preloaded``: the :data:`send_graph.LOAD` row the worker's fetch read with the job
+    (:mod:`rxroute.job_preloads`), so the load costs no statement of its own. That row can
+    be older than the job: the fetch's SELECT reads from its own snapshot, taken before
+    procrastinate's fetch function (volatile, so with snapshots of its own) took a job that
+    may have committed in between, with the delivery it sends. So a preload may only lead
+    to a claim, whose compare-and-set proves it current; anything else it would conclude
+    (nothing to send, the general path) is concluded again from a fresh read.
+    """
     async with single_statements(runtime.queue_pool) as connection:
+        if preloaded is not None:
+            claimed = await _claim_from(runtime, connection, prescription_id, preloaded)
+            if isinstance(claimed, Claimed):
+                return claimed
         cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription_id})
         row = await cursor.fetchone()
         if row is None:
             return None  # no such prescription: the general path says so
-        # Never flushed: the channel reads (and may set the delivery's link nonce on) these.
-        async with AsyncSession(bind=runtime.engine, autoflush=False) as session:
-            graph = send_graph.attach(session, row)
-            prescription, delivery = graph.prescription, graph.delivery
-            if graph.withdrawals:
-                return None  # withdraw first: the general path
-            if delivery is None or delivery.state != DeliveryState.PENDING.value:
-                state = delivery.state if delivery else "none"
-                return SendOutcome("skipped", f"no delivery waiting to be sent ({state})")
-            if delivery.reached_out or not _SENDING_IS_QUIET:
-                return None  # an earlier attempt may have landed: look it up first
-            channel = get_channel(runtime, delivery.channel)
-            sent_type = event_type_for(channel.delivered_status)
-            endpoints: list[uuid.UUID] = []
-            if sent_type is not None:
-                endpoints, default_missing = wanted_endpoints(
-                    graph.endpoints, runtime.settings, sent_type.value
-                )
-                if default_missing:
-                    return None  # the general path creates the default endpoint's row
-            current = Status(prescription.status)
-            moved = decide(current, Status.SENDING, Source.WORKER)
-            old_nonce = delivery.link_nonce
-            try:
-                prepared = await channel.prepare(
-                    runtime, session, prescription, delivery, Purpose.DELIVER
-                )
-            except NotSendable:
-                return None  # the general path records the refusal
-        claim_id = uuid.uuid4()
-        cursor = await connection.execute(
-            _CLAIM,
-            {
-                "prescription_id": prescription.id,
-                "delivery_id": delivery.id,
-                "status": current.value,
-                "claim": claim_id,
-                "nonce": delivery.link_nonce,
-                "old_nonce": old_nonce,
-                "series": delivery.series,
-                "attempts": delivery.attempts_in_series,
-                "old_claim": delivery.claim,
-                "history_id": uuid.uuid4(),
-                "sending": Status.SENDING.value,
-                "source": Source.WORKER.value,
-                "now": datetime.now(UTC),
-                "moved": moved,
-            },
-        )
-        claimed = await cursor.fetchone()
+        return await _claim_from(runtime, connection, prescription_id, row)
+
+
+async def _claim_from(
+    runtime: Runtime,
+    connection: AsyncConnection[Any],
+    prescription_id: uuid.UUID,
+    row: Sequence[Any],
+) -> Claimed | SendOutcome | None:
+    """:func:`claim`, given the loaded row."""
+    # Never flushed: the channel reads (and may set the delivery's link nonce on) these.
+    async with AsyncSession(bind=runtime.engine, autoflush=False) as session:
+        graph = send_graph.attach(session, row)
+        prescription, delivery = graph.prescription, graph.delivery
+        if prescription.id != prescription_id:
+            raise ValueError(f"loaded prescription {prescription.id}, not {prescription_id}")
+        if graph.withdrawals:
+            return None  # withdraw first: the general path
+        if delivery is None or delivery.state != DeliveryState.PENDING.value:
+            state = delivery.state if delivery else "none"
+            return SendOutcome("skipped", f"no delivery waiting to be sent ({state})")
+        if delivery.reached_out or not _SENDING_IS_QUIET:
+            return None  # an earlier attempt may have landed: look it up first
+        channel = get_channel(runtime, delivery.channel)
+        sent_type = event_type_for(channel.delivered_status)
+        endpoints: list[uuid.UUID] = []
+        if sent_type is not None:
+            endpoints, default_missing = wanted_endpoints(
+                graph.endpoints, runtime.settings, sent_type.value
+            )
+            if default_missing:
+                return None  # the general path creates the default endpoint's row
+        current = Status(prescription.status)
+        moved = decide(current, Status.SENDING, Source.WORKER)
+        old_nonce = delivery.link_nonce
+        try:
+            prepared = await channel.prepare(
+                runtime, session, prescription, delivery, Purpose.DELIVER
+            )
+        except NotSendable:
+            return None  # the general path records the refusal
+    claim_id = uuid.uuid4()
+    cursor = await connection.execute(
+        _CLAIM,
+        {
+            "prescription_id": prescription.id,
+            "delivery_id": delivery.id,
+            "status": current.value,
+            "claim": claim_id,
+            "nonce": delivery.link_nonce,
+            "old_nonce": old_nonce,
+            "series": delivery.series,
+            "attempts": delivery.attempts_in_series,
+            "old_claim": delivery.claim,
+            "history_id": uuid.uuid4(),
+            "sending": Status.SENDING.value,
+            "source": Source.WORKER.value,
+            "now": datetime.now(UTC),
+            "moved": moved,
+        },
+    )
+    claimed = await cursor.fetchone()
     if claimed is None:
         return None
     pharmacy = graph.pharmacy

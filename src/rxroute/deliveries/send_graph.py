@@ -84,8 +84,7 @@ def _endpoints() -> str:
     return "(" + " ".join(str(compiled).split()) + ")"
 
 
-def _statement() -> str:
-    """Names only (tables and columns, from the mappers): no input is ever formatted in."""
+def _columns() -> list[str]:
     items, deliveries = _table(PrescriptionItem), _table(Delivery)
     columns = [f"{alias}.{key}" for alias, model, _on in _ENTITIES for key in _KEYS[model]]
     columns += [
@@ -98,13 +97,27 @@ def _statement() -> str:
         "AND o.needs_withdrawal)"
     )
     columns.append(_endpoints())
+    return columns
+
+
+_COLUMNS = _columns()
+#: How many columns :data:`LOAD` returns.
+WIDTH = len(_COLUMNS)
+
+
+def select_for(prescription_id: str) -> str:
+    """The load of the prescription whose id is the SQL expression ``prescription_id``.
+
+    Names only (tables and columns, from the mappers, and the caller's expression, which
+    is a placeholder or SQL of ours): no input is ever formatted in.
+    """
     joins = [f"LEFT JOIN {_table(model)} {alias} ON {on}" for alias, model, on in _ENTITIES if on]
-    parts = ["SELECT", ", ".join(columns), "FROM", _table(Prescription), "p", *joins]
-    return " ".join([*parts, "WHERE p.id = %(prescription_id)s"])
+    parts = ["SELECT", ", ".join(_COLUMNS), "FROM", _table(Prescription), "p", *joins]
+    return " ".join([*parts, f"WHERE p.id = {prescription_id}"])
 
 
 #: Built once, from the mappers; short aliases keep it within psycopg's parse cache.
-LOAD = _statement()
+LOAD = select_for("%(prescription_id)s")
 
 
 @dataclass

@@ -47,7 +47,7 @@ from rxroute.deliveries import common_path, ledger
 from rxroute.deliveries.claims import Claimed, SendOutcome
 from rxroute.deliveries.looking_up import look_up
 from rxroute.deliveries.withdrawing import WithdrawalResult, resolve_withdrawals
-from rxroute.jobs import RunningJob
+from rxroute.job_worker import RunningJob
 from rxroute.models import Delivery, DeliveryState, Pharmacy, Prescription
 from rxroute.observability.metrics import SENDS
 from rxroute.prescriptions.history import lock_prescription, record_status
@@ -77,7 +77,9 @@ async def send(
     job: RunningJob | None = None,
 ) -> SendOutcome:
     """``job``: the send job this runs as, finished by the record statement when it can."""
-    claimed = await common_path.claim(runtime, prescription_id)
+    claimed = await common_path.claim(
+        runtime, prescription_id, preloaded=job.preloaded if job else None
+    )
     if claimed is None:
         withdrawal = await resolve_withdrawals(runtime, prescription_id)
         if not withdrawal.done:

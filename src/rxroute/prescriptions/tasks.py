@@ -16,8 +16,11 @@ import procrastinate
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute import job_preloads
+from rxroute.deliveries import send_graph
 from rxroute.deliveries.sending import RetryScheduler, send
-from rxroute.jobs import defer_in_session, queue, running_job
+from rxroute.job_worker import running_job
+from rxroute.jobs import defer_in_session, queue
 from rxroute.observability.tracing import current_carrier, job_span
 from rxroute.runtime import get_runtime
 
@@ -44,6 +47,19 @@ async def send_prescription(
             job=running_job(),
         )
     return outcome.result
+
+
+# The worker's fetch of a send job reads the prescription's whole send graph with it: the
+# common path's load then costs no statement of its own (rxroute.job_preloads).
+job_preloads.register(
+    job_preloads.Preload(
+        task_name=send_prescription.name,
+        argument="prescription_id",
+        argument_type="uuid",
+        select=send_graph.select_for,
+        width=send_graph.WIDTH,
+    )
+)
 
 
 async def defer_send(

@@ -4,7 +4,7 @@ Run by hand from the repository root::
 
     .venv/bin/python bench/bench_send.py                  # embedded PostgreSQL, temp folder
     RXROUTE_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python bench/bench_send.py --sends 1000
+        .venv/bin/python bench/bench_send.py --sends 1000 --rounds 3
 
 Everything runs in its own process, as in production: the provider sandbox
 (``rxroute sandbox``), one ``rxroute worker`` at its default concurrency
@@ -19,13 +19,21 @@ It reports:
 * the baseline, measured in the same run against the same sandbox process: the same number
   of raw issue calls with httpx (the worker's HTTP stack), token and prescriber login fetched
   once up front, no database, at the same concurrency; and the ratio of the two;
+* all of that in ``--rounds`` rounds (3 by default), each a batch through the worker then
+  its raw calls right after, and the median ratio: on a shared host the machine's speed
+  drifts by more over minutes than the changes being weighed, and each round's two windows
+  are seconds apart;
 * rxroute's own SQL per successful send, counted inside the worker
   (:mod:`rxroute.observability.sqlcount`, on by ``RXROUTE_SQL_COUNT_FILE``): round trips
   (every statement, including the pool's checkout pings, plus the BEGIN and COMMIT psycopg
   sends) and transactions (explicit ones plus autocommit statements, each a transaction of
-  its own). procrastinate's own queue traffic (fetching, finishing, heartbeats) goes through
-  its separate pool and is not rxroute's: not counted (the send's own statements on a
-  connection borrowed from that pool are: :func:`rxroute.observability.sqlcount.counted`).
+  its own). procrastinate's own queue traffic (heartbeats, and finishing the jobs the
+  record does not finish) goes through its separate pool and is not rxroute's: not counted.
+  The send's own statements on a connection borrowed from that pool are
+  (:func:`rxroute.observability.sqlcount.counted`), and so is the worker's fetch, which
+  is rxroute's statement now: procrastinate's fetch with the send's load riding on it
+  (:mod:`rxroute.job_preloads`). A send's round trips are therefore the fetch, the claim
+  and the record: every statement the worker sends for it.
   The worker's start-up statements are included (a handful, spread over N sends);
 * token grants and prescriber logins per 1,000 sends (issue 4's target: at most 2 each);
 * where the CPU went in each window (:mod:`machine_cpu`): per send, the worker, the sandbox,
@@ -46,10 +54,12 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import machine_cpu
@@ -266,14 +276,41 @@ async def read_counts(worker: ManagedProcess, path: Path) -> dict[str, int]:
     return counts
 
 
-async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -> None:
+@dataclass
+class Round:
+    """One round: a batch through the worker, then as many raw calls right after."""
+
+    sends: int
+    worker_seconds: float
+    job_seconds: float
+    worker_cpu: tuple[float, float]  # the worker process's user and system seconds
+    sending_cpu: machine_cpu.CpuSplit
+    raw_seconds: float
+    raw_cpu: machine_cpu.CpuSplit
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_seconds / self.worker_seconds
+
+
+async def main(
+    sends: int,
+    warmup: int,
+    profile: Path | None,
+    callgrind: bool,
+    concurrency: int | None,
+    rounds: int,
+) -> None:
     configure_logging("WARNING", json=False)
+    if callgrind or profile is not None:
+        rounds = 1  # the rates mean nothing under a profiler: one window to count
     folder = Path(tempfile.mkdtemp(prefix="rxroute-bench-send-"))
     url, admin = fresh_database(folder)
     config = load_config(None).with_overrides(sign_delay_seconds=0.0)
     sandbox, sandbox_url = start_sandbox(config, folder)
     worker_env = rxroute_env(url, sandbox_url)
     worker_env["RXROUTE_SQL_COUNT_FILE"] = str(folder / COUNT_FILE)
+    measured: list[Round] = []
     try:
         await wait_for_http(sandbox, f"{sandbox_url}/_sandbox/stats", "the sandbox")
         await asyncio.to_thread(migrate.upgrade, url)
@@ -285,13 +322,16 @@ async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -
             patient_notifications=False,
             _env_file=None,
         )
-        concurrency = settings.worker_concurrency
+        if concurrency is None:
+            concurrency = settings.worker_concurrency
+        worker_env["RXROUTE_WORKER_CONCURRENCY"] = str(concurrency)
         runtime = await start_runtime(settings, url)
         try:
-            print(f"seeding, then queueing {sends} Region B sends ...", flush=True)
-            await seed(runtime, sends + warmup)
+            print(f"seeding, then queueing {rounds} x {sends} Region B sends ...", flush=True)
+            await seed(runtime, rounds * sends + warmup)
             bulk = await bulk_region_b(runtime)
-            warm_ids, ids = bulk[:warmup], bulk[warmup : warmup + sends]
+            warm_ids = bulk[:warmup]
+            batches = [bulk[warmup + r * sends : warmup + (r + 1) * sends] for r in range(rounds)]
             # One worker at its default concurrency; SQL counted inside it.
             callgrind_out = folder / "callgrind.out"
             if callgrind:
@@ -323,41 +363,64 @@ async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -
                 lambda: all_issued(warm_ids), "the warm-up sends to be issued", timeout=120
             )
             warm_counts = await read_counts(worker, folder / COUNT_FILE)
-            before = await sandbox_stats(sandbox_url)
-            if callgrind:
-                await asyncio.to_thread(instrument, worker, True)
-            await queue_sends(runtime, ids)
-            # From the commit that queues them (the worker starts on its notification): the
-            # queueing itself, this script's and PostgreSQL's work, is not the worker's.
-            sending_pids = {
-                "worker": worker.pid,
-                "sandbox": sandbox.pid,
-                "this script": os.getpid(),
-            }
-            machine_before = machine_cpu.snapshot(sending_pids)
-            cpu_before = process_cpu(worker.pid)
-            await wait_until(
-                lambda: all_issued(ids), "every send to be issued", timeout=max(120, sends)
-            )
-            if callgrind:
-                await asyncio.to_thread(instrument, worker, False)
-            cpu_after = process_cpu(worker.pid)
-            sending_cpu = machine_cpu.split(machine_before, machine_cpu.snapshot(sending_pids))
-            worker_user = cpu_after[0] - cpu_before[0]
-            worker_system = cpu_after[1] - cpu_before[1]
-            after = await sandbox_stats(sandbox_url)
-            worker_seconds, job_seconds = await worker_window(runtime, ids)
-            issued = await issued_count(runtime, ids)
+            # The worker's token grants and logins, summed over its windows (the raw client
+            # takes a token and a login of its own each round).
+            grants = logins = 0
+            issued_times: dict[str, int] = {}
+            for ids in batches:
+                before = await sandbox_stats(sandbox_url)
+                if callgrind:
+                    await asyncio.to_thread(instrument, worker, True)
+                await queue_sends(runtime, ids)
+                # From the commit that queues them (the worker starts on its notification):
+                # the queueing itself, this script's and PostgreSQL's work, is not the
+                # worker's.
+                sending_pids = {
+                    "worker": worker.pid,
+                    "sandbox": sandbox.pid,
+                    "this script": os.getpid(),
+                }
+                machine_before = machine_cpu.snapshot(sending_pids)
+                cpu_before = process_cpu(worker.pid)
+                await wait_until(
+                    lambda ids=ids: all_issued(ids),  # type: ignore[misc]
+                    "every send to be issued",
+                    timeout=max(120, sends),
+                )
+                if callgrind:
+                    await asyncio.to_thread(instrument, worker, False)
+                cpu_after = process_cpu(worker.pid)
+                sending_cpu = machine_cpu.split(machine_before, machine_cpu.snapshot(sending_pids))
+                after = await sandbox_stats(sandbox_url)
+                grants += after["token_grants"] - before["token_grants"]
+                logins += after["prescriber_logins"] - before["prescriber_logins"]
+                issued_times.update(after["issued_by_client_ref_id"])
+                worker_seconds, job_seconds = await worker_window(runtime, ids)
+                # The raw calls right after, the worker idle: each round's ratio compares
+                # two windows a few seconds apart, whatever the host does over minutes.
+                raw_pids = {"raw client": os.getpid(), "sandbox": sandbox.pid}
+                raw_before = machine_cpu.snapshot(raw_pids)
+                raw_seconds = await raw_issue.baseline(sandbox_url, len(ids), concurrency)
+                raw_cpu = machine_cpu.split(raw_before, machine_cpu.snapshot(raw_pids))
+                measured.append(
+                    Round(
+                        sends=len(ids),
+                        worker_seconds=worker_seconds,
+                        job_seconds=job_seconds,
+                        worker_cpu=(cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]),
+                        sending_cpu=sending_cpu,
+                        raw_seconds=raw_seconds,
+                        raw_cpu=raw_cpu,
+                    )
+                )
+            all_ids = [i for batch in batches for i in batch]
+            issued = await issued_count(runtime, all_ids)
             await asyncio.to_thread(stop, [worker])
             worker_instructions = instructions(callgrind_out) if callgrind else None
             final = json.loads((folder / COUNT_FILE).read_text())
             counts = {key: final[key] - warm_counts[key] for key in final}
         finally:
             await stop_runtime()
-        raw_pids = {"raw client": os.getpid(), "sandbox": sandbox.pid}
-        raw_before = machine_cpu.snapshot(raw_pids)
-        raw_seconds = await raw_issue.baseline(sandbox_url, sends, concurrency)
-        raw_cpu = machine_cpu.split(raw_before, machine_cpu.snapshot(raw_pids))
         raw_per_call = (
             await asyncio.to_thread(
                 raw_instructions_per_call, sandbox_url, sends, concurrency, folder
@@ -369,41 +432,51 @@ async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -
         await asyncio.to_thread(stop, [sandbox])
         drop_database(url, admin)
 
-    grants = after["token_grants"] - before["token_grants"]
-    logins = after["prescriber_logins"] - before["prescriber_logins"]
-    per_thousand = 1000 / sends
-    worker_rate = sends / worker_seconds
-    raw_rate = sends / raw_seconds
-    duplicates = sum(1 for ref in map(str, ids) if after["issued_by_client_ref_id"].get(ref, 0) > 1)
+    total = rounds * sends
+    per_thousand = 1000 / total
+    duplicates = sum(1 for ref in map(str, all_ids) if issued_times.get(ref, 0) > 1)
     print(
-        f"sends:                          {sends} (one worker process, concurrency {concurrency})"
+        f"sends:                          {rounds} x {sends} (one worker process, "
+        f"concurrency {concurrency}; each round's raw calls right after it)"
     )
     print(f"issued:                         {issued} ({duplicates} issued more than once)")
-    print(f"through the worker:             {worker_rate:8.1f} sends/s ({worker_seconds:.2f} s)")
+    for number, each in enumerate(measured, start=1):
+        user, system = each.worker_cpu
+        print(f"round {number}:")
+        print(
+            f"  through the worker:           {each.sends / each.worker_seconds:8.1f} sends/s "
+            f"({each.worker_seconds:.2f} s); worker CPU per send "
+            f"{(user + system) / each.sends * 1000:.2f} ms (user {user / each.sends * 1000:.2f}, "
+            f"system {system / each.sends * 1000:.2f}); mean time inside one job "
+            f"{each.job_seconds * 1000:.1f} ms"
+        )
+        print(f"    {each.sending_cpu.describe(each.sends, 'send')}")
+        print(
+            f"  baseline, raw httpx issue:    {each.sends / each.raw_seconds:8.1f} sends/s "
+            f"({each.raw_seconds:.2f} s)"
+        )
+        print(f"    {each.raw_cpu.describe(each.sends, 'call')}")
+        print(f"  worker / baseline:            {each.ratio:8.2f}")
+    ratios = sorted(each.ratio for each in measured)
     print(
-        f"  worker CPU per send:          {(worker_user + worker_system) / sends * 1000:8.1f} ms "
-        f"(user {worker_user / sends * 1000:.1f}, system {worker_system / sends * 1000:.1f})"
+        f"worker / baseline, median:      {statistics.median(ratios):8.2f} "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.25)"
     )
-    print(f"  mean time inside one job:     {job_seconds * 1000:8.1f} ms")
-    print(f"  {sending_cpu.describe(sends, 'send')}")
-    print(f"baseline, raw httpx issue:      {raw_rate:8.1f} sends/s ({raw_seconds:.2f} s)")
-    print(f"  {raw_cpu.describe(sends, 'call')}")
-    print(f"worker / baseline:              {worker_rate / raw_rate:8.2f} (target >= 0.25)")
     if worker_instructions is not None and raw_per_call is not None:
-        per_send = worker_instructions / sends
+        per_send = worker_instructions / total
         print(
             f"instructions per send / call:   worker {per_send / 1e6:.2f} million, raw client "
             f"{raw_per_call / 1e6:.2f} million; raw / worker {raw_per_call / per_send:.2f} "
             "(callgrind; the worker's rate above is not meaningful under it)"
         )
     print(
-        f"SQL round trips per send:       {counts['round_trips'] / sends:8.2f} "
-        f"(of which pings {counts['pings'] / sends:.2f}, BEGIN {counts['begins'] / sends:.2f}, "
-        f"COMMIT {counts['commits'] / sends:.2f}; target <= 6)"
+        f"SQL round trips per send:       {counts['round_trips'] / total:8.2f} "
+        f"(of which pings {counts['pings'] / total:.2f}, BEGIN {counts['begins'] / total:.2f}, "
+        f"COMMIT {counts['commits'] / total:.2f}; target <= 6)"
     )
     print(
-        f"transactions per send:          {counts['transactions'] / sends:8.2f} "
-        f"({counts['autocommit_statements'] / sends:.2f} single-statement; target <= 3)"
+        f"transactions per send:          {counts['transactions'] / total:8.2f} "
+        f"({counts['autocommit_statements'] / total:.2f} single-statement; target <= 3)"
     )
     print(
         f"token grants per 1,000 sends:   {grants * per_thousand:8.1f} ({grants} in total; "
@@ -413,13 +486,26 @@ async def main(sends: int, warmup: int, profile: Path | None, callgrind: bool) -
         f"prescriber logins per 1,000:    {logins * per_thousand:8.1f} ({logins} in total; "
         "target <= 2 per prescriber)"
     )
-    if issued != sends or duplicates:
+    if issued != total or duplicates:
         raise SystemExit("not every prescription was issued exactly once")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sends", type=int, default=500)
+    parser.add_argument("--sends", type=int, default=500, help="sends per round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds, each a batch through the worker then the raw calls; the median "
+        "ratio is the result (one round under --profile or --callgrind)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="the worker's concurrency and the raw client's (default: the worker's default)",
+    )
     parser.add_argument("--warmup", type=int, default=50, help="sends before the measured ones")
     parser.add_argument(
         "--profile", type=Path, default=None, help="cProfile the worker into this file"
@@ -431,4 +517,13 @@ if __name__ == "__main__":
         "(repeatable, unlike CPU time; the rates are then meaningless)",
     )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.sends, arguments.warmup, arguments.profile, arguments.callgrind))
+    asyncio.run(
+        main(
+            arguments.sends,
+            arguments.warmup,
+            arguments.profile,
+            arguments.callgrind,
+            arguments.concurrency,
+            arguments.rounds,
+        )
+    )

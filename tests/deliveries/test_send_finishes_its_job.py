@@ -11,7 +11,9 @@ the same with real worker processes.
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 import pytest
 from procrastinate import jobs as procrastinate_jobs
@@ -29,22 +31,41 @@ from tests.erx_sandbox import erx as erx  # a fixture
 from tests.erx_sandbox import sandbox as sandbox  # a fixture
 
 
-async def _running_job(erx: Erx, prescription_id: uuid.UUID) -> RunningJob:
-    """A send job for the prescription, taken by a registered worker (as a fetch leaves it)."""
+async def insert_job(
+    erx: Erx, task_name: str, args: dict[str, Any], *, queue_name: str, lock: str, held: bool
+) -> tuple[int, int]:
+    """A job and a registered worker: (job id, worker id). ``held``: the worker has taken
+    the job (``doing``, as a fetch leaves it); otherwise it waits (``todo``)."""
     async with erx.runtime.engine.begin() as connection:
         worker_id = await connection.scalar(text("SELECT procrastinate_register_worker_v1()"))
         job_id = await connection.scalar(
             text(
                 "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args, status, "
-                "worker_id) VALUES ('default', 'send_prescription', :lock, "
-                "CAST(:args AS jsonb), 'doing', :worker) RETURNING id"
+                "worker_id) VALUES (:queue, :task, :lock, CAST(:args AS jsonb), "
+                "CAST(:status AS procrastinate_job_status), :worker) RETURNING id"
             ),
             {
-                "lock": send_lock(prescription_id),
-                "args": f'{{"prescription_id": "{prescription_id}"}}',
-                "worker": worker_id,
+                "queue": queue_name,
+                "task": task_name,
+                "lock": lock,
+                "args": json.dumps(args),
+                "status": "doing" if held else "todo",
+                "worker": worker_id if held else None,
             },
         )
+    return int(job_id), int(worker_id)
+
+
+async def _running_job(erx: Erx, prescription_id: uuid.UUID) -> RunningJob:
+    """A send job for the prescription, taken by a registered worker (as a fetch leaves it)."""
+    job_id, worker_id = await insert_job(
+        erx,
+        "send_prescription",
+        {"prescription_id": str(prescription_id)},
+        queue_name="default",
+        lock=send_lock(prescription_id),
+        held=True,
+    )
     return RunningJob(job_id=job_id, worker_id=worker_id)
 
 

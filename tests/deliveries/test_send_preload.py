@@ -11,11 +11,13 @@ real worker processes.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from procrastinate.jobs import Job
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,31 +30,29 @@ from rxroute.job_worker import RunningJob
 from rxroute.jobs import queue
 from rxroute.observability.sqlcount import SqlCounter
 from tests.deliveries.test_send_budget import _queued
+from tests.deliveries.test_send_finishes_its_job import insert_job
 from tests.erx_sandbox import Erx, queue_for_erx
 from tests.erx_sandbox import erx as erx  # a fixture
 from tests.erx_sandbox import sandbox as sandbox  # a fixture
 from tests.factories import make_patient, make_pharmacy, make_prescriber, make_prescription
 
 
-async def _todo(erx: Erx, task_name: str, args: dict[str, Any]) -> tuple[str, int, int]:
-    """A waiting job on a queue of its own (other tests' jobs never interfere), and a
-    registered worker to fetch it: (queue, job id, worker id)."""
+async def _fetched(
+    erx: Erx, task_name: str, args: dict[str, Any], *, in_our_worker: bool = True
+) -> tuple[Job, int, Sequence[Any] | None]:
+    """A job waiting on a queue of its own (other tests' jobs never interfere), fetched as
+    rxroute's worker fetches (or as procrastinate's own): the job, the worker's id and the
+    row preloaded for it."""
     queue_name = f"preload-{uuid.uuid4().hex[:12]}"
-    async with erx.runtime.engine.begin() as connection:
-        worker_id = await connection.scalar(text("SELECT procrastinate_register_worker_v1()"))
-        job_id = await connection.scalar(
-            text(
-                "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args) "
-                "VALUES (:queue, :task, :lock, CAST(:args AS jsonb)) RETURNING id"
-            ),
-            {
-                "queue": queue_name,
-                "task": task_name,
-                "lock": f"preload-test:{uuid.uuid4()}",
-                "args": json.dumps(args),
-            },
-        )
-    return queue_name, int(job_id), int(worker_id)
+    job_id, worker_id = await insert_job(
+        erx, task_name, args, queue_name=queue_name, lock=f"test:{uuid.uuid4()}", held=False
+    )
+    with job_preloads.fetching() if in_our_worker else contextlib.nullcontext():
+        job = await queue.job_manager.fetch_job(queues=[queue_name], worker_id=worker_id)
+        assert job is not None and job.id == job_id
+        preloaded = job_preloads.take(job_id)
+        assert job_preloads.take(job_id) is None  # handed out once
+    return job, worker_id, preloaded
 
 
 async def _loaded(erx: Erx, prescription_id: uuid.UUID) -> tuple[Any, ...]:
@@ -67,15 +67,10 @@ async def test_the_fetch_of_a_send_job_reads_its_send_graph(
     erx: Erx, session: AsyncSession
 ) -> None:
     prescription_id = await _queued(erx, session)
-    queue_name, job_id, worker_id = await _todo(
+
+    job, worker_id, preloaded = await _fetched(
         erx, "send_prescription", {"prescription_id": str(prescription_id)}
     )
-
-    with job_preloads.fetching():
-        job = await queue.job_manager.fetch_job(queues=[queue_name], worker_id=worker_id)
-        assert job is not None and job.id == job_id
-        preloaded = job_preloads.take(job_id)
-        assert job_preloads.take(job_id) is None  # handed out once
 
     # The job is taken as procrastinate's own fetch takes it...
     assert (job.task_name, job.task_kwargs, job.worker_id) == (
@@ -85,7 +80,7 @@ async def test_the_fetch_of_a_send_job_reads_its_send_graph(
     )
     async with erx.runtime.engine.connect() as connection:
         status = await connection.scalar(
-            text("SELECT status FROM procrastinate_jobs WHERE id = :id"), {"id": job_id}
+            text("SELECT status FROM procrastinate_jobs WHERE id = :id"), {"id": job.id}
         )
     assert status == "doing"
     # ...and the preload is exactly what the send's own load reads.
@@ -97,14 +92,11 @@ async def test_a_send_with_its_graph_preloaded_issues_in_two_statements(
     erx: Erx, session: AsyncSession
 ) -> None:
     prescription_id = await _queued(erx, session)
-    queue_name, job_id, worker_id = await _todo(
+    fetched, worker_id, preloaded = await _fetched(
         erx, "send_prescription", {"prescription_id": str(prescription_id)}
     )
-    with job_preloads.fetching():
-        fetched = await queue.job_manager.fetch_job(queues=[queue_name], worker_id=worker_id)
-        assert fetched is not None
-        job = RunningJob(job_id=job_id, worker_id=worker_id, preloaded=job_preloads.take(job_id))
-    assert job.preloaded is not None
+    assert fetched.id is not None and preloaded is not None
+    job = RunningJob(job_id=fetched.id, worker_id=worker_id, preloaded=preloaded)
 
     counter = SqlCounter()
     counter.attach(erx.runtime.engine)
@@ -149,36 +141,28 @@ async def test_a_preload_older_than_its_job_never_decides_against_sending(
 
 async def test_another_tasks_job_gets_no_preload_whatever_its_arguments(erx: Erx) -> None:
     # Not a UUID: the preload's cast must never see another task's arguments.
-    queue_name, job_id, worker_id = await _todo(
+    _job, _worker, preloaded = await _fetched(
         erx, "deliver_event_stream", {"prescription_id": "not-a-uuid"}
     )
-    with job_preloads.fetching():
-        job = await queue.job_manager.fetch_job(queues=[queue_name], worker_id=worker_id)
-        assert job is not None and job.id == job_id
-        assert job_preloads.take(job_id) is None
+    assert preloaded is None
 
 
 async def test_a_send_job_whose_prescription_is_gone_gets_no_preload(erx: Erx) -> None:
-    queue_name, job_id, worker_id = await _todo(
+    _job, _worker, preloaded = await _fetched(
         erx, "send_prescription", {"prescription_id": str(uuid.uuid4())}
     )
-    with job_preloads.fetching():
-        job = await queue.job_manager.fetch_job(queues=[queue_name], worker_id=worker_id)
-        assert job is not None and job.id == job_id
-        # The send then loads by itself and finds nothing, as before.
-        assert job_preloads.take(job_id) is None
+    # The send then loads by itself and finds nothing, as before.
+    assert preloaded is None
 
 
 async def test_outside_our_worker_the_fetch_is_procrastinates_own(
     erx: Erx, session: AsyncSession
 ) -> None:
     prescription_id = await _queued(erx, session)
-    queue_name, job_id, worker_id = await _todo(
-        erx, "send_prescription", {"prescription_id": str(prescription_id)}
+    _job, _worker, preloaded = await _fetched(
+        erx, "send_prescription", {"prescription_id": str(prescription_id)}, in_our_worker=False
     )
-    job = await queue.job_manager.fetch_job(queues=[queue_name], worker_id=worker_id)
-    assert job is not None and job.id == job_id
-    assert job_preloads.take(job_id) is None
+    assert preloaded is None
 
 
 async def test_an_empty_queue_fetches_nothing(erx: Erx) -> None:

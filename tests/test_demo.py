@@ -6,6 +6,7 @@ without booting the demo: every path that could boot it is fenced off below.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import uvicorn
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -319,3 +321,32 @@ def test_seed_patient_errors_name_the_option(scratch_database: tuple[str, str]) 
     too_many = CliRunner().invoke(app, ["seed", "--patient", data.DEMO_PATIENT_EMAIL, "-n", "101"])
     assert too_many.exit_code == 1
     assert "--prescriptions: at most 100" in " ".join(too_many.output.split())
+
+
+async def test_the_banner_comes_once_the_app_listens() -> None:
+    """The address the banner names answers as soon as the banner appears (it was printed
+    before the server bound its port, and the first page load was refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    answered: list[bool] = []
+
+    def announce() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            answered.append(True)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise AssertionError("no request is made")
+
+    server = demo._AnnouncingServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"),
+        announce,
+    )
+    serving = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if answered or serving.done():
+            break
+        await asyncio.sleep(0.01)
+    server.should_exit = True
+    await serving
+    assert answered == [True]

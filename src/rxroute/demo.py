@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +116,24 @@ def api_key_lines(key: str, base_url: str) -> list[str]:
     ]
 
 
-async def _run(settings: Settings, url: str, host: str, port: int) -> None:
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, which calls ``announce`` once it listens."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:  # not when it could not listen (uvicorn then exits)
+            self._announce()
+
+
+async def _run(
+    settings: Settings, url: str, host: str, port: int, announce: Callable[[], None]
+) -> None:
+    """The app, its worker and the database until stopped; ``announce`` once the app
+    listens (so the banner's address answers when it appears)."""
     from rxroute.app import create_app
     from rxroute.runtime import start_runtime, stop_runtime
     from rxroute.seed.service import seed_demo
@@ -129,8 +148,9 @@ async def _run(settings: Settings, url: str, host: str, port: int) -> None:
             key = await demo_api_key(session)
         for line in api_key_lines(key, f"http://{host}:{port}"):
             console.print(line, highlight=False, soft_wrap=True, markup=False)
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+        server = _AnnouncingServer(
+            uvicorn.Config(create_app(settings), host=host, port=port, log_config=None),
+            announce,
         )
         # Survives database outages by itself (reconnecting with backoff); uvicorn owns the
         # signals, and cancelling the task stops the worker gracefully.
@@ -282,7 +302,8 @@ def run_demo(
     mail.start()
     if receiver is not None:
         receiver.start()
-    try:
+
+    def announce() -> None:
         print_logins(f"http://{host}:{port}")
         console.print(f"[bold]Provider sandbox[/]  {sandbox.url}  (portal, mailbox, webhooks)")
         console.print(f"[bold]Mail catcher[/]      {mail.web_url}  (Region A emails)")
@@ -301,7 +322,9 @@ def run_demo(
                 highlight=False,
             )
         console.print("Press Ctrl-C to stop.")
-        asyncio.run(_run(settings, url, host, port))
+
+    try:
+        asyncio.run(_run(settings, url, host, port, announce))
     finally:
         if receiver is not None:
             receiver.stop()

@@ -16,9 +16,20 @@ from rxroute.runtime import Runtime
 from tests.jobs.conftest import wait_until
 
 
-async def _registered_workers(db: Runtime) -> int:
+async def _last_worker_id(db: Runtime) -> int:
     async with db.engine.connect() as connection:
-        count = await connection.scalar(text("SELECT count(*) FROM procrastinate_workers"))
+        last = await connection.scalar(text("SELECT max(id) FROM procrastinate_workers"))
+    return int(last or 0)
+
+
+async def _registered_workers(db: Runtime, after: int) -> int:
+    """Workers registered since the one numbered ``after``: other tests on this database
+    register workers of their own and may leave them."""
+    async with db.engine.connect() as connection:
+        count = await connection.scalar(
+            text("SELECT count(*) FROM procrastinate_workers WHERE id > :after"),
+            {"after": after},
+        )
     return int(count or 0)
 
 
@@ -26,6 +37,7 @@ async def test_in_process_worker_runs_until_cancelled(
     db: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="procrastinate.worker")
+    before = await _last_worker_id(db)
     task = asyncio.create_task(run_worker(db.settings, 1, install_signal_handlers=False))
 
     async def started() -> bool:
@@ -33,13 +45,13 @@ async def test_in_process_worker_runs_until_cancelled(
         # unregisters on cancellation; its "start_worker" log comes after that point.
         assert not task.done(), task
         began = any(getattr(r, "action", None) == "start_worker" for r in caplog.records)
-        return began and await _registered_workers(db) == 1
+        return began and await _registered_workers(db, before) == 1
 
     await wait_until(started, "the worker to register and start", timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
-    assert await _registered_workers(db) == 0, "a cancelled worker unregisters"
+    assert await _registered_workers(db, before) == 0, "a cancelled worker unregisters"
 
 
 async def test_a_cancelled_supervisor_stops_when_the_worker_fails_on_the_way_out(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -60,7 +60,10 @@ async def test_job_queue_connections_are_utc(new_york_database: str) -> None:
 
 
 async def test_options_already_in_the_url_are_kept(new_york_database: str) -> None:
-    url = f"{new_york_database}?options={quote('-c statement_timeout=4321')}"
+    # Added to the query the URL may already have (the embedded server's socket ``host``).
+    parts = urlsplit(new_york_database)
+    query = [*parse_qsl(parts.query), ("options", "-c statement_timeout=4321")]
+    url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.connect() as connection:

@@ -79,7 +79,7 @@ from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions.history import lock_prescription
 from rxroute.prescriptions.lifecycle import Source
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
-from rxroute.seed.service import add_prescriptions, seed_demo
+from rxroute.seed.service import BULK_NOTES, add_prescriptions, seed_demo
 from rxroute.webhooks import reconciliation
 from rxroute.webhooks.tasks import reconcile_once
 
@@ -120,7 +120,14 @@ async def region_b_drafts(runtime: Runtime, count: int) -> list[uuid.UUID]:
         return list(
             await session.scalars(
                 select(Prescription.id)
-                .where(Prescription.region == "B", Prescription.status == "draft")
+                # The bulk ones only: the demo's own drafts are each a prescriber's only one,
+                # and the seeded check needs a seeded prescription of the sent one's
+                # prescriber (bulk prescriptions take the prescribers in turn).
+                .where(
+                    Prescription.region == "B",
+                    Prescription.status == "draft",
+                    Prescription.notes == BULK_NOTES,
+                )
                 .order_by(Prescription.id)
                 .limit(count)
             )

@@ -80,7 +80,7 @@ from rxroute.models import Pharmacy, Prescription
 from rxroute.prescriptions.tasks import defer_send
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
 from rxroute.sandbox import load_config
-from rxroute.seed.service import add_prescriptions, seed_demo
+from rxroute.seed.service import BULK_NOTES, add_prescriptions, seed_demo
 from tests.processes import (
     RXROUTE,
     ManagedProcess,
@@ -192,7 +192,7 @@ async def bulk_region_b(runtime: Runtime) -> list[uuid.UUID]:
         return list(
             await session.scalars(
                 select(Prescription.id)
-                .where(Prescription.region == "B", Prescription.notes == "Bulk test prescription")
+                .where(Prescription.region == "B", Prescription.notes == BULK_NOTES)
                 .order_by(Prescription.id)
             )
         )

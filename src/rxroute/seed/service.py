@@ -222,6 +222,10 @@ def _add_prescription(
     session.add(prescription)
 
 
+#: The notes of every prescription :func:`add_prescriptions` writes (benches pick them by it).
+BULK_NOTES = "Bulk test prescription"
+
+
 async def add_prescriptions(
     session: AsyncSession,
     count: int,
@@ -256,7 +260,7 @@ async def add_prescriptions(
                     "clinic_id": clinic_id,
                     "region": region,
                     "status": "draft",
-                    "notes": "Bulk test prescription",
+                    "notes": BULK_NOTES,
                 }
             )
             for position, med in enumerate(rng.sample(_PRESCRIBED, k=rng.randint(1, 2))):

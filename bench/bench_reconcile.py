@@ -120,9 +120,9 @@ async def region_b_drafts(runtime: Runtime, count: int) -> list[uuid.UUID]:
         return list(
             await session.scalars(
                 select(Prescription.id)
-                # The bulk ones only: the demo's own drafts are each a prescriber's only one,
-                # and the seeded check needs a seeded prescription of the sent one's
-                # prescriber (bulk prescriptions take the prescribers in turn).
+                # The bulk ones only: the seeded check needs a seeded prescription of the
+                # sent one's prescriber. Bulk prescriptions take the prescribers in turn;
+                # a demo draft's prescriber may have no Region B bulk prescription at all.
                 .where(
                     Prescription.region == "B",
                     Prescription.status == "draft",

@@ -10,8 +10,9 @@ The ledger's rows are checked too, so a send that skipped a write cannot pass as
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -40,6 +41,8 @@ from tests.erx_sandbox import erx as erx  # a fixture
 from tests.erx_sandbox import sandbox as sandbox  # a fixture
 from tests.factories import make_patient, make_pharmacy, make_prescriber, make_prescription
 
+T = TypeVar("T")
+
 MAX_ROUND_TRIPS = 6
 MAX_TRANSACTIONS = 3
 
@@ -59,15 +62,20 @@ async def _queued(erx: Erx, session: AsyncSession) -> uuid.UUID:
     return prescription.id
 
 
-async def _counted_send(erx: Erx, prescription_id: uuid.UUID) -> tuple[str, SqlCounts]:
+async def counted(erx: Erx, work: Awaitable[T]) -> tuple[T, SqlCounts]:
+    """``work``'s result and the SQL it sent through the runtime (engine and queue pool)."""
     counter = SqlCounter()
     counter.attach(erx.runtime.engine)
     counter.install()
     try:
-        result = await send_prescription(str(prescription_id))
+        result = await work
     finally:
         counter.uninstall()
     return result, counter.counts
+
+
+async def _counted_send(erx: Erx, prescription_id: uuid.UUID) -> tuple[str, SqlCounts]:
+    return await counted(erx, send_prescription(str(prescription_id)))
 
 
 async def test_a_successful_send_stays_within_the_budget(erx: Erx, session: AsyncSession) -> None:

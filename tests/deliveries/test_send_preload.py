@@ -28,8 +28,7 @@ from rxroute.deliveries.claims import Claimed
 from rxroute.deliveries.sending import RetryScheduler, send
 from rxroute.job_worker import RunningJob
 from rxroute.jobs import queue
-from rxroute.observability.sqlcount import SqlCounter
-from tests.deliveries.test_send_budget import _queued
+from tests.deliveries.test_send_budget import _queued, counted
 from tests.deliveries.test_send_finishes_its_job import insert_job
 from tests.erx_sandbox import Erx, queue_for_erx
 from tests.erx_sandbox import erx as erx  # a fixture
@@ -55,6 +54,21 @@ async def _fetched(
     return job, worker_id, preloaded
 
 
+async def _send_job_fetched(
+    erx: Erx, session: AsyncSession, *, in_our_worker: bool = True
+) -> tuple[uuid.UUID, Job, int, Sequence[Any] | None]:
+    """A prescription queued for Region B with its send job, and that job fetched:
+    the prescription's id, then what :func:`_fetched` gives."""
+    prescription_id = await _queued(erx, session)
+    job, worker_id, preloaded = await _fetched(
+        erx,
+        "send_prescription",
+        {"prescription_id": str(prescription_id)},
+        in_our_worker=in_our_worker,
+    )
+    return prescription_id, job, worker_id, preloaded
+
+
 async def _loaded(erx: Erx, prescription_id: uuid.UUID) -> tuple[Any, ...]:
     async with erx.runtime.queue_pool.connection() as connection:
         cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription_id})
@@ -66,11 +80,7 @@ async def _loaded(erx: Erx, prescription_id: uuid.UUID) -> tuple[Any, ...]:
 async def test_the_fetch_of_a_send_job_reads_its_send_graph(
     erx: Erx, session: AsyncSession
 ) -> None:
-    prescription_id = await _queued(erx, session)
-
-    job, worker_id, preloaded = await _fetched(
-        erx, "send_prescription", {"prescription_id": str(prescription_id)}
-    )
+    prescription_id, job, worker_id, preloaded = await _send_job_fetched(erx, session)
 
     # The job is taken as procrastinate's own fetch takes it...
     assert (job.task_name, job.task_kwargs, job.worker_id) == (
@@ -91,24 +101,16 @@ async def test_the_fetch_of_a_send_job_reads_its_send_graph(
 async def test_a_send_with_its_graph_preloaded_issues_in_two_statements(
     erx: Erx, session: AsyncSession
 ) -> None:
-    prescription_id = await _queued(erx, session)
-    fetched, worker_id, preloaded = await _fetched(
-        erx, "send_prescription", {"prescription_id": str(prescription_id)}
-    )
+    prescription_id, fetched, worker_id, preloaded = await _send_job_fetched(erx, session)
     assert fetched.id is not None and preloaded is not None
     job = RunningJob(job_id=fetched.id, worker_id=worker_id, preloaded=preloaded)
 
-    counter = SqlCounter()
-    counter.attach(erx.runtime.engine)
-    counter.install()
-    try:
-        outcome = await send(erx.runtime, prescription_id, schedule_retry=RetryScheduler(), job=job)
-    finally:
-        counter.uninstall()
+    outcome, counts = await counted(
+        erx, send(erx.runtime, prescription_id, schedule_retry=RetryScheduler(), job=job)
+    )
 
     assert outcome.result == "issued"
     assert job.finished
-    counts = counter.counts
     # The claim and the record: the load came with the job (test_send_budget: 3 without).
     assert counts.statements - counts.pings == 2, counts.as_dict()
     assert counts.transactions == 2, counts.as_dict()
@@ -158,9 +160,8 @@ async def test_a_send_job_whose_prescription_is_gone_gets_no_preload(erx: Erx) -
 async def test_outside_our_worker_the_fetch_is_procrastinates_own(
     erx: Erx, session: AsyncSession
 ) -> None:
-    prescription_id = await _queued(erx, session)
-    _job, _worker, preloaded = await _fetched(
-        erx, "send_prescription", {"prescription_id": str(prescription_id)}, in_our_worker=False
+    _prescription, _job, _worker, preloaded = await _send_job_fetched(
+        erx, session, in_our_worker=False
     )
     assert preloaded is None
 

@@ -30,10 +30,12 @@ It reports:
   its own). procrastinate's own queue traffic (heartbeats, and finishing the jobs the
   record does not finish) goes through its separate pool and is not rxroute's: not counted.
   The send's own statements on a connection borrowed from that pool are
-  (:func:`rxroute.observability.sqlcount.counted`), and so is the worker's fetch, which
-  is rxroute's statement now: procrastinate's fetch with the send's load riding on it
-  (:mod:`rxroute.job_preloads`). A send's round trips are therefore the fetch, the claim
-  and the record: every statement the worker sends for it.
+  (:func:`rxroute.observability.sqlcount.counted`), and so are the worker's fetches, which
+  are rxroute's statements now: procrastinate's fetch function, called once per free slot,
+  with the send's load riding on it (:mod:`rxroute.job_preloads`). A send's round trips are
+  therefore the claim and the record, plus a fetch whenever a slot was idle: while jobs
+  wait, each record takes its worker's next job with that job's load (the hand-off), so a
+  busy worker spends no fetch between sends. Every statement the worker sends is counted.
   The worker's start-up statements are included (a handful, spread over N sends);
 * token grants and prescriber logins per 1,000 sends (issue 4's target: at most 2 each);
 * where the CPU went in each window (:mod:`machine_cpu`): per send, the worker, the sandbox,

@@ -6,7 +6,7 @@ row, each a wake-up of the worker and of a PostgreSQL backend, on a worker that 
 CPU (``bench/bench_send.py`` prints where a send's CPU goes). A task may register a
 :class:`Preload`: a SELECT keyed by one of the fetched job's arguments, which the fetch runs
 as a ``LEFT JOIN LATERAL`` on procrastinate's own ``procrastinate_fetch_job_v2``. The task
-finds the row with :func:`take` (through :class:`rxroute.job_worker.RunningJob`) and skips its
+finds the row with :func:`take` (through :class:`rxroute.job_running.RunningJob`) and skips its
 own read; a job of any other task costs the fetch nothing but an empty lateral join.
 
 A preload is only a read, from the fetch's snapshot. A job is deferred in the transaction
@@ -78,38 +78,121 @@ class Preload:
 
 
 _REGISTRY: dict[str, Preload] = {}
-_STATEMENT: tuple[str, tuple[Preload, ...]] | None = None
+#: Statements built for the preloads registered then: the fetch for each number of slots,
+#: and the hand-off's pieces.
+_STATEMENTS: dict[int, tuple[str, tuple[Preload, ...]]] = {}
+_HAND_OFFS: dict[str, HandOff] = {}
 
 
 def register(preload: Preload) -> None:
     """Let the worker's fetch read ``preload`` for every job of its task."""
-    global _STATEMENT
     _REGISTRY[preload.task_name] = preload
-    _STATEMENT = None
+    _STATEMENTS.clear()
+    _HAND_OFFS.clear()
 
 
-def _fetch_statement() -> tuple[str, tuple[Preload, ...]]:
-    global _STATEMENT
-    if _STATEMENT is None:
-        preloads = tuple(_REGISTRY.values())
-        columns = [f"job.{name}" for name in JOB_COLUMNS]
-        joins = []
-        for index, preload in enumerate(preloads):
-            columns.append(f"preload_{index}.*")
-            joins.append(
-                f"LEFT JOIN LATERAL ({preload.select(preload.argument_sql())}) "
-                f"AS preload_{index} ON true"
-            )
+def registered() -> tuple[Preload, ...]:
+    """The preloads registered so far, in the order the fetch reads them."""
+    return tuple(_REGISTRY.values())
+
+
+def _job_columns_and_joins() -> tuple[list[str], list[str], tuple[Preload, ...]]:
+    """The select list of a fetched job (alias ``job``) and its preloads, and their joins."""
+    preloads = registered()
+    columns = [f"job.{name}" for name in JOB_COLUMNS]
+    joins = []
+    for index, preload in enumerate(preloads):
+        columns.append(f"preload_{index}.*")
+        joins.append(
+            f"LEFT JOIN LATERAL ({preload.select(preload.argument_sql())}) "
+            f"AS preload_{index} ON true"
+        )
+    return columns, joins, preloads
+
+
+#: procrastinate's fetch, called once per row of a FROM clause given after it. Each call (a
+#: volatile function, each query in it with a snapshot of its own) sees the jobs the calls
+#: and statements before it in the same statement took or finished, so it takes the next
+#: job and respects the job locks held. MATERIALIZED: what reads the result never calls the
+#: function again. A call that finds nothing returns a row of NULLs.
+_CALL_FETCH = (
+    "SELECT (fetched_job).* FROM (SELECT procrastinate_fetch_job_v2("
+    "%(queues)s::varchar[], %(worker_id)s) AS fetched_job FROM {rows} OFFSET 0) AS calls"
+)
+
+
+def _fetch_statement(slots: int) -> tuple[str, tuple[Preload, ...]]:
+    """The statement that fetches up to ``slots`` jobs, and the preloads it reads.
+
+    The number of slots is written into the statement, not bound: with a parameter,
+    PostgreSQL cannot know how many rows ``generate_series`` gives, costs its generic plan
+    for a thousand calls, and so plans the prepared statement again for every fetch (nearly
+    a millisecond of a backend's CPU each: ``pg_stat_statements`` with ``track_planning``).
+    One statement per count (at most the worker's concurrency of them) keeps each on one
+    generic plan.
+    """
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, not {slots}")
+    found = _STATEMENTS.get(slots)
+    if found is None:
+        columns, joins, preloads = _job_columns_and_joins()
+        rows = f"generate_series(1, {int(slots)})"
         statement = " ".join(
             [
+                f"WITH fetched AS MATERIALIZED ({_CALL_FETCH.format(rows=rows)})",
                 "SELECT",
                 ", ".join(columns),
-                "FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s) AS job",
+                "FROM fetched AS job",
                 *joins,
+                "WHERE job.id IS NOT NULL",
             ]
         )
-        _STATEMENT = (statement, preloads)
-    return _STATEMENT
+        found = _STATEMENTS[slots] = (statement, preloads)
+    return found
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """The SQL with which a job's last statement also takes its worker's next job.
+
+    A job that ends in one statement of its own (the send's record) frees its slot at that
+    statement's commit; the worker would then spend a round trip fetching the next job.
+    Taken by the same statement instead, the next job inherits the slot at once
+    (:meth:`rxroute.job_worker._Worker._process_job`). Parameters: ``%(queues)s``,
+    ``%(worker_id)s`` and ``%(hand_off)s`` (false: take nothing).
+    """
+
+    #: A CTE named ``next_job``, to follow the statement's other CTEs: it calls the fetch
+    #: once ``after`` (a CTE that finishes the current job) gave its row, so the current
+    #: job's lock is released before the fetch looks at locks.
+    cte: str
+    #: The next job's columns and its preload's, in :func:`jobs_from_rows`' order.
+    columns: str
+    #: What the statement's outer SELECT joins for them (one row at most; NULLs if none).
+    joins: str
+    preloads: tuple[Preload, ...]
+
+
+def hand_off_sql(after: str) -> HandOff:
+    """The :class:`HandOff` pieces, the fetch running after the CTE ``after``."""
+    if not _NAME.match(after):
+        raise ValueError(f"not a plain name: {after!r}")
+    found = _HAND_OFFS.get(after)
+    if found is None:
+        columns, joins, preloads = _job_columns_and_joins()
+        rows = f"{after} WHERE %(hand_off)s"
+        found = _HAND_OFFS[after] = HandOff(
+            cte=f"next_job AS MATERIALIZED ({_CALL_FETCH.format(rows=rows)})",
+            columns=", ".join(columns),
+            joins=" ".join(
+                [
+                    "LEFT JOIN (SELECT * FROM next_job WHERE id IS NOT NULL) AS job ON true",
+                    *joins,
+                ]
+            ),
+            preloads=preloads,
+        )
+    return found
 
 
 def _split(
@@ -148,28 +231,60 @@ def take(job_id: int) -> Sequence[Any] | None:
     return None if fetched is None else fetched.pop(job_id, None)
 
 
-class PreloadingJobManager(procrastinate_manager.JobManager):
-    """procrastinate's job manager, whose fetch also reads what the job's task starts with."""
-
-    async def fetch_job(
-        self, queues: Iterable[str] | None, worker_id: int
-    ) -> procrastinate_jobs.Job | None:
-        fetched = _FETCHED.get()
-        if fetched is None or not _REGISTRY:
-            return await super().fetch_job(queues=queues, worker_id=worker_id)
-        statement, preloads = _fetch_statement()
-        pool = self.connector.pool  # type: ignore[attr-defined]
-        async with single_statements(pool) as connection:
-            cursor = await connection.execute(
-                statement,
-                {"queues": list(queues) if queues is not None else None, "worker_id": worker_id},
-            )
-            row = await cursor.fetchone()
-        # procrastinate's function always returns a row: all NULL when no job was found.
-        if row is None or row[0] is None:
-            return None
+def jobs_from_rows(
+    rows: Iterable[Sequence[Any]], preloads: tuple[Preload, ...]
+) -> list[procrastinate_jobs.Job]:
+    """The jobs in rows of a fetch's columns (NULL columns: no job), their preloads kept for
+    :func:`take`. Only inside :func:`fetching` (rxroute's worker)."""
+    fetched = _FETCHED.get()
+    if fetched is None:
+        raise RuntimeError("preloaded jobs are for rxroute's worker, inside fetching()")
+    jobs = []
+    for row in rows:
+        if row[0] is None:
+            continue
         job = procrastinate_jobs.Job.from_row(dict(zip(JOB_COLUMNS, row, strict=False)))
         preloaded = _split(row, preloads, job.task_name)
         if preloaded is not None and job.id is not None:
             fetched[job.id] = preloaded
-        return job
+        jobs.append(job)
+    return jobs
+
+
+class PreloadingJobManager(procrastinate_manager.JobManager):
+    """procrastinate's job manager, whose fetch also reads what the job's task starts with,
+    and can take several jobs in one statement (:meth:`fetch_jobs`)."""
+
+    async def fetch_job(
+        self, queues: Iterable[str] | None, worker_id: int
+    ) -> procrastinate_jobs.Job | None:
+        if _FETCHED.get() is None:
+            return await super().fetch_job(queues=queues, worker_id=worker_id)
+        jobs = await self.fetch_jobs(queues, worker_id, 1)
+        return jobs[0] if jobs else None
+
+    async def fetch_jobs(
+        self, queues: Iterable[str] | None, worker_id: int, slots: int
+    ) -> list[procrastinate_jobs.Job]:
+        """Up to ``slots`` jobs for this worker, in the order procrastinate would hand them
+        out one by one, with their preloads, in one statement.
+
+        procrastinate's worker fetches one job per statement, and fetches one at a time: a
+        worker whose jobs are short waits on the fetch's round trip between each start
+        (``bench/bench_send.py``). Taking every free slot's job at once spends one round
+        trip on all of them. Only inside :func:`fetching` (rxroute's worker).
+        """
+        if _FETCHED.get() is None:
+            raise RuntimeError("fetch_jobs is for rxroute's worker, inside fetching()")
+        statement, preloads = _fetch_statement(slots)
+        pool = self.connector.pool  # type: ignore[attr-defined]
+        async with single_statements(pool) as connection:
+            cursor = await connection.execute(
+                statement,
+                {
+                    "queues": list(queues) if queues is not None else None,
+                    "worker_id": worker_id,
+                },
+            )
+            rows = await cursor.fetchall()
+        return jobs_from_rows(rows, preloads)

@@ -16,56 +16,24 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from procrastinate import job_context as procrastinate_job_context
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import utils as procrastinate_utils
 from procrastinate import worker as procrastinate_worker
 
 from rxroute import job_preloads
 from rxroute.db.engine import outage_reason
+from rxroute.job_running import RunningJob, run_as, running_job
 from rxroute.jobs import queue
 
 if TYPE_CHECKING:
     from rxroute.config import Settings
 
 log = structlog.get_logger(__name__)
-
-
-# --- a job finished by its own statement -------------------------------------------------
-
-
-@dataclass
-class RunningJob:
-    """The queue job a task body runs as, so its last statement can finish it too.
-
-    The send job's record (:mod:`rxroute.deliveries.common_path`) marks its own job
-    ``succeeded`` in the statement that records the delivery: the job's outcome is then
-    written with the state it acts on, and the worker skips the separate round trip and
-    transaction procrastinate would spend on it (:meth:`_Worker._persist_job_status`).
-    """
-
-    job_id: int
-    worker_id: int
-    #: What the worker's own finish would do with the job once it succeeded (its
-    #: ``delete_jobs``): the statement does the same.
-    delete_when_succeeded: bool = False
-    #: Set once a statement has marked the job ``succeeded``; the worker then leaves it.
-    finished: bool = False
-    #: The row the fetch read for the job's task (:mod:`rxroute.job_preloads`), if any.
-    preloaded: Sequence[Any] | None = None
-
-
-_RUNNING_JOB: ContextVar[RunningJob | None] = ContextVar("rxroute_running_job", default=None)
-
-
-def running_job() -> RunningJob | None:
-    """The job the calling task body runs as, inside a worker; None anywhere else."""
-    return _RUNNING_JOB.get()
 
 
 # --- the supervised worker ----------------------------------------------------------------
@@ -153,31 +121,143 @@ class _Worker(procrastinate_worker.Worker):
 
     #: Why this worker stopped itself, when it did.
     stopped_for: str | None = None
+    #: Whether this worker's own fetch loop runs (so jobs may be handed off to it).
+    _fetches_in_batches = False
 
     async def run(self) -> None:
         # Every fetch of this worker preloads (the loop and the job tasks inherit the scope).
         with job_preloads.fetching():
             await super().run()  # type: ignore[no-untyped-call]
 
+    async def _fetch_and_process_jobs(self) -> None:
+        """procrastinate's fetch loop, but one fetch takes a job for every free slot.
+
+        procrastinate fetches one job per statement and waits for each fetch before the
+        next: with short jobs (a send is a claim, a call and a record), a worker at any
+        concurrency starts at most one job per fetch round trip, and its slots sit idle
+        while PostgreSQL answers. Here a fetch takes every slot free at that moment
+        (:meth:`rxroute.job_preloads.PreloadingJobManager.fetch_jobs`: procrastinate's own
+        fetch function, called once per slot in one statement), so the slots that freed up
+        during one fetch are filled by the next. Jobs are started as procrastinate starts
+        them, and every job fetched is started, even when a stop comes during the fetch:
+        it is ``doing`` under this worker, and the shutdown waits for it.
+        """
+        manager = self.app.job_manager
+        if not isinstance(manager, job_preloads.PreloadingJobManager):
+            await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
+            return
+        self._fetches_in_batches = True
+        assert self.worker_id is not None
+        semaphore = self._job_semaphore
+        while not self._stop_event.is_set():
+            acquired = asyncio.create_task(semaphore.acquire())
+            await procrastinate_utils.wait_any(acquired, self._stop_event.wait())
+            if self._stop_event.is_set() or not acquired.done() or acquired.cancelled():
+                if acquired.done() and not acquired.cancelled():
+                    semaphore.release()
+                break
+            slots = 1
+            while not semaphore.locked():  # the other free slots: taken without waiting
+                await semaphore.acquire()
+                slots += 1
+            # Cleared before the fetch, not after it (as procrastinate does): a job deferred
+            # while the fetch runs, which it may not see, leaves the event set, so the wait
+            # after a short fetch ends at once instead of at the next poll.
+            self._new_job_event.clear()
+            jobs: list[procrastinate_jobs.Job] = []
+            try:
+                jobs = await manager.fetch_jobs(self.queues, self.worker_id, slots)
+            finally:
+                for _unused in range(slots - len(jobs)):
+                    semaphore.release()
+            for job in jobs:
+                self._start_job(job)
+            if len(jobs) < slots:
+                break  # the queue is empty for now: wait for a notification or the poll
+
+    def _context_for(self, job: procrastinate_jobs.Job) -> procrastinate_job_context.JobContext:
+        """The context procrastinate's loop gives a job it starts."""
+        job_id = job.id
+        return procrastinate_job_context.JobContext(
+            app=self.app,
+            worker_name=self.worker_name,
+            worker_queues=self.queues,
+            additional_context=self.additional_context.copy() if self.additional_context else {},
+            job=job,
+            abort_reason=lambda: self._job_ids_to_abort.get(job_id) if job_id else None,
+            start_timestamp=time.time(),
+        )
+
+    @staticmethod
+    def _task_name(job: procrastinate_jobs.Job) -> str:
+        return f"process job {job.task_name}[{job.id}]"
+
+    def _start_job(self, job: procrastinate_jobs.Job) -> None:
+        """Run a fetched job in a task of its own, holding a slot until it ends (as
+        procrastinate's loop does)."""
+        context = self._context_for(job)
+        task = asyncio.create_task(self._process_job(context), name=self._task_name(job))
+        self._running_jobs[task] = context
+
+        def on_job_complete(done: asyncio.Task[None]) -> None:
+            del self._running_jobs[done]
+            self._job_semaphore.release()
+
+        task.add_done_callback(on_job_complete)
+
     async def _process_job(self, context: Any) -> None:
-        job = context.job
-        running = None
-        if job.id is not None and self.worker_id is not None:
-            running = RunningJob(
-                job_id=job.id,
-                worker_id=self.worker_id,
-                delete_when_succeeded=self.delete_jobs
-                != procrastinate_jobs.DeleteJobCondition.NEVER,
-                preloaded=job_preloads.take(job.id),
-            )
-        # The job runs in a task of its own: the variable is this job's alone, and the
-        # outcome's task (created inside) sees the same object.
-        _RUNNING_JOB.set(running)
-        await super()._process_job(context)
+        """Run a job, then any job its last statement took for this worker, in one task.
+
+        A job handed off (:class:`rxroute.job_preloads.HandOff`) runs in the same task and
+        slot as the job that took it: the slot never looks free to the fetch loop, and the
+        shutdown, which waits for the tasks running when it starts, waits for it too.
+        """
+        while True:
+            job = context.job
+            running = None
+            if job.id is not None and self.worker_id is not None:
+                hands_off = self._fetches_in_batches
+                running = RunningJob(
+                    job_id=job.id,
+                    worker_id=self.worker_id,
+                    delete_when_succeeded=self.delete_jobs
+                    != procrastinate_jobs.DeleteJobCondition.NEVER,
+                    preloaded=job_preloads.take(job.id),
+                    queues=list(self.queues) if self.queues is not None else None,
+                    wants_next=(lambda: not self._stop_event.is_set()) if hands_off else None,
+                    hand_off_lost=self._hand_off_lost if hands_off else None,
+                )
+            # The job runs in a task of its own: the variable is this job's alone, and the
+            # outcome's task (created inside) sees the same object.
+            run_as(running)
+            try:
+                await super()._process_job(context)
+            except BaseException:
+                if running is not None and running.handed_off is not None:
+                    self._hand_off_lost("the job that took the next one did not end cleanly")
+                raise
+            if running is None or running.handed_off is None:
+                return
+            context = self._context_for(running.handed_off)
+            this_task = asyncio.current_task()
+            assert this_task is not None
+            self._running_jobs[this_task] = context  # what aborts and the shutdown look up
+            this_task.set_name(self._task_name(running.handed_off))
+
+    def _hand_off_lost(self, reason: str) -> None:
+        """A statement that may have taken a job failed unanswered: restart this worker.
+
+        A job it took would be ``doing`` under a worker that never runs it and is alive, so
+        never stalled. Stopping unregisters this worker (or lets its heartbeat age): the
+        stalled-job retrier then puts such a job back, as after any outage.
+        """
+        log.warning("job_hand_off_lost", reason=reason)
+        self.stopped_for = f"a statement that hands off jobs got no answer: {reason}"
+        self.stop()  # type: ignore[no-untyped-call]
 
     async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
         job = kwargs.get("job")
-        running = _RUNNING_JOB.get()
+        running = running_job()
         if running is not None and running.finished and getattr(job, "id", None) == running.job_id:
             # Already ``succeeded``, in the statement that recorded the job's work.
             status = kwargs.get("status")

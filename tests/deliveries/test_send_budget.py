@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.erx.channel import ErxDeliveryChannel, prescriber_credentials
-from rxroute.deliveries import common_path
+from rxroute.deliveries import common_path, common_record
 from rxroute.deliveries.claims import Claimed
 from rxroute.events.tasks import stream_lock
 from rxroute.models import (
@@ -188,7 +188,7 @@ async def test_the_record_writes_nothing_for_a_run_that_lost_its_claim(
             update(Delivery).where(Delivery.id == claimed.delivery_id).values(claim=uuid.uuid4())
         )
 
-    recorded = await common_path.record_delivered(
+    recorded = await common_record.record_delivered(
         erx.runtime, claimed, datetime.now(UTC), ref="SRXZOMBIE", raw_status="issued", token=None
     )
 

@@ -2,7 +2,7 @@
 
 The common path's record marks its own procrastinate job ``succeeded`` in the statement
 that records the delivery, so the outcome is committed with the state it describes and the
-worker spends no round trip of its own on it (:class:`rxroute.job_worker.RunningJob`). Only the
+worker spends no round trip of its own on it (:class:`rxroute.job_running.RunningJob`). Only the
 job this run holds is finished: one another worker holds is left to that worker. The
 worker, told the job is finished, does not finish it a second time (procrastinate's own
 finish would raise on a job no longer ``doing``). tests/deliveries/test_scale_out.py runs
@@ -21,9 +21,9 @@ from procrastinate.exceptions import ConnectorException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rxroute import job_worker, jobs
+from rxroute import job_running, job_worker, jobs
 from rxroute.deliveries.sending import RetryScheduler, send
-from rxroute.job_worker import RunningJob
+from rxroute.job_running import RunningJob
 from rxroute.prescriptions.tasks import send_lock
 from tests.deliveries.test_send_budget import _queued
 from tests.erx_sandbox import Erx
@@ -149,18 +149,18 @@ async def test_the_worker_does_not_finish_a_job_its_statement_finished(
         "job_result": None,
     }
 
-    token = job_worker._RUNNING_JOB.set(running)
+    token = job_running._RUNNING_JOB.set(running)
     try:
         await worker._persist_job_status(**outcome)  # finished: nothing sent
     finally:
-        job_worker._RUNNING_JOB.reset(token)
+        job_running._RUNNING_JOB.reset(token)
     assert await _job(erx, running.job_id) == ("succeeded", 1)
 
     # Without the mark, procrastinate finishes it again, and refuses: the skip is real.
     running.finished = False
-    token = job_worker._RUNNING_JOB.set(running)
+    token = job_running._RUNNING_JOB.set(running)
     try:
         with pytest.raises(ConnectorException):
             await worker._persist_job_status(**outcome)
     finally:
-        job_worker._RUNNING_JOB.reset(token)
+        job_running._RUNNING_JOB.reset(token)

@@ -26,7 +26,7 @@ from rxroute import job_preloads
 from rxroute.deliveries import common_path, send_graph
 from rxroute.deliveries.claims import Claimed
 from rxroute.deliveries.sending import RetryScheduler, send
-from rxroute.job_worker import RunningJob
+from rxroute.job_running import RunningJob
 from rxroute.jobs import queue
 from tests.deliveries.test_send_budget import _queued, counted
 from tests.deliveries.test_send_finishes_its_job import insert_job
@@ -194,6 +194,6 @@ def test_a_preload_takes_plain_names_only(
 
 
 def test_the_send_job_is_preloaded() -> None:
-    statement, preloads = job_preloads._fetch_statement()
+    statement, preloads = job_preloads._fetch_statement(1)
     assert [p.task_name for p in preloads] == ["send_prescription"]
     assert "procrastinate_fetch_job_v2" in statement

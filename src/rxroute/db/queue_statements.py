@@ -17,8 +17,10 @@ reads psycopg's errors as it reads SQLAlchemy's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -46,3 +48,41 @@ async def single_statements(
         finally:
             if not previous and not connection.closed:
                 await connection.set_autocommit(previous)
+
+
+_NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class NativeStatement:
+    """A statement written with psycopg's named placeholders, run with PostgreSQL's own.
+
+    psycopg turns ``%(name)s`` into ``$n`` on every execution, and caches that work only
+    for statements up to 4,096 characters (``psycopg._queries``): a longer one, such as the
+    send's record with the next job's load riding on it, is parsed again each time, which
+    cost the worker more than the round trip it saved. Turned once here, the statement
+    runs on a raw cursor (psycopg's own, for native placeholders), whose only work per
+    execution is dumping the values, as for any statement.
+    """
+
+    text: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: str) -> NativeStatement:
+        if "%" in _NAMED_PLACEHOLDER.sub("", statement):
+            raise ValueError("only %(name)s placeholders, and no other %, are supported")
+        names: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            return f"${names.setdefault(match.group(1), len(names) + 1)}"
+
+        return cls(_NAMED_PLACEHOLDER.sub(number, statement), tuple(names))
+
+    async def execute(
+        self, connection: psycopg.AsyncConnection[Any], values: Mapping[str, Any]
+    ) -> psycopg.AsyncRawCursor[Any]:
+        """Run it with ``values`` by name (a missing one raises KeyError; extras are unused)."""
+        cursor = psycopg.AsyncRawCursor(connection)
+        await cursor.execute(self.text, [values[name] for name in self.names])
+        return cursor

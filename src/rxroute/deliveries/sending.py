@@ -43,11 +43,11 @@ from rxroute.channels.base import (
     Purpose,
 )
 from rxroute.channels.registry import get_channel
-from rxroute.deliveries import common_path, ledger
+from rxroute.deliveries import common_path, common_record, ledger
 from rxroute.deliveries.claims import Claimed, SendOutcome
 from rxroute.deliveries.looking_up import look_up
 from rxroute.deliveries.withdrawing import WithdrawalResult, resolve_withdrawals
-from rxroute.job_worker import RunningJob
+from rxroute.job_running import RunningJob
 from rxroute.models import Delivery, DeliveryState, Pharmacy, Prescription
 from rxroute.observability.metrics import SENDS
 from rxroute.prescriptions.history import lock_prescription, record_status
@@ -220,7 +220,7 @@ async def _record_delivered(
     job: RunningJob | None,
 ) -> SendOutcome:
     channel = claimed.channel
-    if claimed.record is not None and await common_path.record_delivered(
+    if claimed.record is not None and await common_record.record_delivered(
         runtime, claimed, started, ref=ref, raw_status=raw_status, token=token, job=job
     ):
         return _delivered(prescription_id, claimed, ref, still_wanted=True)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute import job_preloads
 from rxroute.deliveries import send_graph
 from rxroute.deliveries.sending import RetryScheduler, send
-from rxroute.job_worker import running_job
+from rxroute.job_running import running_job
 from rxroute.jobs import defer_in_session, queue
 from rxroute.observability.tracing import current_carrier, job_span
 from rxroute.runtime import get_runtime

@@ -30,10 +30,8 @@ def test_any_other_percent_is_refused(text: str) -> None:
 
 async def test_it_runs_with_values_by_name_as_psycopg_would(db: Runtime) -> None:
     long_tail = " ".join(f"AND {n} = {n}" for n in range(800))  # over psycopg's 4,096
-    statement = NativeStatement.of(
-        "SELECT %(id)s::uuid, %(n)s + 1, %(text)s, CAST(%(ids)s AS uuid[]) "
-        f"WHERE true {long_tail}"
-    )
+    head = "SELECT %(id)s::uuid, %(n)s + 1, %(text)s, CAST(%(ids)s AS uuid[]) WHERE true"
+    statement = NativeStatement.of(f"{head} {long_tail}")
     assert len(statement.text) > 4096
     some_id = uuid.uuid4()
     values = {"id": some_id, "n": 41, "text": "café", "ids": [some_id], "unused": object()}

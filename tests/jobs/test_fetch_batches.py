@@ -11,6 +11,7 @@ included.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -26,7 +27,7 @@ from rxroute.deliveries.sending import RetryScheduler, send
 from rxroute.job_running import RunningJob
 from rxroute.jobs import queue
 from rxroute.prescriptions.tasks import send_lock
-from tests.deliveries.test_send_budget import _queued
+from tests.deliveries.test_send_budget import _queued, counted
 from tests.deliveries.test_send_finishes_its_job import insert_job
 from tests.erx_sandbox import Erx
 from tests.erx_sandbox import erx as erx  # a fixture
@@ -40,7 +41,7 @@ def _queue_name() -> str:
 
 async def _waiting(erx: Erx, queue_name: str, locks: list[str]) -> list[int]:
     """A job of a task with no preload waiting on ``queue_name`` for each lock, in order."""
-    ids = []
+    ids: list[int] = []
     for lock in locks:
         job_id, _worker = await insert_job(
             erx, "deliver_event_stream", {"n": len(ids)}, queue_name=queue_name, lock=lock,
@@ -48,6 +49,12 @@ async def _waiting(erx: Erx, queue_name: str, locks: list[str]) -> list[int]:
         )  # fmt: skip
         ids.append(job_id)
     return ids
+
+
+def _manager() -> job_preloads.PreloadingJobManager:
+    manager = queue.job_manager
+    assert isinstance(manager, job_preloads.PreloadingJobManager)
+    return manager
 
 
 async def _register_worker(erx: Erx) -> int:
@@ -72,7 +79,7 @@ async def test_one_fetch_takes_a_job_for_each_free_slot_in_order(erx: Erx) -> No
     worker_id = await _register_worker(erx)
 
     with job_preloads.fetching():
-        taken = await queue.job_manager.fetch_jobs([queue_name], worker_id, 3)
+        taken = await _manager().fetch_jobs([queue_name], worker_id, 3)
 
     assert [job.id for job in taken] == ids[:3]
     assert await _jobs(erx, ids) == [("doing", worker_id)] * 3 + [("todo", None)]
@@ -87,7 +94,7 @@ async def test_a_batch_keeps_procrastinates_job_locks(erx: Erx) -> None:
     worker_id = await _register_worker(erx)
 
     with job_preloads.fetching():
-        taken = await queue.job_manager.fetch_jobs([queue_name], worker_id, 3)
+        taken = await _manager().fetch_jobs([queue_name], worker_id, 3)
 
     assert [job.id for job in taken] == [ids[0], ids[2]]
     assert await _jobs(erx, ids) == [("doing", worker_id), ("todo", None), ("doing", worker_id)]
@@ -96,7 +103,7 @@ async def test_a_batch_keeps_procrastinates_job_locks(erx: Erx) -> None:
 async def test_an_empty_queue_gives_an_empty_batch(erx: Erx) -> None:
     worker_id = await _register_worker(erx)
     with job_preloads.fetching():
-        assert await queue.job_manager.fetch_jobs([_queue_name()], worker_id, 4) == []
+        assert await _manager().fetch_jobs([_queue_name()], worker_id, 4) == []
 
 
 def test_each_batch_size_is_a_statement_of_its_own() -> None:
@@ -115,44 +122,55 @@ def test_batches_are_fetched_only_inside_our_worker() -> None:
         job_preloads.jobs_from_rows([], ())
 
 
-async def _held_send(
-    erx: Erx, prescription_id: uuid.UUID, queue_name: str, *, wants_next: bool
-) -> RunningJob:
-    """A send job for the prescription, taken by a registered worker, which takes jobs
-    from ``queue_name`` and wants (or not) its next job handed on."""
-    job_id, worker_id = await insert_job(
+async def _send_job(
+    erx: Erx, prescription_id: uuid.UUID, queue_name: str, *, held: bool
+) -> tuple[int, int]:
+    """The prescription's send job on ``queue_name``, taken (``held``) or waiting:
+    (job id, the id of the worker registered with it)."""
+    return await insert_job(
         erx,
         "send_prescription",
         {"prescription_id": str(prescription_id)},
         queue_name=queue_name,
         lock=send_lock(prescription_id),
-        held=True,
+        held=held,
     )
+
+
+async def _held_send(
+    erx: Erx, prescription_id: uuid.UUID, queue_name: str, *, wants_next: bool
+) -> RunningJob:
+    """A send job for the prescription, taken by a registered worker, which takes jobs
+    from ``queue_name`` and wants (or not) its next job handed on."""
+    job_id, worker_id = await _send_job(erx, prescription_id, queue_name, held=True)
     return RunningJob(
         job_id=job_id, worker_id=worker_id, queues=[queue_name], wants_next=lambda: wants_next
     )
 
 
 async def _waiting_send(erx: Erx, prescription_id: uuid.UUID, queue_name: str) -> int:
-    job_id, _worker = await insert_job(
-        erx,
-        "send_prescription",
-        {"prescription_id": str(prescription_id)},
-        queue_name=queue_name,
-        lock=send_lock(prescription_id),
-        held=False,
-    )
+    job_id, _worker = await _send_job(erx, prescription_id, queue_name, held=False)
     return job_id
+
+
+async def _two_sends(
+    erx: Erx, session: AsyncSession, *, wants_next: bool
+) -> tuple[str, uuid.UUID, uuid.UUID, RunningJob, int]:
+    """Two queued prescriptions on a queue of their own: the first's send job held by a
+    worker that wants (or not) its next job, the second's waiting. (queue, first, second,
+    the first's running job, the second's job id.)"""
+    queue_name = _queue_name()
+    first = await _queued(erx, session)
+    second = await _queued(erx, session)
+    running = await _held_send(erx, first, queue_name, wants_next=wants_next)
+    next_id = await _waiting_send(erx, second, queue_name)
+    return queue_name, first, second, running, next_id
 
 
 async def test_the_record_hands_the_worker_its_next_job_with_its_preload(
     erx: Erx, session: AsyncSession
 ) -> None:
-    queue_name = _queue_name()
-    first = await _queued(erx, session)
-    second = await _queued(erx, session)
-    running = await _held_send(erx, first, queue_name, wants_next=True)
-    next_id = await _waiting_send(erx, second, queue_name)
+    queue_name, first, second, running, next_id = await _two_sends(erx, session, wants_next=True)
 
     with job_preloads.fetching():
         outcome = await send(
@@ -181,16 +199,15 @@ async def test_the_record_hands_the_worker_its_next_job_with_its_preload(
         wants_next=lambda: True,
     )
     with job_preloads.fetching():
-        outcome = await send(erx.runtime, second, schedule_retry=RetryScheduler(), job=then)
+        outcome, counts = await counted(
+            erx, send(erx.runtime, second, schedule_retry=RetryScheduler(), job=then)
+        )
     assert outcome.result == "issued" and then.finished and then.handed_off is None
+    assert counts.statements - counts.pings == 2, counts.as_dict()  # claim and record
 
 
 async def test_a_stopping_worker_is_handed_nothing(erx: Erx, session: AsyncSession) -> None:
-    queue_name = _queue_name()
-    first = await _queued(erx, session)
-    second = await _queued(erx, session)
-    running = await _held_send(erx, first, queue_name, wants_next=False)
-    next_id = await _waiting_send(erx, second, queue_name)
+    _queue, first, _second, running, next_id = await _two_sends(erx, session, wants_next=False)
 
     with job_preloads.fetching():
         outcome = await send(erx.runtime, first, schedule_retry=RetryScheduler(), job=running)
@@ -258,3 +275,37 @@ async def test_a_worker_runs_handed_off_jobs_in_the_slot_that_took_them(
     # left is the fetch that found the queue empty.
     assert fetches[0] == 2 and len(fetches) <= 3, fetches
     assert worker._job_semaphore._value == 2  # every slot given back once
+
+
+async def test_a_job_handed_off_as_the_worker_stops_still_runs_before_it_stops(
+    erx: Erx, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes while the record that takes the next job is in flight: that job is
+    ``doing`` under this worker, so it runs in the slot, and the shutdown waits for it."""
+    queue_name = _queue_name()
+    prescriptions = [await _queued(erx, session) for _ in range(2)]
+    job_ids = [await _waiting_send(erx, p, queue_name) for p in prescriptions]
+    worker = job_worker._Worker(
+        queue, queues=[queue_name], concurrency=1, install_signal_handlers=False
+    )
+    execute = NativeStatement.execute
+    stopped: list[bool] = []
+
+    async def stop_first(self: NativeStatement, connection: Any, values: Any) -> Any:
+        if not stopped and values["hand_off"]:
+            stopped.append(True)
+            worker.stop()  # type: ignore[no-untyped-call]
+        return await execute(self, connection, values)
+
+    monkeypatch.setattr(NativeStatement, "execute", stop_first)
+
+    await asyncio.wait_for(worker.run(), timeout=60)
+
+    assert stopped
+    assert [status for status, _worker in await _jobs(erx, job_ids)] == ["succeeded"] * 2
+    async with erx.runtime.engine.connect() as connection:
+        issued = await connection.scalar(
+            text("SELECT count(*) FROM prescriptions WHERE id = ANY(:ids) AND status = 'issued'"),
+            {"ids": prescriptions},
+        )
+    assert issued == 2

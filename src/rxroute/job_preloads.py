@@ -9,10 +9,17 @@ as a ``LEFT JOIN LATERAL`` on procrastinate's own ``procrastinate_fetch_job_v2``
 finds the row with :func:`take` (through :class:`rxroute.job_running.RunningJob`) and skips its
 own read; a job of any other task costs the fetch nothing but an empty lateral join.
 
-A preload is only a read, from the fetch's snapshot. A job is deferred in the transaction
-that commits the state it acts on, so the snapshot that sees the job sees that state too;
-anything that moved after it is caught where it always was, by the compare-and-set of the
-task's first write (the send's claim re-checks every value it relies on).
+A preload is only a read, from the snapshot of the statement that fetched the job. That
+snapshot is taken before procrastinate's fetch function (volatile, with snapshots of its
+own) takes the job, so it may predate the transaction that queued the job with the state
+it acts on. A preload may therefore only lead the task to a write whose compare-and-set
+proves it current (the send's claim re-checks every value it relies on); any other
+conclusion is drawn again from a fresh read (:func:`rxroute.deliveries.common_path.claim`).
+
+Two more round trips are saved the same way. One fetch takes a job for every free slot
+(:meth:`PreloadingJobManager.fetch_jobs`), and a job's last statement may take its
+worker's next job with its preload (:class:`HandOff`; the send's record does), which runs
+in the slot it frees.
 
 Preloading is on only inside rxroute's own worker (:meth:`rxroute.job_worker._Worker.run` opens a
 :func:`fetching` scope); any other fetch through :data:`rxroute.jobs.queue` (procrastinate's

@@ -98,14 +98,9 @@ def register(preload: Preload) -> None:
     _HAND_OFFS.clear()
 
 
-def registered() -> tuple[Preload, ...]:
-    """The preloads registered so far, in the order the fetch reads them."""
-    return tuple(_REGISTRY.values())
-
-
 def _job_columns_and_joins() -> tuple[list[str], list[str], tuple[Preload, ...]]:
     """The select list of a fetched job (alias ``job``) and its preloads, and their joins."""
-    preloads = registered()
+    preloads = tuple(_REGISTRY.values())
     columns = [f"job.{name}" for name in JOB_COLUMNS]
     joins = []
     for index, preload in enumerate(preloads):

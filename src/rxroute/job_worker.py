@@ -121,8 +121,12 @@ class _Worker(procrastinate_worker.Worker):
 
     #: Why this worker stopped itself, when it did.
     stopped_for: str | None = None
-    #: Whether this worker's own fetch loop runs (so jobs may be handed off to it).
-    _fetches_in_batches = False
+
+    @property
+    def _hands_off(self) -> bool:
+        """Whether this worker fetches in batches and takes jobs handed off to it: with
+        rxroute's job manager, which procrastinate's own worker in some tests goes without."""
+        return isinstance(self.app.job_manager, job_preloads.PreloadingJobManager)
 
     async def run(self) -> None:
         # Every fetch of this worker preloads (the loop and the job tasks inherit the scope).
@@ -146,15 +150,15 @@ class _Worker(procrastinate_worker.Worker):
         if not isinstance(manager, job_preloads.PreloadingJobManager):
             await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
             return
-        self._fetches_in_batches = True
         assert self.worker_id is not None
         semaphore = self._job_semaphore
         while not self._stop_event.is_set():
             acquired = asyncio.create_task(semaphore.acquire())
+            # Returns once either is done, the other cancelled: without a stop, the slot.
             await procrastinate_utils.wait_any(acquired, self._stop_event.wait())
-            if self._stop_event.is_set() or not acquired.done() or acquired.cancelled():
+            if self._stop_event.is_set():
                 if acquired.done() and not acquired.cancelled():
-                    semaphore.release()
+                    semaphore.release()  # both came at once: the slot goes back
                 break
             slots = 1
             while not semaphore.locked():  # the other free slots: taken without waiting
@@ -216,7 +220,7 @@ class _Worker(procrastinate_worker.Worker):
             job = context.job
             running = None
             if job.id is not None and self.worker_id is not None:
-                hands_off = self._fetches_in_batches
+                hands_off = self._hands_off
                 running = RunningJob(
                     job_id=job.id,
                     worker_id=self.worker_id,

@@ -230,7 +230,7 @@ async def test_a_hand_off_that_got_no_answer_restarts_the_worker(
     monkeypatch.setattr(
         common_record,
         "_record_statement",
-        lambda _preloads: NativeStatement.of(
+        lambda _hand_off: NativeStatement.of(
             "SELECT pg_terminate_backend(pg_backend_pid()) WHERE %(hand_off)s"
         ),
     )

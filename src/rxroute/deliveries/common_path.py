@@ -74,14 +74,20 @@ def squeeze(statement: str) -> str:
     return " ".join(statement.split())
 
 
-_CLAIM = squeeze(
-    """
+#: Both writes' guard on the prescription (the CTE ``p``): locked, still with this delivery
+#: current and still at ``%(expected)s``, the status the decision was made on.
+PRESCRIPTION_GUARD = """
     WITH p AS (
         SELECT id FROM prescriptions
         WHERE id = %(prescription_id)s AND current_delivery_id = %(delivery_id)s
-          AND status = %(status)s
+          AND status = %(expected)s
         FOR UPDATE
-    ), d AS (
+    )"""
+
+
+_CLAIM = squeeze(
+    PRESCRIPTION_GUARD  # noqa: S608 (a constant of ours, no input)
+    + """, d AS (
         UPDATE deliveries
         SET claim = %(claim)s, attempts_in_series = attempts_in_series + 1, reached_out = true,
             link_nonce = %(nonce)s, updated_at = now()
@@ -175,7 +181,7 @@ async def _claim_from(
         {
             "prescription_id": prescription.id,
             "delivery_id": delivery.id,
-            "status": current.value,
+            "expected": current.value,
             "claim": claim_id,
             "nonce": delivery.link_nonce,
             "old_nonce": old_nonce,

@@ -17,7 +17,7 @@ from rxroute import job_preloads
 from rxroute.db.engine import outage_reason
 from rxroute.db.queue_statements import NativeStatement, single_statements
 from rxroute.deliveries.claims import Claimed
-from rxroute.deliveries.common_path import squeeze
+from rxroute.deliveries.common_path import PRESCRIPTION_GUARD, squeeze
 from rxroute.events import tasks as event_tasks
 from rxroute.events.catalogue import event_body, event_type_for
 from rxroute.job_running import RunningJob
@@ -28,13 +28,8 @@ from rxroute.prescriptions.lifecycle import Source, decide
 from rxroute.runtime import Runtime
 
 _RECORD = squeeze(
-    f"""
-    WITH p AS (
-        SELECT id FROM prescriptions
-        WHERE id = %(prescription_id)s AND current_delivery_id = %(delivery_id)s
-          AND status = %(expected)s
-        FOR UPDATE
-    ), d AS (
+    PRESCRIPTION_GUARD  # noqa: S608 (a constant of ours, no input)
+    + f""", d AS (
         UPDATE deliveries
         SET state = 'live', provider_ref = COALESCE(provider_ref, %(ref)s),
             provider_token = COALESCE(%(token)s, provider_token), last_heard_at = %(now)s,
@@ -115,16 +110,15 @@ _COUNTS = 4
 
 
 @functools.cache
-def _record_statement(preloads: tuple[job_preloads.Preload, ...]) -> NativeStatement:
+def _record_statement(hand_off: job_preloads.HandOff) -> NativeStatement:
     """:data:`_RECORD`, which also takes the worker's next job once it finished its own.
 
     With the hand-off (:class:`rxroute.job_preloads.HandOff`), a worker busy with sends
     spends no fetch of its own between them: the slot this send frees at its commit goes
-    to the job the same statement took. Built on first use, once every task registered
-    its preload (``preloads``, the registry's, keys the cache).
+    to the job the same statement took. Built on first use, once every task registered its
+    preload: :func:`rxroute.job_preloads.hand_off_sql` builds a new hand-off when one
+    registers later, and that keys a new statement.
     """
-    hand_off = job_preloads.hand_off_sql("f")
-    assert hand_off.preloads == preloads
     statement = " ".join(
         [
             _RECORD.rstrip(),
@@ -191,10 +185,10 @@ async def record_delivered(
         else ""
     )
     hand_off = job is not None and job.may_hand_off()
-    preloads = job_preloads.registered()
+    next_job = job_preloads.hand_off_sql("f")
     try:
         async with single_statements(runtime.queue_pool) as connection:
-            cursor = await _record_statement(preloads).execute(
+            cursor = await _record_statement(next_job).execute(
                 connection,
                 {
                     "prescription_id": context.prescription_id,
@@ -245,6 +239,6 @@ async def record_delivered(
     assert row is not None  # the statement's outer SELECT always returns its one row
     if job is not None and row[3]:
         job.finished = True
-        handed = job_preloads.jobs_from_rows([row[_COUNTS:]], preloads) if hand_off else []
+        handed = job_preloads.jobs_from_rows([row[_COUNTS:]], next_job.preloads) if hand_off else []
         job.handed_off = handed[0] if handed else None
     return bool(row[0])

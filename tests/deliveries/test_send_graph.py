@@ -71,3 +71,8 @@ async def test_every_column_comes_back_as_the_orm_loads_it(
                 assert _columns(instance, model) == _columns(loaded, model), model.__name__
         assert [item.position for item in graph.items] == [0, 1, 2]
         assert not attached_to.new and not attached_to.dirty
+        # What a channel looks up is found in the session, with no SQL (the session's
+        # engine would run it); the rest is detached, never flushed by anyone.
+        assert await attached_to.get(Pharmacy, graph.pharmacy.id) is graph.pharmacy
+        assert await attached_to.get(Clinic, graph.clinic.id) is graph.clinic
+        assert graph.prescription not in attached_to and graph.delivery not in attached_to

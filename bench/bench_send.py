@@ -453,6 +453,7 @@ async def main(
             f"{each.job_seconds * 1000:.1f} ms"
         )
         print(f"    {each.sending_cpu.describe(each.sends, 'send')}")
+        print(f"    {each.sending_cpu.describe_share('worker')}")
         print(
             f"  baseline, raw httpx issue:    {each.sends / each.raw_seconds:8.1f} sends/s "
             f"({each.raw_seconds:.2f} s)"

@@ -5,6 +5,9 @@ worker, PostgreSQL and the sandbox all run during the worker's window but only a
 the sandbox run during the raw baseline, the ratio is bounded by how much CPU each side
 spends per operation, whatever either side's code does. Printing that split beside the
 ratio says which process to look at (and whether the machine had anything left over).
+For each named process it also says how long its main thread waited for a CPU while it
+could have run (the scheduler's run-queue time): a process bound by its own CPU that still
+waits has lost part of its core to the others, which its CPU seconds alone do not show.
 Linux only: everything comes from ``/proc``.
 """
 
@@ -27,6 +30,16 @@ def _process_seconds(pid: int) -> float | None:
         return sum(process_cpu(pid))
     except (FileNotFoundError, ProcessLookupError):
         return None
+
+
+def _main_thread_seconds(pid: int) -> tuple[float, float]:
+    """(on a CPU, waiting on a run queue) seconds of the process's main thread so far:
+    ``/proc/PID/schedstat``; zeros once it is gone."""
+    try:
+        running, waiting = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0, 0.0
+    return int(running) / 1e9, int(waiting) / 1e9
 
 
 def _postgres_pids() -> list[int]:
@@ -54,6 +67,8 @@ def _machine_seconds() -> tuple[float, float]:
 class CpuSnapshot:
     at: float
     named: Mapping[str, float]
+    #: (on a CPU, waiting for one) seconds of each named process's main thread.
+    main_threads: Mapping[str, tuple[float, float]]
     postgres: Mapping[int, float]
     machine_busy: float
 
@@ -65,8 +80,9 @@ def snapshot(pids: Mapping[str, int]) -> CpuSnapshot:
         name: (time.process_time() if pid == os.getpid() else _process_seconds(pid) or 0.0)
         for name, pid in pids.items()
     }
+    threads = {name: _main_thread_seconds(pid) for name, pid in pids.items()}
     postgres = {pid: seconds for pid in _postgres_pids() if (seconds := _process_seconds(pid))}
-    return CpuSnapshot(time.perf_counter(), named, postgres, _machine_seconds()[0])
+    return CpuSnapshot(time.perf_counter(), named, threads, postgres, _machine_seconds()[0])
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,8 @@ class CpuSplit:
 
     seconds: float
     named: dict[str, float]
+    #: (on a CPU, waiting for one) seconds of each named process's main thread.
+    main_threads: dict[str, tuple[float, float]]
     machine_busy_cores: float
 
     def per_operation_ms(self, operations: int) -> dict[str, float]:
@@ -86,6 +104,15 @@ class CpuSplit:
         return (
             f"CPU ms per {unit}: {', '.join(parts)}; "
             f"machine busy {self.machine_busy_cores:.2f} of {cores} cores"
+        )
+
+    def describe_share(self, name: str) -> str:
+        """How much of the window ``name``'s main thread ran, and waited for a CPU."""
+        running, waiting = (seconds / self.seconds for seconds in self.main_threads[name])
+        neither = max(0.0, 1.0 - running - waiting)
+        return (
+            f"{name}'s main thread: on a CPU {100 * running:.0f}% of the window, waiting "
+            f"for one {100 * waiting:.0f}%, blocked or idle {100 * neither:.0f}%"
         )
 
 
@@ -100,5 +127,9 @@ def split(before: CpuSnapshot, after: CpuSnapshot) -> CpuSplit:
     return CpuSplit(
         seconds=elapsed,
         named=named,
+        main_threads={
+            name: (running - before.main_threads[name][0], waiting - before.main_threads[name][1])
+            for name, (running, waiting) in after.main_threads.items()
+        },
         machine_busy_cores=(after.machine_busy - before.machine_busy) / elapsed,
     )

@@ -23,7 +23,8 @@ from rxroute.channels.email.document import (
 )
 
 _OBJECT = re.compile(rb"(\d+) 0 obj\s*(.*?)endobj", re.S)
-_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
+_STREAM = re.compile(rb">>\s*stream\r?\n")
+_LENGTH = re.compile(rb"/Length (\d+)\b(?! 0 R)")
 _REF = rb"(\d+) 0 R"
 
 
@@ -31,10 +32,18 @@ def _objects(pdf: bytes) -> dict[int, bytes]:
     return {int(m.group(1)): m.group(2) for m in _OBJECT.finditer(pdf)}
 
 
-def _stream(body: bytes) -> bytes:
-    match = _STREAM.search(body)
-    assert match, "object has no stream"
-    data = match.group(1)
+def read_stream(body: bytes) -> bytes:
+    """The stream's data: exactly ``/Length`` bytes after the ``stream`` keyword's line end.
+
+    Not up to the next line end before ``endstream``: compressed data may itself end in a
+    carriage return (one stream in 256), which a pattern takes for the line end, leaving
+    the data a byte short (zlib: "incomplete or truncated stream").
+    """
+    start, length = _STREAM.search(body), _LENGTH.search(body)
+    assert start and length, "object has no stream with a direct /Length"
+    end = start.end() + int(length.group(1))
+    data = body[start.end() : end]
+    assert body[end:].lstrip(b"\r\n").startswith(b"endstream"), "/Length does not end the data"
     return zlib.decompress(data) if b"/FlateDecode" in body else data
 
 
@@ -94,9 +103,9 @@ def extract_pages(pdf: bytes) -> list[str]:
             font = objects[int(ref)]
             to_unicode = re.search(rb"/ToUnicode " + _REF, font)
             fonts[name] = (
-                _to_unicode(_stream(objects[int(to_unicode.group(1))])) if to_unicode else None
+                _to_unicode(read_stream(objects[int(to_unicode.group(1))])) if to_unicode else None
             )
-        content = _stream(objects[int(contents.group(1))])
+        content = read_stream(objects[int(contents.group(1))])
         current: dict[int, str] | None = None
         lines: list[str] = []
         for token in re.finditer(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) Tj", content, re.S):

@@ -1,16 +1,39 @@
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import pytest
 
 from rxroute.channels.email.document import PrescriptionDocument, PrescriptionItem
 from rxroute.channels.email.pdf import FontFiles, find_unicode_font, render_prescription_pdf
+from tests.channels.email.conftest import read_stream
 
 PagesReader = Callable[[bytes], list[str]]
 DocFactory = Callable[..., PrescriptionDocument]
 
 FONT_CHOICES = [pytest.param("auto", id="unicode-font"), pytest.param(None, id="core-font")]
+
+
+def _content_compressing_to_a_final_carriage_return() -> bytes:
+    for line in range(1000):
+        content = b"BT /F1 10 Tf (line %d of the page) Tj ET" % line * 3
+        if zlib.compress(content)[-1] == 0x0D:
+            return content
+    raise AssertionError("no content in range compresses to a final carriage return")
+
+
+def test_the_pdf_reader_takes_a_stream_by_its_length() -> None:
+    """Flate data ending in a carriage return is read whole. The reader once took that byte
+    for the line end before ``endstream`` and cut the data short: one stream in 256, which
+    made a Region A test fail now and then."""
+    content = _content_compressing_to_a_final_carriage_return()
+    data = zlib.compress(content)
+    body = b"<<\n/Filter /FlateDecode\n/Length %d\n>>\nstream\n%s\nendstream\n" % (
+        len(data),
+        data,
+    )
+    assert read_stream(body) == content
 
 
 def test_bundled_unicode_font_is_found() -> None:

@@ -261,11 +261,11 @@ ISSUED_AMONG = text(
 
 #: Whether any send job still waits or runs: what the wait polls five times a second while
 #: the worker sends, so it must cost next to nothing on the two cores the worker shares with
-#: PostgreSQL (the raw client's window has no poller at all). procrastinate's partial index on
-#: waiting and running jobs answers it from a few entries; counting the batch's issued
-#: prescriptions instead (:data:`ISSUED_AMONG`, 2,000 ids parsed and looked up each time)
-#: cost this script and its backend about 0.2 ms of CPU per send. That count runs once the
-#: queue is drained, to check every send was issued.
+#: PostgreSQL (the raw client's window has no poller at all). A scan of the jobs table that
+#: stops at the first waiting job: under half a millisecond at 8,000 jobs. Counting the
+#: batch's issued prescriptions instead (:data:`ISSUED_AMONG`, 2,000 ids parsed and looked up
+#: each time) cost this script about 0.05 ms of CPU per send and its backend as much again.
+#: That count runs once the queue is drained, to check every send was issued.
 SENDS_OUTSTANDING = (
     "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs "
     "WHERE status IN ('todo', 'doing') AND task_name = 'send_prescription')"

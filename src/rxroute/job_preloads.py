@@ -37,23 +37,36 @@ from typing import Any
 
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import manager as procrastinate_manager
+from procrastinate.sql import queries as procrastinate_queries
 
 from rxroute.db.queue_statements import single_statements
 
-#: The columns procrastinate's own ``fetch_job`` query returns, in its order.
-JOB_COLUMNS = (
-    "id",
-    "status",
-    "task_name",
-    "priority",
-    "lock",
-    "queueing_lock",
-    "args",
-    "scheduled_at",
-    "queue_name",
-    "attempts",
-    "worker_id",
+#: procrastinate's own ``fetch_job`` query: ``SELECT <columns> FROM <the fetch function>(``.
+_FETCH_QUERY_SHAPE = re.compile(
+    r"\s*SELECT\s+(?P<columns>[a-z_,\s]+?)\s+FROM\s+procrastinate_fetch_job_v2\(", re.IGNORECASE
 )
+
+
+def fetch_job_columns(query: str) -> tuple[str, ...]:
+    """The columns procrastinate's ``fetch_job`` ``query`` returns, in its order.
+
+    Read from procrastinate's own query rather than restated, so the rows our fetch builds
+    (:data:`_CALL_FETCH`, which calls the same function) stay what ``Job.from_row`` reads
+    after an upgrade. A query of another shape (a new fetch function, say) stops the import
+    here, not a worker mid-job.
+    """
+    match = _FETCH_QUERY_SHAPE.match(query)
+    if match is None:
+        raise RuntimeError(
+            "procrastinate's fetch_job query is no longer SELECT ... FROM "
+            "procrastinate_fetch_job_v2(...); rxroute.job_preloads calls that function and "
+            "must be updated with it"
+        )
+    return tuple(name.strip() for name in match.group("columns").split(","))
+
+
+#: The columns procrastinate's own ``fetch_job`` query returns, in its order.
+JOB_COLUMNS = fetch_job_columns(procrastinate_queries["fetch_job"])
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_.]*$")
 

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
+from procrastinate import jobs as procrastinate_jobs
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,6 +116,31 @@ def test_each_batch_size_is_a_statement_of_its_own() -> None:
     assert job_preloads._fetch_statement(3)[0] is three
     with pytest.raises(ValueError, match="at least 1"):
         job_preloads._fetch_statement(0)
+
+
+def test_a_fetched_row_has_every_column_procrastinates_job_reads() -> None:
+    """The columns come from procrastinate's own fetch_job query; a row with them (as our
+    fetch and the hand-off select them) is a job to procrastinate, whatever its version."""
+    assert job_preloads.JOB_COLUMNS[:3] == ("id", "status", "task_name")
+    row = {name: None for name in job_preloads.JOB_COLUMNS} | {"id": 7, "args": {}}
+    job = procrastinate_jobs.Job.from_row(row)
+    assert job.id == 7 and job.task_kwargs == {}
+
+
+def test_the_fetch_columns_are_read_across_lines_and_spaces() -> None:
+    query = "SELECT id,\n  status , task_name\nFROM procrastinate_fetch_job_v2(%(queues)s, 1);"
+    assert job_preloads.fetch_job_columns(query) == ("id", "status", "task_name")
+
+
+def test_a_fetch_query_of_another_shape_stops_the_import() -> None:
+    """A procrastinate whose fetch moved to another function would leave our fetch calling
+    the old one: refused at import, naming what to update, not a KeyError in a worker."""
+    for query in (
+        "SELECT id, status FROM procrastinate_fetch_job_v3(%(queues)s, %(worker_id)s);",
+        "SELECT * FROM procrastinate_fetch_job_v2(%(queues)s, %(worker_id)s);",
+    ):
+        with pytest.raises(RuntimeError, match="procrastinate_fetch_job_v2"):
+            job_preloads.fetch_job_columns(query)
 
 
 def test_batches_are_fetched_only_inside_our_worker() -> None:

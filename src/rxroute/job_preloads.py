@@ -41,9 +41,13 @@ from procrastinate.sql import queries as procrastinate_queries
 
 from rxroute.db.queue_statements import single_statements
 
+#: The function procrastinate's ``fetch_job`` query calls, and our fetch calls too
+#: (:data:`_CALL_FETCH`): the parse below checks that they are still the same.
+_FETCH_FUNCTION = "procrastinate_fetch_job_v2"
+
 #: procrastinate's own ``fetch_job`` query: ``SELECT <columns> FROM <the fetch function>(``.
 _FETCH_QUERY_SHAPE = re.compile(
-    r"\s*SELECT\s+(?P<columns>[a-z_,\s]+?)\s+FROM\s+procrastinate_fetch_job_v2\(", re.IGNORECASE
+    rf"\s*SELECT\s+(?P<columns>[a-z_,\s]+?)\s+FROM\s+{_FETCH_FUNCTION}\(", re.IGNORECASE
 )
 
 
@@ -58,8 +62,8 @@ def fetch_job_columns(query: str) -> tuple[str, ...]:
     match = _FETCH_QUERY_SHAPE.match(query)
     if match is None:
         raise RuntimeError(
-            "procrastinate's fetch_job query is no longer SELECT ... FROM "
-            "procrastinate_fetch_job_v2(...); rxroute.job_preloads calls that function and "
+            "procrastinate's fetch_job query is no longer SELECT ... FROM "  # noqa: S608 (a message)
+            f"{_FETCH_FUNCTION}(...); rxroute.job_preloads calls that function and "
             "must be updated with it"
         )
     return tuple(name.strip() for name in match.group("columns").split(","))
@@ -131,7 +135,7 @@ def _job_columns_and_joins() -> tuple[list[str], list[str], tuple[Preload, ...]]
 #: job and respects the job locks held. MATERIALIZED: what reads the result never calls the
 #: function again. A call that finds nothing returns a row of NULLs.
 _CALL_FETCH = (
-    "SELECT (fetched_job).* FROM (SELECT procrastinate_fetch_job_v2("
+    f"SELECT (fetched_job).* FROM (SELECT {_FETCH_FUNCTION}("  # noqa: S608 (our constant)
     "%(queues)s::varchar[], %(worker_id)s) AS fetched_job FROM {rows} OFFSET 0) AS calls"
 )
 

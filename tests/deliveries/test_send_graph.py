@@ -10,8 +10,11 @@ rather than in a channel's payload.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import pytest
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.db.queue_statements import single_statements
@@ -51,28 +54,56 @@ async def test_every_column_comes_back_as_the_orm_loads_it(
         cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription.id})
         row = await cursor.fetchone()
     assert row is not None
-    async with AsyncSession(bind=db.engine, autoflush=False) as attached_to:
-        graph = send_graph.attach(attached_to, row)
-        assert graph.delivery is not None and graph.pharmacy is not None
-        assert graph.clinic is not None
-        by_hand: list[tuple[type[Any], Any]] = [
-            (type(graph.prescription), graph.prescription),
-            (Delivery, graph.delivery),
-            (Pharmacy, graph.pharmacy),
-            (Clinic, graph.clinic),
-            (Patient, graph.prescription.patient),
-            (Prescriber, graph.prescription.prescriber),
-            *((PrescriptionItem, item) for item in graph.items),
-        ]
-        async with db.sessionmaker() as fresh:
-            for model, instance in by_hand:
-                loaded = await fresh.get(model, instance.id)
-                assert loaded is not None, model.__name__
-                assert _columns(instance, model) == _columns(loaded, model), model.__name__
-        assert [item.position for item in graph.items] == [0, 1, 2]
-        assert not attached_to.new and not attached_to.dirty
-        # What a channel looks up is found in the session, with no SQL (the session's
-        # engine would run it); the rest is detached, never flushed by anyone.
-        assert await attached_to.get(Pharmacy, graph.pharmacy.id) is graph.pharmacy
-        assert await attached_to.get(Clinic, graph.clinic.id) is graph.clinic
-        assert graph.prescription not in attached_to and graph.delivery not in attached_to
+    graph = send_graph.attach(row)
+    assert graph.delivery is not None and graph.pharmacy is not None
+    assert graph.clinic is not None
+    by_hand: list[tuple[type[Any], Any]] = [
+        (type(graph.prescription), graph.prescription),
+        (Delivery, graph.delivery),
+        (Pharmacy, graph.pharmacy),
+        (Clinic, graph.clinic),
+        (Patient, graph.prescription.patient),
+        (Prescriber, graph.prescription.prescriber),
+        *((PrescriptionItem, item) for item in graph.items),
+    ]
+    async with db.sessionmaker() as fresh:
+        for model, instance in by_hand:
+            loaded = await fresh.get(model, instance.id)
+            assert loaded is not None, model.__name__
+            assert _columns(instance, model) == _columns(loaded, model), model.__name__
+    assert [item.position for item in graph.items] == [0, 1, 2]
+    # Detached with their identity, in no session: nobody can flush them.
+    for _model, instance in by_hand:
+        state = inspect(instance)
+        assert state.detached and state.key is not None and state.session is None
+    # What a channel's prepare looks up is the graph's own instance, with no SQL.
+    rows = graph.rows()
+    assert await rows.get(Pharmacy, graph.pharmacy.id) is graph.pharmacy
+    assert await rows.get(Clinic, graph.clinic.id) is graph.clinic
+
+
+async def test_a_lookup_the_load_did_not_read_is_a_mistake_not_a_missing_row(
+    db: Runtime, session: AsyncSession
+) -> None:
+    """None would mean "no such row" to prepare (a clinic would fall back to the configured
+    one): a lookup the load cannot answer must fail loudly instead."""
+    patient = await make_patient(session)
+    prescriber = await make_prescriber(session, db.secret_box)
+    prescription = await make_prescription(session, patient, prescriber)
+    pharmacy = await make_pharmacy(session, "B", platform_contact_id=5003)
+    other = await make_pharmacy(session, "B", platform_contact_id=5004)
+    await queue_for_erx(session, prescription.id, pharmacy)
+    await session.commit()
+
+    async with single_statements(db.queue_pool) as connection:
+        cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription.id})
+        row = await cursor.fetchone()
+    assert row is not None
+    graph = send_graph.attach(row)
+    assert graph.clinic is None
+    rows = graph.rows()
+    assert await rows.get(Pharmacy, pharmacy.id) is graph.pharmacy
+    with pytest.raises(LookupError, match="did not read Pharmacy"):
+        await rows.get(Pharmacy, other.id)
+    with pytest.raises(LookupError, match="did not read Clinic"):
+        await rows.get(Clinic, uuid.uuid4())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from rxroute.prescriptions.lifecycle import Status
 
@@ -25,6 +25,22 @@ if TYPE_CHECKING:
     from rxroute.config import Settings
     from rxroute.models import Delivery, Pharmacy, Prescription
     from rxroute.runtime import Runtime
+
+
+T = TypeVar("T")
+
+
+class RowSource(Protocol):
+    """Where ``prepare`` finds, by primary key, the rows it reads besides the prescription
+    and the delivery (the delivery's pharmacy, the prescription's clinic).
+
+    An ``AsyncSession`` is one: the general path passes its own, inside its transaction.
+    The send's common path passes the rows its one statement already read
+    (:class:`rxroute.deliveries.send_graph.LoadedRows`), so a send opens no session at all.
+    ``prepare`` needs nothing else from a session, so it is given nothing else.
+    """
+
+    async def get(self, entity: type[T], ident: Any, /) -> T | None: ...
 
 
 class Purpose(enum.StrEnum):
@@ -149,12 +165,13 @@ class Channel(Protocol):
     async def prepare(
         self,
         runtime: Runtime,
-        session: AsyncSession,
+        session: RowSource,
         prescription: Prescription,
         delivery: Delivery,
         purpose: Purpose,
     ) -> Any:
-        """Everything the call-out needs, read inside a transaction. Raises NotSendable."""
+        """Everything the call-out needs, read inside a transaction (other rows only through
+        ``session.get``). Raises NotSendable."""
         ...
 
     async def look_up(self, runtime: Runtime, prepared: Any) -> list[FarSideCopy] | None:

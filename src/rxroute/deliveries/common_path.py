@@ -5,7 +5,8 @@ transaction, and no transaction at all while the far side is called.
 
 1. **Load** (a read): the prescription, its current delivery, everything the channel needs,
    whether any delivery waits to be withdrawn, and the event endpoints, in one SELECT
-   (:mod:`rxroute.deliveries.send_graph`: plain rows, handed to the channel as ORM objects).
+   (:mod:`rxroute.deliveries.send_graph`: plain rows, handed to the channel as detached ORM
+   objects, with no session).
    In rxroute's worker this SELECT rides on the statement that fetched the job
    (:mod:`rxroute.job_preloads`), so the job itself runs two statements, not three.
 2. **Claim** (one write statement): take the delivery with a fresh fencing ``claim``, count
@@ -51,7 +52,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from rxroute.channels.base import NotSendable, Purpose
 from rxroute.channels.registry import get_channel
@@ -144,37 +144,37 @@ async def _claim_from(
     row: Sequence[Any],
 ) -> Claimed | SendOutcome | None:
     """:func:`claim`, given the loaded row."""
-    # Never flushed: the channel reads (and may set the delivery's link nonce on) these.
-    async with AsyncSession(bind=runtime.engine, autoflush=False) as session:
-        graph = send_graph.attach(session, row)
-        prescription, delivery = graph.prescription, graph.delivery
-        if prescription.id != prescription_id:
-            raise ValueError(f"loaded prescription {prescription.id}, not {prescription_id}")
-        if graph.withdrawals:
-            return None  # withdraw first: the general path
-        if delivery is None or delivery.state != DeliveryState.PENDING.value:
-            state = delivery.state if delivery else "none"
-            return SendOutcome("skipped", f"no delivery waiting to be sent ({state})")
-        if delivery.reached_out or not _SENDING_IS_QUIET:
-            return None  # an earlier attempt may have landed: look it up first
-        channel = get_channel(runtime, delivery.channel)
-        sent_type = event_type_for(channel.delivered_status)
-        endpoints: list[uuid.UUID] = []
-        if sent_type is not None:
-            endpoints, default_missing = wanted_endpoints(
-                graph.endpoints, runtime.settings, sent_type.value
-            )
-            if default_missing:
-                return None  # the general path creates the default endpoint's row
-        current = Status(prescription.status)
-        moved = decide(current, Status.SENDING, Source.WORKER)
-        old_nonce = delivery.link_nonce
-        try:
-            prepared = await channel.prepare(
-                runtime, session, prescription, delivery, Purpose.DELIVER
-            )
-        except NotSendable:
-            return None  # the general path records the refusal
+    # Detached, never flushed: the channel reads (and may set the delivery's link nonce on)
+    # these, and the claim below writes what it decided.
+    graph = send_graph.attach(row)
+    prescription, delivery = graph.prescription, graph.delivery
+    if prescription.id != prescription_id:
+        raise ValueError(f"loaded prescription {prescription.id}, not {prescription_id}")
+    if graph.withdrawals:
+        return None  # withdraw first: the general path
+    if delivery is None or delivery.state != DeliveryState.PENDING.value:
+        state = delivery.state if delivery else "none"
+        return SendOutcome("skipped", f"no delivery waiting to be sent ({state})")
+    if delivery.reached_out or not _SENDING_IS_QUIET:
+        return None  # an earlier attempt may have landed: look it up first
+    channel = get_channel(runtime, delivery.channel)
+    sent_type = event_type_for(channel.delivered_status)
+    endpoints: list[uuid.UUID] = []
+    if sent_type is not None:
+        endpoints, default_missing = wanted_endpoints(
+            graph.endpoints, runtime.settings, sent_type.value
+        )
+        if default_missing:
+            return None  # the general path creates the default endpoint's row
+    current = Status(prescription.status)
+    moved = decide(current, Status.SENDING, Source.WORKER)
+    old_nonce = delivery.link_nonce
+    try:
+        prepared = await channel.prepare(
+            runtime, graph.rows(), prescription, delivery, Purpose.DELIVER
+        )
+    except NotSendable:
+        return None  # the general path records the refusal
     claim_id = uuid.uuid4()
     cursor = await connection.execute(
         _CLAIM,

@@ -6,12 +6,15 @@ five joined entities and their collection went through SQLAlchemy's execution, r
 identity-map machinery, about 120 columns deep, for every send. Here the same rows come
 back from one plain psycopg statement, and each is put into the instance's dictionary as
 the ORM's own loader does and marked as loaded (detached, with its identity), so a
-relationship nobody loaded still raises (``lazy="raise"``) as before. Only the entities a
-channel looks up with ``session.get`` (:data:`LOOKED_UP`: the delivery's pharmacy, the
-prescription's clinic) join the session, which never runs SQL, so those lookups find them
-in its identity map. The others stay detached: ``Session.add`` cascades over every
-relationship of the mapper, and adding all seven cost a send more worker CPU than the
-statement that read them (about 150 microseconds of the 250 the attach took).
+relationship nobody loaded still raises (``lazy="raise"``) as before.
+
+No session is involved. What a channel's ``prepare`` reads besides the prescription and the
+delivery it reads through ``get`` (:class:`rxroute.channels.base.RowSource`), and
+:class:`LoadedRows` answers that from this load: the delivery's pharmacy and the
+prescription's clinic. The common path used to open a session only for those two lookups,
+adding both entities to it (``Session.add`` cascades over every relationship of the
+mapper) and closing it again: about a twentieth of the worker's CPU per send, for two
+dictionary reads.
 
 Every mapped column of every entity is read, the statement being built from the mappers
 themselves, so a column added to a model is read here too (no attribute is silently left
@@ -26,11 +29,10 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, inspect, literal, select
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 
@@ -124,9 +126,37 @@ def select_for(prescription_id: str) -> str:
 LOAD = select_for("%(prescription_id)s")
 
 
+T = TypeVar("T")
+
+
+class LoadedRows:
+    """The rows a channel's ``prepare`` may ``get`` (:class:`rxroute.channels.base.RowSource`),
+    from the send's load rather than a session: the delivery's pharmacy and the
+    prescription's clinic, the same instances the graph holds."""
+
+    def __init__(self, *instances: Any) -> None:
+        self._found = {(type(each), each.id): each for each in instances if each is not None}
+
+    async def get(self, entity: type[T], ident: Any, /) -> T | None:
+        """The loaded ``entity`` with primary key ``ident``.
+
+        Anything else was not read by the load, so it is a mistake in the code, not a row
+        that does not exist: it raises rather than answer None (which ``prepare`` would take
+        for a row that is gone, such as a clinic falling back to the configured one).
+        """
+        found = self._found.get((entity, ident))
+        if found is None:
+            raise LookupError(
+                f"the send's load did not read {entity.__name__} {ident}: "
+                "add it to rxroute.deliveries.send_graph"
+            )
+        assert isinstance(found, entity)
+        return found
+
+
 @dataclass
 class SendGraph:
-    """The loaded rows; holds them (the session's identity map is weak)."""
+    """The loaded rows, as detached ORM instances."""
 
     prescription: Prescription
     delivery: Delivery | None
@@ -136,27 +166,22 @@ class SendGraph:
     withdrawals: bool
     endpoints: list[Candidate]
 
+    def rows(self) -> LoadedRows:
+        """What ``prepare`` finds by ``get``: the delivery's pharmacy, the clinic."""
+        return LoadedRows(self.pharmacy, self.clinic)
 
-#: The entities a channel's ``prepare`` looks up with ``session.get``: in the session.
-LOOKED_UP: frozenset[type[Any]] = frozenset({Pharmacy, Clinic})
 
-
-def _attached(
-    session: AsyncSession, model: type[Any], keys: Sequence[str], values: Sequence[Any]
-) -> Any:
-    """An instance of ``model`` holding ``values`` as loaded state: persistent in
-    ``session`` if a channel looks it up there (:data:`LOOKED_UP`), else detached."""
+def _detached(model: type[Any], keys: Sequence[str], values: Sequence[Any]) -> Any:
+    """An instance of ``model`` holding ``values`` as loaded state, detached with its
+    identity (as the ORM leaves an instance loaded in a session that has since closed)."""
     instance = inspect(model).class_manager.new_instance()
     instance_dict(instance).update(zip(keys, values, strict=True))
     make_transient_to_detached(instance)
-    if model in LOOKED_UP:
-        session.add(instance)
     return instance
 
 
-def attach(session: AsyncSession, row: Sequence[Any]) -> SendGraph:
-    """The graph of one :data:`LOAD` row as the ORM would have loaded it, the entities
-    in :data:`LOOKED_UP` in ``session``."""
+def attach(row: Sequence[Any]) -> SendGraph:
+    """The graph of one :data:`LOAD` row as the ORM would have loaded it."""
     found: dict[type[Any], Any] = {}
     start = 0
     for _alias, model, _on in _ENTITIES:
@@ -164,13 +189,10 @@ def attach(session: AsyncSession, row: Sequence[Any]) -> SendGraph:
         values = row[start : start + len(keys)]
         start += len(keys)
         # A LEFT JOIN that found nothing: every column NULL, the primary key too.
-        found[model] = (
-            None if values[keys.index("id")] is None else _attached(session, model, keys, values)
-        )
+        found[model] = None if values[keys.index("id")] is None else _detached(model, keys, values)
     arrays = row[start : start + len(_ITEM_KEYS)]
     items = [
-        _attached(session, PrescriptionItem, _ITEM_KEYS, values)
-        for values in zip(*arrays, strict=True)
+        _detached(PrescriptionItem, _ITEM_KEYS, values) for values in zip(*arrays, strict=True)
     ]
     withdrawals, endpoints = row[start + len(_ITEM_KEYS) :]
     prescription: Prescription = found[Prescription]

@@ -25,6 +25,7 @@ from rxroute.channels.base import (
     NotSendable,
     Purpose,
     RetryPolicy,
+    RowSource,
     Withdrawn,
 )
 from rxroute.channels.email import document as doc_types
@@ -147,7 +148,7 @@ class EmailDeliveryChannel:
     async def prepare(
         self,
         runtime: Runtime,
-        session: AsyncSession,
+        session: RowSource,
         prescription: Prescription,
         delivery: Delivery,
         purpose: Purpose,

@@ -23,6 +23,7 @@ from rxroute.channels.base import (
     NotSendable,
     Purpose,
     RetryPolicy,
+    RowSource,
     Withdrawn,
 )
 from rxroute.channels.erx.base import ErxChannel, PrescriberCredentials, RemotePrescription
@@ -72,7 +73,7 @@ def prescriber_credentials(box: SecretBox, prescription: Prescription) -> Prescr
 
 
 async def clinic_internal_id(
-    session: AsyncSession, settings: Settings, prescription: Prescription
+    session: RowSource, settings: Settings, prescription: Prescription
 ) -> int | None:
     """The clinic's internal API ID: the prescription's clinic, else the configured one."""
     if prescription.clinic_id is not None:
@@ -83,7 +84,7 @@ async def clinic_internal_id(
 
 
 async def build_payload(
-    session: AsyncSession,
+    session: RowSource,
     settings: Settings,
     prescription: Prescription,
     pharmacy: Pharmacy | None,
@@ -189,7 +190,7 @@ class ErxDeliveryChannel:
     async def prepare(
         self,
         runtime: Runtime,
-        session: AsyncSession,
+        session: RowSource,
         prescription: Prescription,
         delivery: Delivery,
         purpose: Purpose,

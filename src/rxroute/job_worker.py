@@ -302,6 +302,11 @@ async def _replace_dead_connections() -> None:
     await pool.check()
 
 
+def import_tasks() -> None:
+    """Import every task module, so the queue knows every task; importing again is free."""
+    queue.perform_import_paths()  # type: ignore[no-untyped-call]
+
+
 def _cancel_requested() -> bool:
     """Whether someone asked to cancel this task, even if the CancelledError was lost."""
     task = asyncio.current_task()
@@ -323,7 +328,7 @@ async def run_worker(
 
     from rxroute.maintenance.tasks import schedule_stalled_job_retrier
 
-    queue.perform_import_paths()  # type: ignore[no-untyped-call]
+    import_tasks()
     schedule_stalled_job_retrier(settings)
     _quiet_procrastinate_outages()
     loop = asyncio.get_running_loop()

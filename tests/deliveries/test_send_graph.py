@@ -39,6 +39,15 @@ def _keys(model: type[Any]) -> tuple[str, ...]:
     return send_graph._KEYS.get(model) or send_graph._ITEM_KEYS
 
 
+async def _loaded(db: Runtime, prescription_id: uuid.UUID) -> send_graph.SendGraph:
+    """The graph the send's load reads for ``prescription_id``, attached."""
+    async with single_statements(db.queue_pool) as connection:
+        cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription_id})
+        row = await cursor.fetchone()
+    assert row is not None
+    return send_graph.attach(row)
+
+
 async def test_every_column_comes_back_as_the_orm_loads_it(
     db: Runtime, session: AsyncSession
 ) -> None:
@@ -50,11 +59,7 @@ async def test_every_column_comes_back_as_the_orm_loads_it(
     await queue_for_erx(session, prescription.id, pharmacy)
     await session.commit()
 
-    async with single_statements(db.queue_pool) as connection:
-        cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription.id})
-        row = await cursor.fetchone()
-    assert row is not None
-    graph = send_graph.attach(row)
+    graph = await _loaded(db, prescription.id)
     assert graph.delivery is not None and graph.pharmacy is not None
     assert graph.clinic is not None
     by_hand: list[tuple[type[Any], Any]] = [
@@ -95,11 +100,7 @@ async def test_a_lookup_the_load_did_not_read_is_a_mistake_not_a_missing_row(
     await queue_for_erx(session, prescription.id, pharmacy)
     await session.commit()
 
-    async with single_statements(db.queue_pool) as connection:
-        cursor = await connection.execute(send_graph.LOAD, {"prescription_id": prescription.id})
-        row = await cursor.fetchone()
-    assert row is not None
-    graph = send_graph.attach(row)
+    graph = await _loaded(db, prescription.id)
     assert graph.clinic is None
     rows = graph.rows()
     assert await rows.get(Pharmacy, pharmacy.id) is graph.pharmacy

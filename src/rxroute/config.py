@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     #: briefly). 24: against a platform answering in 100 ms a real worker swept 100,000 quiet
     #: ones in 9.3 minutes, where 16 took 13.6 (17.8 before batches overlapped) and so left
     #: no room for a slower platform (bench/bench_reconcile.py --sweep worker,
-    #: docs/operations.md "Reconciliation at 100,000").
+    #: docs/performance.md "Reconciliation at 100,000").
     reconcile_concurrency: int = Field(default=24, ge=1, le=64)
     #: One reconciliation run sweeps batch after batch until nothing is due or this is spent.
     reconcile_budget_seconds: float = Field(default=50.0, gt=0)

@@ -6,7 +6,7 @@ goes on to the next batch until none are due or ``RXROUTE_RECONCILE_BUDGET_SECON
 so throughput is set by the platform's latency, not by a fixed count per run. The next batch
 is read while the current one's polls are in flight (:data:`BATCHES_IN_FLIGHT`), and its polls
 queue behind them for the same slots, so no slot waits for a batch's slowest answer, its
-quiet stamps or the next read (docs/operations.md, "Reconciliation at 100,000").
+quiet stamps or the next read (docs/performance.md, "Reconciliation at 100,000").
 
 Every candidate read is moved along, so one run never reads it twice and failures cannot
 starve the rest: a successful poll stamps ``last_provider_update_at`` (next due after

@@ -30,7 +30,7 @@ async def test_the_client_it_owns_uses_them() -> None:
 
 
 def test_at_the_defaults_every_reconciliation_poll_keeps_its_connection() -> None:
-    """The default of 24 polls in flight (docs/operations.md, "Reconciliation at 100,000")
+    """The default of 24 polls in flight (docs/performance.md, "Reconciliation at 100,000")
     is above httpx's 20 kept alive: the job slots and the polls are all kept, so a sweep
     does not close a connection per answer and open one per poll."""
     settings = _settings()

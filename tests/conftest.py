@@ -15,21 +15,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rxroute.auth import passwords
 from rxroute.config import Settings
 from rxroute.db import migrate
 from rxroute.db.scratch import create_scratch_database, drop_scratch_database
 from rxroute.runtime import Runtime, start_runtime, stop_runtime
-
-TABLES = (
-    "patient_notifications, idempotency_keys, formulary_items, invitations, api_clients, "
-    "event_deliveries, outbox_events, event_endpoints, "
-    "prescription_status_events, delivery_attempts, inbound_webhook_events, "
-    "prescription_items, prescriptions, users, patients, pharmacies, prescribers, clinics, "
-    "procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"
-)
+from tests import db_reset
 
 
 def create_test_database(prefix: str = "rxroute_test") -> tuple[str, str]:
@@ -42,6 +39,24 @@ def create_test_database(prefix: str = "rxroute_test") -> tuple[str, str]:
 
 def drop_test_database(url: str, admin_url: str) -> None:
     drop_scratch_database(url, admin_url)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hash and check passwords at argon2-cffi's cheapest profile, made for tests.
+
+    At rxroute's real cost (RFC 9106's recommendation) a hash or a check takes about 0.1 s
+    of CPU. The fixtures make a few users per test and sign one in, so that cost was most of
+    the suite's setup time (0.5 of the 0.9 s a support-page test took to set up). A hash
+    records its own parameters, and a check uses them, so a cheap hash signs in anywhere,
+    also in the web processes the slow tests start (which store a real-cost hash when it
+    signs in, as after a parameter change). Tests about the cost itself or the rehash are
+    marked ``real_password_cost`` and keep the real one.
+    """
+    if request.node.get_closest_marker("real_password_cost") is None:
+        monkeypatch.setattr(passwords, "_hasher", PasswordHasher.from_parameters(CHEAPEST))
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +73,7 @@ def _fresh_sign_in_limiter() -> Iterator[None]:
 def database_url() -> Iterator[str]:
     url, admin = create_test_database()
     migrate.upgrade(url)
+    db_reset.install(url)
     yield url
     drop_test_database(url, admin)
 
@@ -76,9 +92,9 @@ async def runtime(settings: Settings, database_url: str) -> AsyncIterator[Runtim
 
 @pytest.fixture
 async def db(runtime: Runtime) -> Runtime:
-    """The runtime over an emptied database (every table truncated before the test)."""
+    """The runtime over an emptied database (every row deleted before the test: db_reset)."""
     async with runtime.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        await connection.execute(text(db_reset.RESET))
     return runtime
 
 
@@ -89,11 +105,24 @@ async def session(db: Runtime) -> AsyncIterator[AsyncSession]:
         yield active
 
 
-@pytest.fixture
-async def client(db: Runtime, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(scope="session")
+def web_app(settings: Settings) -> FastAPI:
+    """One app for every test of the session that uses ``client``.
+
+    Building one takes about 0.13 s (FastAPI resolves every route's dependencies), which
+    was most of a short test's run. Sharing it is safe: ``ASGITransport`` runs no lifespan,
+    the app's own state is fixed when it is built, and the one limiter it consults is reset
+    before each test (``_fresh_sign_in_limiter``). A test that needs other settings builds
+    its own with ``create_app``.
+    """
     from rxroute.app import create_app
 
-    transport = httpx.ASGITransport(app=create_app(settings))
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(db: Runtime, web_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=web_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://rxroute.test") as api:
         yield api
 

@@ -211,6 +211,7 @@ async def test_inactive_account_costs_the_same_and_gets_the_same_answer(
     assert len(argon2_calls) == 1
 
 
+@pytest.mark.real_password_cost
 async def test_password_is_rehashed_when_argon2_parameters_change(
     client: httpx.AsyncClient, session: AsyncSession, admin: User
 ) -> None:

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.prescriptions import repository
 from rxroute.runtime import Runtime
 from rxroute.support import search as support_search
-from tests.conftest import TABLES
 from tests.db import volume
 from tests.db.volume import QUERIES, Query, patient_user, reconcile
+from tests.db_reset import TABLES
 
 PRESCRIPTIONS = 40_000
 EVENTS_PER = 3

@@ -11,11 +11,13 @@ foreign keys lead to one of them):
 
 - it deletes every row, with ``session_replication_role = replica`` for the one transaction,
   so that neither the foreign keys between the tables (some point both ways) nor the
-  append-only triggers stand in the way, as they did not for ``TRUNCATE``;
+  append-only triggers stand in the way, as they did not for ``TRUNCATE`` (setting it needs
+  a superuser: the tests' role is one, on CI's server and on the embedded one);
 - it restarts their sequences, as ``RESTART IDENTITY`` did;
 - it falls back to ``TRUNCATE`` once the rows deleted since the last one pass
-  :data:`TRUNCATE_AFTER_ROWS`. Deleted rows stay in the tables until a vacuum, and the test
-  server runs none, so without the fallback the tables would keep growing over a session.
+  :data:`TRUNCATE_AFTER_ROWS`. Deleted rows stay in the tables until a vacuum, which a test
+  server may never run (CI's has autovacuum off), so without the fallback the tables would
+  keep growing over a session.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ def _cheap_password_hashing(
     of CPU. The fixtures make a few users per test and sign one in, so that cost was most of
     the suite's setup time (0.5 of the 0.9 s a support-page test took to set up). A hash
     records its own parameters, and a check uses them, so a cheap hash signs in anywhere,
-    also in the web processes the slow tests start (where a sign-in then stores a
-    real-cost hash, as after a change of parameters). Tests about the cost itself or the rehash are
+    also in the web processes the slow tests start (where a sign-in then stores a real-cost
+    hash, as after a change of parameters). Tests about the cost itself or the rehash are
     marked ``real_password_cost`` and keep the real one.
     """
     if request.node.get_closest_marker("real_password_cost") is None:

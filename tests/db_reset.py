@@ -17,7 +17,8 @@ foreign keys lead to one of them):
 - it falls back to ``TRUNCATE`` once the rows deleted since the last one pass
   :data:`TRUNCATE_AFTER_ROWS`. Deleted rows stay in the tables until a vacuum, which a test
   server may never run (CI's has autovacuum off), so without the fallback the tables would
-  keep growing over a session.
+  keep growing over a session. It truncates at once when asked (:data:`TRUNCATE`), after a
+  test that loaded more rows than deleting them is worth.
 """
 
 from __future__ import annotations
@@ -28,17 +29,35 @@ import psycopg
 from psycopg import sql
 
 TABLES = (
-    "patient_notifications, idempotency_keys, formulary_items, invitations, api_clients, "
-    "event_deliveries, outbox_events, event_endpoints, "
-    "prescription_status_events, delivery_attempts, inbound_webhook_events, "
-    "prescription_items, prescriptions, users, patients, pharmacies, prescribers, clinics, "
-    "procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"
+    "patient_notifications",
+    "idempotency_keys",
+    "formulary_items",
+    "invitations",
+    "api_clients",
+    "event_deliveries",
+    "outbox_events",
+    "event_endpoints",
+    "prescription_status_events",
+    "delivery_attempts",
+    "inbound_webhook_events",
+    "prescription_items",
+    "prescriptions",
+    "users",
+    "patients",
+    "pharmacies",
+    "prescribers",
+    "clinics",
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
 )
 
 #: About a tenth of a second of deleting, and the dead rows of a few hundred ordinary tests.
 TRUNCATE_AFTER_ROWS = 20_000
 
 RESET = "SELECT rxroute_tests.reset()"
+#: The same, truncating at once: after a test that loaded more rows than deleting is worth.
+TRUNCATE = "SELECT rxroute_tests.reset(truncate_now => true)"
 
 _EMPTIED = """
 WITH RECURSIVE emptied(table_oid) AS (
@@ -66,7 +85,8 @@ _FUNCTION = """
 CREATE SCHEMA rxroute_tests;
 CREATE TABLE rxroute_tests.deleted_since_truncate (row_count bigint NOT NULL);
 INSERT INTO rxroute_tests.deleted_since_truncate VALUES (0);
-CREATE FUNCTION rxroute_tests.reset() RETURNS text LANGUAGE plpgsql AS $reset$
+CREATE FUNCTION rxroute_tests.reset(truncate_now boolean DEFAULT false)
+RETURNS text LANGUAGE plpgsql AS $reset$
 DECLARE
     tables text[] := {tables};
     sequences text[] := {sequences};
@@ -74,19 +94,21 @@ DECLARE
     deleted bigint;
     owed bigint := 0;
 BEGIN
-    PERFORM set_config('session_replication_role', 'replica', true);
-    FOREACH name IN ARRAY tables LOOP
-        EXECUTE format('DELETE FROM %s', name);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        owed := owed + deleted;
-    END LOOP;
-    FOREACH name IN ARRAY sequences LOOP
-        PERFORM setval(name, 1, false);
-    END LOOP;
-    UPDATE rxroute_tests.deleted_since_truncate SET row_count = row_count + owed
-    RETURNING row_count INTO owed;
-    IF owed < {threshold} THEN
-        RETURN 'deleted';
+    IF NOT truncate_now THEN
+        PERFORM set_config('session_replication_role', 'replica', true);
+        FOREACH name IN ARRAY tables LOOP
+            EXECUTE format('DELETE FROM %s', name);
+            GET DIAGNOSTICS deleted = ROW_COUNT;
+            owed := owed + deleted;
+        END LOOP;
+        FOREACH name IN ARRAY sequences LOOP
+            PERFORM setval(name, 1, false);
+        END LOOP;
+        UPDATE rxroute_tests.deleted_since_truncate SET row_count = row_count + owed
+        RETURNING row_count INTO owed;
+        IF owed < {threshold} THEN
+            RETURN 'deleted';
+        END IF;
     END IF;
     EXECUTE format('TRUNCATE %s RESTART IDENTITY', array_to_string(tables, ', '));
     UPDATE rxroute_tests.deleted_since_truncate SET row_count = 0;
@@ -98,8 +120,7 @@ $reset$;
 
 def emptied_tables(connection: psycopg.Connection[Any]) -> list[str]:
     """:data:`TABLES` and every table whose foreign keys lead to one of them."""
-    named = [name.strip() for name in TABLES.split(",")]
-    return [row[0] for row in connection.execute(_EMPTIED, {"tables": named})]
+    return [row[0] for row in connection.execute(_EMPTIED, {"tables": list(TABLES)})]
 
 
 def install(database_url: str) -> None:

@@ -18,15 +18,14 @@ def test_it_empties_exactly_the_tables_truncate_cascade_emptied(database_url: st
     notices: list[str] = []
     with psycopg.connect(database_url) as connection:
         connection.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
-        connection.execute(f"TRUNCATE {db_reset.TABLES} CASCADE")
+        connection.execute(f"TRUNCATE {', '.join(db_reset.TABLES)} CASCADE")
         connection.rollback()
         emptied = set(db_reset.emptied_tables(connection))
     cascaded = {
         message.removeprefix("truncate cascades to table ").strip('"') for message in notices
     }
-    named = {name.strip() for name in db_reset.TABLES.split(",")}
     assert cascaded, "expected TRUNCATE to cascade to at least one table"
-    assert emptied == named | cascaded
+    assert emptied == set(db_reset.TABLES) | cascaded
 
 
 async def test_rows_go_sequences_restart_and_append_only_tables_are_emptied(
@@ -69,6 +68,18 @@ async def test_it_truncates_once_the_deleted_rows_pass_the_bound(
         await session.commit()
     with psycopg.connect(database_url, autocommit=True) as connection:
         assert connection.execute(db_reset.RESET).fetchone() == ("truncated",)
+        left = connection.execute("SELECT row_count FROM rxroute_tests.deleted_since_truncate")
+        assert left.fetchone() == (0,)
+        assert connection.execute("SELECT count(*) FROM clinics").fetchone() == (0,)
+
+
+async def test_asked_to_truncate_it_truncates_at_once(db: Runtime, database_url: str) -> None:
+    async with db.sessionmaker() as session:
+        await factories.make_clinic(session)
+        await session.commit()
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("UPDATE rxroute_tests.deleted_since_truncate SET row_count = 5")
+        assert connection.execute(db_reset.TRUNCATE).fetchone() == ("truncated",)
         left = connection.execute("SELECT row_count FROM rxroute_tests.deleted_since_truncate")
         assert left.fetchone() == (0,)
         assert connection.execute("SELECT count(*) FROM clinics").fetchone() == (0,)

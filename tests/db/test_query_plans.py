@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rxroute.prescriptions import repository
 from rxroute.runtime import Runtime
 from rxroute.support import search as support_search
+from tests import db_reset
 from tests.db import volume
 from tests.db.volume import QUERIES, Query, patient_user, reconcile
-from tests.db_reset import TABLES
 
 PRESCRIPTIONS = 40_000
 EVENTS_PER = 3
@@ -35,7 +35,7 @@ WATCHED = frozenset({"prescriptions", "patients", "prescription_status_events"})
 
 async def _truncate(runtime: Runtime) -> None:
     async with runtime.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        await connection.execute(text(db_reset.TRUNCATE))
 
 
 @pytest.fixture(scope="module")
